@@ -1,0 +1,60 @@
+"""Shared fixtures: a small synthetic archive written once per test session."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from sentinel2_l1c import utils
+from sentinel2_l1c.lab.schedule import Acquisition
+from sentinel2_l1c.lab.synthetic import ProductWriter, SyntheticOptions, generate
+
+
+@dataclass(frozen=True)
+class Archive:
+    """Synthetic products on disk with the options and acquisitions that made them."""
+
+    root: Path
+    options: SyntheticOptions
+    acquisitions: list[Acquisition]
+    writer: ProductWriter
+
+    def path_of(self, acquisition: Acquisition) -> Path:
+        return self.root / acquisition.safe_name.cdse_path
+
+
+# Scale 30: 366/183/61 px at 10/20/60 m, so a product takes a fraction of a second.
+SMALL_ARCHIVE = SyntheticOptions(
+    tile="35VLH",
+    start=date(2024, 5, 1),
+    end=date(2024, 7, 1),
+    interval_days=4,
+    scale=30,
+    seed=7,
+    duplicates=3,
+    cloudy_share=0.5,
+)
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    root = tmp_path_factory.mktemp("eodata")
+    paths = list(generate(SMALL_ARCHIVE, root, show_progress=False))
+    acquisitions = SMALL_ARCHIVE.acquisitions()
+    assert len(paths) == len(acquisitions)
+    return Archive(root, SMALL_ARCHIVE, acquisitions, ProductWriter(SMALL_ARCHIVE))
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's DSLAB_* variables or .env file, nor another test's."""
+    for name in list(os.environ):
+        if name.startswith("DSLAB_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(utils, "_loaded_env_files", set())
+    monkeypatch.setattr(utils, "_unresolved_refs", {})
+    monkeypatch.chdir(tmp_path)
