@@ -1,23 +1,39 @@
 """The whole workflow on the offline lab, in one command: ``python -m sentinel2_l1c.demo``.
 
 Creates a lab folder (default ``./lab``) with a small synthetic tile-year standing in for
-CDSE's archive, checks it can be read back, and says what it made. Reruns reuse what is
-already there. Nothing outside the lab folder is touched.
+CDSE's archive, starts the local CDSE (SeaweedFS bucket ``eodata`` and a STAC API) and runs
+the year intake against it into the lab's network drive, then says what it made. Servers
+run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
+folder is touched (the lab has its own AWS config files).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from .errors import InputDataError
+from .intake_cdse_s3 import IntakeOptions, run_intake
+from .intake_cdse_s3_year import day_windows
+from .lab.cdse import LocalCdse
 from .lab.layout import lab_environment, source_root
 from .lab.synthetic import SyntheticOptions, generate
 from .safe import list_products
-from .utils import atomic_write_text, new_parser, options_from_args, run_cli
+from .utils import (
+    atomic_write_text,
+    cdse_profile,
+    new_parser,
+    options_from_args,
+    run_cli,
+    stac_url,
+    storage_path,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,45 @@ def make_source(
     return len(written), len(products), size
 
 
+@contextlib.contextmanager
+def environment(settings: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def intake(options: DemoOptions, show_progress: bool) -> list[str]:
+    """Start the local CDSE and run the year intake against it, as against the real one."""
+    lines = []
+    with LocalCdse(options.lab, source_root(options.lab)) as cdse:
+        assert cdse.stac is not None
+        lines.append(
+            f"local CDSE: S3 bucket eodata at {cdse.store.endpoint} (SeaweedFS), "
+            f"STAC API at {cdse.stac.url}"
+        )
+        with environment(cdse.environment()):
+            intake_options = IntakeOptions(
+                tile=options.tile,
+                windows=tuple(day_windows(options.year, options.year + 1)),
+                safe_root=storage_path("network", "safe"),
+                stac_url=stac_url(),
+                profile=cdse_profile(),
+            )
+            summary = run_intake(intake_options, show_progress)
+    lines += [
+        f"intake_cdse_s3_year → {intake_options.safe_root}: {line}" for line in summary.lines()
+    ]
+    return lines
+
+
 def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     """Run the demo steps; returns the lines of its report."""
     synthetic = synthetic_options(options)
@@ -86,6 +141,8 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
         f"({time.perf_counter() - started:.0f} s)"
     )
     report.append(f"lab settings: {write_lab_env(options.lab)}")
+    with environment(lab_environment(options.lab)):
+        report += intake(options, show_progress)
     return report
 
 

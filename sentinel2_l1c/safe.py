@@ -256,6 +256,12 @@ class SafeProduct:
         return self.band_paths[band]
 
 
+def safe_folders(safe_root: Path, year: int | None = None) -> list[Path]:
+    """Every ``*.SAFE`` folder under a SAFE root in CDSE layout (names unchecked, duplicates kept)."""
+    year_glob = str(year) if year is not None else "[0-9][0-9][0-9][0-9]"
+    return sorted(Path(safe_root).glob(f"{CDSE_PREFIX}/{year_glob}/[0-9][0-9]/[0-9][0-9]/*.SAFE"))
+
+
 def product_paths(safe_root: Path, tile: str | None = None, year: int | None = None) -> list[Path]:
     """Product folders under ``safe_root`` (CDSE layout), duplicates resolved, by time.
 
@@ -267,9 +273,8 @@ def product_paths(safe_root: Path, tile: str | None = None, year: int | None = N
         raise InputDataError(
             f"SAFE root {root} does not exist: set DSLAB_S2L1C_NETWORK_SAFE_PATH or run intake"
         )
-    year_glob = str(year) if year is not None else "[0-9][0-9][0-9][0-9]"
     names: dict[str, Path] = {}
-    for folder in sorted(root.glob(f"{CDSE_PREFIX}/{year_glob}/[0-9][0-9]/[0-9][0-9]/*.SAFE")):
+    for folder in safe_folders(root, year):
         try:
             name = SafeName.parse(folder.name)
         except InputDataError:

@@ -360,6 +360,9 @@ def configure_logging(level: str = "INFO", quiet: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
+    if level != "DEBUG":  # their INFO lines (credential lookups, connections) are noise here
+        for name in ("botocore", "boto3", "s3transfer", "urllib3", "rasterio"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_cli(
@@ -380,16 +383,17 @@ def run_cli(
         return 130
 
 
-def progress_bar(total: int, label: str, enabled: bool = True) -> progressbar.ProgressBar:
-    """A progress bar on stderr; a silent one when ``enabled`` is false."""
+def progress_bar(
+    total: int, label: str, enabled: bool = True, variables: tuple[str, ...] = ()
+) -> progressbar.ProgressBar:
+    """A progress bar on stderr showing ``variables`` too; a silent one if not ``enabled``.
+
+    Set a variable with ``bar.update(count, name=value)``.
+    """
     if not enabled:
         return progressbar.NullBar(max_value=total)
-    widgets = [
-        f"{label} ",
-        progressbar.Counter(),
-        f"/{total} ",
-        progressbar.Bar(),
-        " ",
-        progressbar.ETA(),
-    ]
+    widgets: list = [f"{label} ", progressbar.Counter(), f"/{total} "]
+    for name in variables:
+        widgets += [progressbar.Variable(name, format="{formatted_value}", width=1), " "]
+    widgets += [progressbar.Bar(), " ", progressbar.ETA()]
     return progressbar.ProgressBar(max_value=total, widgets=widgets, fd=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sentinel2_l1c import utils
+from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.schedule import Acquisition
 from sentinel2_l1c.lab.synthetic import ProductWriter, SyntheticOptions, generate
 
@@ -47,6 +48,21 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     acquisitions = SMALL_ARCHIVE.acquisitions()
     assert len(paths) == len(acquisitions)
     return Archive(root, SMALL_ARCHIVE, acquisitions, ProductWriter(SMALL_ARCHIVE))
+
+
+@pytest.fixture(scope="session")
+def local_cdse(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> LocalCdse:
+    """SeaweedFS holding the archive as bucket ``eodata`` and a STAC API over it, for the session."""
+    with LocalCdse(tmp_path_factory.mktemp("cdse"), archive.root) as cdse:
+        yield cdse
+
+
+@pytest.fixture()
+def cdse_environment(local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch) -> LocalCdse:
+    """Point this test's configuration at the local CDSE."""
+    for name, value in local_cdse.environment().items():
+        monkeypatch.setenv(name, value)
+    return local_cdse
 
 
 @pytest.fixture(autouse=True)

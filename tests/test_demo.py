@@ -1,4 +1,4 @@
-"""demo: one command makes a lab with a synthetic tile-year and says what it made."""
+"""demo: one command makes a lab, runs the workflow on it and says what it made."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from sentinel2_l1c import demo
 from sentinel2_l1c.lab.layout import lab_environment, source_root
-from sentinel2_l1c.safe import list_products
+from sentinel2_l1c.safe import list_products, safe_folders
 
 
 def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,6 +20,11 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(products) == 9  # every 45 days through 2024, duplicates resolved
     assert f"{len(products)} datatakes after duplicate resolution" in out
     assert "11 L1C products" in out  # the two duplicates are there too
+    network = lab / "network" / "sentinel2_l1c_safe"
+    assert [p.path.relative_to(source_root(lab)) for p in products] == [
+        p.relative_to(network) for p in safe_folders(network)
+    ]
+    assert "intake_cdse_s3_year" in out and "9 products found, 9 downloaded" in out
     settings = dict(
         line.split("=", 1)
         for line in (lab / "lab.env").read_text().splitlines()
@@ -31,6 +36,7 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     stamp = products[0].path.joinpath("manifest.safe").stat().st_mtime_ns
     assert demo.main(argv) == 0
     assert products[0].path.joinpath("manifest.safe").stat().st_mtime_ns == stamp
+    assert "0 downloaded, 9 already complete" in capsys.readouterr().out
 
 
 def test_demo_rejects_bad_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,418 @@
+"""Copy Sentinel-2 L1C SAFE products of one tile and time range from CDSE to the network drive.
+
+Searches the STAC API (``DSLAB_S2L1C_STAC_URL``, default CDSE's) for the tile, keeps one
+product per datatake, and downloads each SAFE folder from S3 (boto3 profile
+``DSLAB_S2L1C_CDSE_PROFILE``, default ``cdse``) into ``$DSLAB_S2L1C_NETWORK_SAFE_PATH`` in CDSE
+layout, with at most ``--connections`` concurrent requests (CDSE allows 4).
+
+A product is fetched into ``.<name>.SAFE.partial`` beside its final place and renamed when
+every object is there with the right size, so a product folder that exists is complete. A
+rerun skips complete products and resumes partial ones file by file. A product listed in
+STAC but absent from S3 is reported and skipped; the run then ends with exit code 1.
+
+    python -m sentinel2_l1c.intake_cdse_s3 --tile_id 35VLH \\
+        --time_start 2024-02-21T00:00:00Z --time_end 2024-02-22T00:00:00Z
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pystac_client import Client
+from pystac_client.stac_api_io import StacApiIO
+
+from .errors import ConfigError, InputDataError, RemoteError
+from .remote import RetryPolicy, call_with_retries, s3_client
+from .safe import SafeName, parse_utc, resolve_duplicates
+from .utils import (
+    cdse_profile,
+    env_int,
+    new_parser,
+    parse_tile_id,
+    progress_bar,
+    remove_tree,
+    run_cli,
+    stac_url,
+    storage_path,
+    temp_sibling,
+)
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "sentinel-2-l1c"
+DEFAULT_CONNECTIONS = 4  # CDSE's quota of concurrent connections
+PAGE_SIZE = 100
+CHUNK = 1 << 20
+Window = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class ProductSource:
+    """Where one product's SAFE folder lives in S3."""
+
+    name: SafeName
+    bucket: str
+    prefix: str  # key of the SAFE folder, without a trailing slash
+
+
+def source_from_item(item: dict[str, Any]) -> ProductSource:
+    """The S3 location of a STAC item's SAFE folder: its ``enclosure`` link, else an asset."""
+    hrefs = [link["href"] for link in item.get("links", []) if link.get("rel") == "enclosure"]
+    hrefs += [asset["href"] for asset in item.get("assets", {}).values()]
+    for href in hrefs:
+        if href.startswith("s3://") and ".SAFE" in href:
+            bucket, _, key = href.removeprefix("s3://").partition("/")
+            prefix = key[: key.index(".SAFE") + len(".SAFE")]
+            return ProductSource(SafeName.parse(PurePosixPath(prefix).name), bucket, prefix)
+    raise InputDataError(f"STAC item {item.get('id')!r} has no s3:// link to a SAFE folder")
+
+
+@dataclass(frozen=True)
+class IntakeOptions:
+    tile: str
+    windows: tuple[Window, ...]
+    safe_root: Path
+    stac_url: str
+    profile: str
+    connections: int = DEFAULT_CONNECTIONS
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tile", parse_tile_id(self.tile))
+        if self.connections < 1:
+            raise ConfigError(f"connections must be at least 1, got {self.connections}")
+        for start, end in self.windows:
+            if end <= start:
+                raise ConfigError(
+                    f"time_end {end.isoformat()} must be after time_start {start.isoformat()}"
+                )
+
+
+@dataclass
+class IntakeSummary:
+    found: int = 0
+    downloaded: int = 0
+    skipped: int = 0
+    missing: list[str] = field(default_factory=list)
+    bytes: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        rate = self.bytes / 1e6 / self.seconds if self.seconds else 0.0
+        text = [
+            f"{self.found} products found, {self.downloaded} downloaded, {self.skipped} already "
+            f"complete, {len(self.missing)} missing from S3",
+            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({rate:.1f} MB/s), "
+            f"{self.requests} S3 requests",
+        ]
+        return text + [f"missing from S3: {name}" for name in self.missing]
+
+
+# --------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------
+
+
+def search_products(
+    url: str,
+    tile: str,
+    windows: Sequence[Window],
+    retry: RetryPolicy,
+    show_progress: bool = False,
+) -> list[ProductSource]:
+    """Products of ``tile`` in the time ``windows`` (start included, end excluded), one per datatake."""
+    io = StacApiIO(max_retries=0, timeout=60)  # call_with_retries is the retry layer
+    client = call_with_retries(f"STAC API {url}", lambda: Client.open(url, stac_io=io), retry)
+    found: dict[str, ProductSource] = {}
+    with progress_bar(len(windows), "searching", enabled=show_progress and len(windows) > 1) as bar:
+        for number, (start, end) in enumerate(windows, 1):
+            items = call_with_retries(
+                f"STAC search {url}", lambda s=start, e=end: _search(client, tile, s, e), retry
+            )
+            for item in items:
+                source = source_from_item(item)
+                if source.name.tile == tile:
+                    found[source.name.name] = source
+            bar.update(number)
+    return [found[name.name] for name in resolve_duplicates(s.name for s in found.values())]
+
+
+def _search(client: Client, tile: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    search = client.search(
+        collections=[COLLECTION],
+        datetime=[start, end],
+        filter={"op": "=", "args": [{"property": "grid:code"}, f"MGRS-{tile}"]},
+        filter_lang="cql2-json",
+        limit=PAGE_SIZE,
+    )
+    items = list(search.items_as_dicts())
+    # STAC intervals include their end; ours exclude it.
+    return [i for i in items if start <= parse_utc(i["properties"]["datetime"]) < end]
+
+
+# --------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------
+
+
+class ProductDownloader:
+    """Downloads SAFE folders from S3 into a SAFE root, atomically per product."""
+
+    def __init__(self, client: Any, safe_root: Path, connections: int, retry: RetryPolicy) -> None:
+        self.client = client
+        self.safe_root = Path(safe_root)
+        self.connections = connections
+        self.retry = retry
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def target(self, source: ProductSource) -> Path:
+        return self.safe_root / source.name.cdse_path
+
+    def download_all(
+        self, sources: Sequence[ProductSource], done: Callable[[ProductSource, str, int], None]
+    ) -> None:
+        """Fetch every product not yet complete, objects of all products through one pool.
+
+        One pool keeps all connections busy across product boundaries; products are still
+        finished (checked, renamed into place) in order. ``done(source, outcome, bytes)`` is
+        called per product with outcome "downloaded", "skipped" or "missing".
+        """
+        pending = []
+        for source in sources:
+            if self.target(source).is_dir():
+                done(source, "skipped", 0)
+            else:
+                pending.append(source)
+        pool = ThreadPoolExecutor(self.connections)
+        try:
+            listings = [(source, pool.submit(self._list, source)) for source in pending]
+            queued = []
+            for source, listing in listings:
+                partial = self.target(source).with_name(f".{self.target(source).name}.partial")
+                jobs = [
+                    (key, size, partial / _relative(source, key)) for key, size in listing.result()
+                ]
+                fetches = [pool.submit(self._fetch, source.bucket, *job) for job in jobs]
+                queued.append((source, partial, jobs, fetches))
+            for source, partial, jobs, fetches in queued:
+                if not jobs:
+                    done(source, "missing", 0)
+                    continue
+                fetched = sum(fetch.result() for fetch in fetches)
+                self._finish(source, partial, jobs)
+                done(source, "downloaded", fetched)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+
+    def _finish(
+        self, source: ProductSource, partial: Path, jobs: list[tuple[str, int, Path]]
+    ) -> None:
+        """Check every object, drop leftovers of interrupted runs, rename into place."""
+        for key, size, path in jobs:
+            if not path.is_file() or path.stat().st_size != size:
+                raise RemoteError(f"s3://{source.bucket}/{key}: incomplete after download")
+        expected = {path for _, _, path in jobs}
+        for leftover in [p for p in partial.rglob("*") if p.is_file() and p not in expected]:
+            leftover.unlink()
+        os.replace(partial, self.target(source))
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _list(self, source: ProductSource) -> list[tuple[str, int]]:
+        objects: list[tuple[str, int]] = []
+        token: str | None = None
+        while True:
+            arguments = {"Bucket": source.bucket, "Prefix": f"{source.prefix}/"}
+            if token:
+                arguments["ContinuationToken"] = token
+
+            def list_page(arguments: dict[str, str] = arguments) -> dict[str, Any]:
+                self._count()
+                return self.client.list_objects_v2(**arguments)
+
+            page = call_with_retries(
+                f"list s3://{source.bucket}/{source.prefix}/", list_page, self.retry
+            )
+            objects += [
+                (o["Key"], o["Size"])
+                for o in page.get("Contents", [])
+                if not o["Key"].endswith("/")
+            ]
+            token = page.get("NextContinuationToken")
+            if not token:
+                return objects
+
+    def _fetch(self, bucket: str, key: str, size: int, path: Path) -> int:
+        """Download one object unless a complete copy is already there; returns bytes fetched."""
+        if path.is_file() and path.stat().st_size == size:
+            return 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = temp_sibling(path)
+
+        def get() -> None:
+            self._count()
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            with open(temp, "wb") as handle:
+                for chunk in body.iter_chunks(CHUNK):
+                    handle.write(chunk)
+            if temp.stat().st_size != size:
+                raise ConnectionError(f"short read: {temp.stat().st_size} of {size} bytes")
+
+        try:
+            call_with_retries(f"GET s3://{bucket}/{key}", get, self.retry)
+        except BaseException:
+            remove_tree(temp)
+            raise
+        os.replace(temp, path)
+        return size
+
+
+def _relative(source: ProductSource, key: str) -> PurePosixPath:
+    """The object's path inside the SAFE folder; keys that would escape it are refused."""
+    relative = PurePosixPath(key[len(source.prefix) + 1 :])
+    if not relative.parts or relative.is_absolute() or ".." in relative.parts:
+        raise RemoteError(f"s3://{source.bucket}/{key}: unsafe object key")
+    return relative
+
+
+def run_intake(options: IntakeOptions, show_progress: bool = True) -> IntakeSummary:
+    """Search, then download every product not yet complete; never raises for missing ones."""
+    client = s3_client(options.profile, options.connections)  # config errors before any call
+    started = time.perf_counter()
+    sources = search_products(
+        options.stac_url, options.tile, options.windows, options.retry, show_progress
+    )
+    downloader = ProductDownloader(client, options.safe_root, options.connections, options.retry)
+    summary = IntakeSummary(found=len(sources))
+    with progress_bar(len(sources), "products", show_progress, variables=("MB",)) as bar:
+        bar.update(0, MB="0 MB")
+
+        def done(source: ProductSource, outcome: str, size: int) -> None:
+            if outcome == "missing":
+                log.warning("%s is listed in STAC but missing from S3; skipped", source.name.name)
+                summary.missing.append(source.name.name)
+            elif outcome == "skipped":
+                summary.skipped += 1
+            else:
+                summary.downloaded += 1
+            summary.bytes += size
+            finished = summary.downloaded + summary.skipped + len(summary.missing)
+            bar.update(finished, MB=f"{summary.bytes / 1e6:.0f} MB")
+
+        downloader.download_all(sources, done)
+    summary.requests = downloader.requests
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def utc_time(text: str) -> datetime:
+    """argparse ``type=`` for ``YYYY-MM-DDTHH:MM:SSZ``."""
+    try:
+        value = parse_utc(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a UTC time YYYY-MM-DDTHH:MM:SSZ, got {text!r}"
+        ) from None
+    return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by both intake commands."""
+    parser.add_argument("--tile_id", default="35VLH", help="MGRS tile id.")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help=f"Concurrent S3 connections (default: $DSLAB_S2L1C_CDSE_CONNECTIONS or {DEFAULT_CONNECTIONS}, CDSE's quota).",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="SAFE root to download into (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
+    )
+
+
+def options_for(args: argparse.Namespace, windows: Iterable[Window]) -> IntakeOptions:
+    """Options from arguments and configuration; everything is checked before any network call."""
+    connections = args.connections
+    if connections is None:
+        connections = env_int("DSLAB_S2L1C_CDSE_CONNECTIONS", DEFAULT_CONNECTIONS, minimum=1)
+    return IntakeOptions(
+        tile=args.tile_id,
+        windows=tuple(windows),
+        safe_root=args.output or storage_path("network", "safe"),
+        stac_url=stac_url(),
+        profile=cdse_profile(),
+        connections=connections,
+    )
+
+
+def report(summary: IntakeSummary) -> int:
+    """Print the summary; exit code 1 when products were missing from S3."""
+    for line in summary.lines():
+        print(line)
+    if summary.missing:
+        print(
+            f"error: {len(summary.missing)} product(s) listed in STAC are missing from S3",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "Download Sentinel-2 L1C SAFE products of one tile and time range from CDSE "
+        "(STAC search, S3 download) to the network drive.",
+        prog="python -m sentinel2_l1c.intake_cdse_s3",
+    )
+    parser.add_argument(
+        "--time_start",
+        type=utc_time,
+        default=utc_time("2024-02-21T00:00:00Z"),
+        help="Start time (UTC), included.",
+    )
+    parser.add_argument(
+        "--time_end",
+        type=utc_time,
+        default=utc_time("2024-02-22T00:00:00Z"),
+        help="End time (UTC), excluded.",
+    )
+    add_common_arguments(parser)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    options = options_for(args, [(args.time_start, args.time_end)])
+    return report(run_intake(options, show_progress=not args.quiet))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

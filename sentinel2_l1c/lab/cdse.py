@@ -1,0 +1,126 @@
+"""The lab's stand-in for the Copernicus Data Space Ecosystem: S3 bucket ``eodata`` + STAC API.
+
+SeaweedFS serves the synthetic products under ``eodata`` in CDSE's key layout, and the STAC
+API indexes every product of the source folder (duplicates included, as CDSE lists them).
+``environment()`` gives the variables that point the intake modules at it: they use the
+same profile name (``cdse``) and code path as against the real CDSE; only endpoints differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..safe import SafeName, SafeProduct, safe_folders
+from .layout import LAB_S3_PROFILE
+from .object_store import Identity, SeaweedFS, write_aws_files
+from .stac_api import SOURCE_BUCKET, StacApi
+
+log = logging.getLogger(__name__)
+
+CDSE_PROFILE = "cdse"
+ADMIN_PROFILE = "dslab-lab-admin"
+UPLOAD_THREADS = 8
+
+
+class LocalCdse:
+    """Start with ``with LocalCdse(lab, source) as cdse:``; stops its servers on exit."""
+
+    def __init__(self, lab: Path, source_root: Path) -> None:
+        self.lab = Path(lab)
+        self.source_root = Path(source_root)
+        self.admin = Identity("admin", ("Admin", "Read", "Write", "List", "Tagging"))
+        self.cdse_user = Identity("cdse", (f"Read:{SOURCE_BUCKET}", f"List:{SOURCE_BUCKET}"))
+        self.storage_user = Identity("storage", ("Admin", "Read", "Write", "List", "Tagging"))
+        self.store = SeaweedFS(
+            self.lab / "seaweedfs", [self.admin, self.cdse_user, self.storage_user]
+        )
+        self.stac: StacApi | None = None
+        self.aws_environment: dict[str, str] = {}
+
+    def start(self) -> LocalCdse:
+        self.store.start()
+        try:
+            self.aws_environment = write_aws_files(
+                self.lab / "aws",
+                self.store.endpoint,
+                {
+                    CDSE_PROFILE: self.cdse_user,
+                    LAB_S3_PROFILE: self.storage_user,
+                    ADMIN_PROFILE: self.admin,
+                },
+            )
+            folders = safe_folders(self.source_root)
+            self.publish(folders)
+            self.stac = StacApi.from_products(SafeProduct.from_path(f) for f in folders).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.stac is not None:
+            self.stac.stop()
+            self.stac = None
+        self.store.stop()
+
+    def __enter__(self) -> LocalCdse:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point intake (and boto3, s3fs, GDAL) at this stand-in."""
+        assert self.stac is not None, "start() first"
+        return {
+            **self.aws_environment,
+            "DSLAB_S2L1C_STAC_URL": self.stac.url,
+            "DSLAB_S2L1C_CDSE_PROFILE": CDSE_PROFILE,
+        }
+
+    def admin_client(self):  # -> botocore S3 client
+        return self.store.client(self.admin)
+
+    def publish(self, folders: list[Path]) -> None:
+        """Upload product folders to ``eodata`` in CDSE layout, skipping objects already there."""
+        client = self.admin_client()
+        if SOURCE_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=SOURCE_BUCKET)
+        present = {
+            obj["Key"]: obj["Size"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=SOURCE_BUCKET)
+            for obj in page.get("Contents", [])
+        }
+        uploads = [
+            (path, path.relative_to(self.source_root).as_posix())
+            for folder in folders
+            for path in sorted(folder.rglob("*"))
+            if path.is_file()
+        ]
+        uploads = [(p, k) for p, k in uploads if present.get(k) != p.stat().st_size]
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            list(
+                pool.map(
+                    lambda job: client.upload_file(str(job[0]), SOURCE_BUCKET, job[1]), uploads
+                )
+            )
+        log.info(
+            "published %d objects of %d products to %s", len(uploads), len(folders), SOURCE_BUCKET
+        )
+
+    def remove_product(self, name: SafeName) -> int:
+        """Delete a product's objects (CDSE sometimes lists products it does not hold)."""
+        client = self.admin_client()
+        prefix = f"{name.cdse_path}/"
+        keys = [
+            obj["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=SOURCE_BUCKET, Prefix=prefix
+            )
+            for obj in page.get("Contents", [])
+        ]
+        for key in keys:
+            client.delete_object(Bucket=SOURCE_BUCKET, Key=key)
+        return len(keys)

