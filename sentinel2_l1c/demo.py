@@ -2,7 +2,8 @@
 
 Creates a lab folder (default ``./lab``) with a small synthetic tile-year standing in for
 CDSE's archive, starts the local CDSE (SeaweedFS bucket ``eodata`` and a STAC API) and runs
-the year intake against it into the lab's network drive, then says what it made. Servers
+the year intake against it into the lab's network drive, converts the intaken products to
+COG, Zarr, sharded Zarr and zipped Zarr, then says what it made. Servers
 run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
 folder is touched (the lab has its own AWS config files).
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from . import convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
 from .errors import InputDataError
 from .intake_cdse_s3 import IntakeOptions, run_intake
 from .intake_cdse_s3_year import day_windows
@@ -126,6 +128,33 @@ def intake(options: DemoOptions, show_progress: bool) -> list[str]:
     return lines
 
 
+def convert(show_progress: bool) -> list[str]:
+    """Convert the lab's network SAFE copy to COG, Zarr, sharded Zarr and zipped Zarr."""
+    safe_root = storage_path("network", "safe")
+    lines = convert_safe_to_cog.convert(
+        convert_safe_to_cog.CogOptions(safe_root, storage_path("network", "cog")), show_progress
+    )
+    for fmt in ("zarr", "zarr_sharded"):
+        zarr_options = convert_safe_to_zarr.ZarrOptions(
+            safe_root, storage_path("network", fmt), sharded=fmt == "zarr_sharded"
+        )
+        lines += convert_safe_to_zarr.convert(zarr_options, show_progress).lines()
+    lines.append(
+        zip_zarr.zip_store(
+            storage_path("network", "zarr"), storage_path("network", "zipzarr"), show_progress
+        )
+    )
+    for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr"):
+        files, size = _tree_size(storage_path("network", fmt))
+        lines.append(f"network {fmt}: {files} files, {size / 1e6:.0f} MB")
+    return lines
+
+
+def _tree_size(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
 def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     """Run the demo steps; returns the lines of its report."""
     synthetic = synthetic_options(options)
@@ -143,6 +172,7 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     report.append(f"lab settings: {write_lab_env(options.lab)}")
     with environment(lab_environment(options.lab)):
         report += intake(options, show_progress)
+        report += convert(show_progress)
     return report
 
 

@@ -16,7 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import rasterio
 from affine import Affine
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
 
 from .errors import InputDataError
 from .utils import BANDS, RESOLUTIONS
@@ -252,8 +255,21 @@ class SafeProduct:
     def grid(self, resolution: int) -> Grid:
         return self.grids[resolution]
 
+    def read_bands(self, bands: Iterable[str], window: Window | None = None) -> np.ndarray:
+        """Decode ``bands`` (same resolution) within ``window`` as (band, y, x) uint16."""
+        return np.stack([read_band(self.band_paths[band], window) for band in bands])
+
     def band_path(self, band: str) -> Path:
         return self.band_paths[band]
+
+
+def read_band(path: Path, window: Window | None = None) -> np.ndarray:
+    """Decode one band file (or a window of it); InputDataError names a file that fails."""
+    try:
+        with rasterio.open(path) as dataset:
+            return dataset.read(1, window=window)
+    except RasterioError as err:
+        raise InputDataError(f"{path}: cannot read JP2 ({err})") from err
 
 
 def safe_folders(safe_root: Path, year: int | None = None) -> list[Path]:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import dotenv
 import progressbar
@@ -49,6 +49,11 @@ class BandGroup:
     resolution: int
     #: Zarr chunk shape (time, band, y, x).
     chunks: tuple[int, int, int, int]
+    #: Side in pixels of a sharded Zarr shard, also the block a conversion task writes: a
+    #: multiple of the chunk side and of ESA's JP2 tile side (1024/640/192), so every JP2
+    #: tile is decoded once and every chunk or shard is written once. Shards span one time
+    #: chunk, so appending dates rewrites at most the last partial shard.
+    block: int
 
     @property
     def name(self) -> str:
@@ -59,13 +64,17 @@ class BandGroup:
             raise ValueError(f"{self.name}: band chunk must hold all {len(self.bands)} bands")
         if self.resolution not in RESOLUTIONS:
             raise ValueError(f"{self.name}: unknown resolution {self.resolution}")
+        if self.block % self.chunks[2] or self.block % self.chunks[3]:
+            raise ValueError(f"{self.name}: block {self.block} must be a multiple of the chunks")
 
 
 #: Chunk sizes grow in time as resolution falls, so chunks stay a few MB at every resolution.
+#: A full-size tile-year of 192 dates has 4840 + 2420 + 675 plain chunks, and
+#: 10·6² + 5·5² + 3·3² = 512 shards.
 BAND_GROUPS: tuple[BandGroup, ...] = (
-    BandGroup(("B02", "B03", "B04", "B08"), 10, (20, 4, 512, 512)),
-    BandGroup(("B05", "B06", "B07", "B8A", "B11", "B12"), 20, (40, 6, 256, 256)),
-    BandGroup(("B01", "B09", "B10"), 60, (80, 3, 128, 128)),
+    BandGroup(("B02", "B03", "B04", "B08"), 10, (20, 4, 512, 512), block=2048),
+    BandGroup(("B05", "B06", "B07", "B8A", "B11", "B12"), 20, (40, 6, 256, 256), block=1280),
+    BandGroup(("B01", "B09", "B10"), 60, (80, 3, 128, 128), block=768),
 )
 BAND_GROUP_NAMES: tuple[str, ...] = tuple(group.name for group in BAND_GROUPS)
 
@@ -304,6 +313,66 @@ def remove_tree(path: Path) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+# --------------------------------------------------------------------------------------
+# Parallelism
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dask_scheduler(scheduler: str | None = None, workers: int | None = None) -> Iterator[None]:
+    """Run ``dask.compute`` on local threads, or on the dask.distributed cluster at ``scheduler``.
+
+    A cluster (for example one started with dask-jobqueue on Slurm) must see the same files.
+    """
+    import dask
+
+    if scheduler is None:
+        with dask.config.set(scheduler="threads", num_workers=workers or os.cpu_count()):
+            yield
+        return
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="30s")
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    try:
+        yield
+    finally:
+        client.close()
+
+
+def compute_in_batches(
+    function: Callable[[T], Any],
+    items: list[T],
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    label: str,
+    show_progress: bool,
+    after_batch: Callable[[list[T], list[Any]], None] | None = None,
+) -> list[Any]:
+    """``function`` over ``items`` as Dask tasks, a few per worker at a time.
+
+    Batches bound memory and let ``after_batch(items, results)`` record progress, so an
+    interrupted run keeps what finished. Returns the results in order.
+    """
+    import dask
+
+    size = 4 * (workers or os.cpu_count() or 1)
+    results: list[Any] = []
+    with dask_scheduler(scheduler, workers), progress_bar(len(items), label, show_progress) as bar:
+        bar.update(0)
+        for start in range(0, len(items), size):
+            batch = items[start : start + size]
+            outcome = list(dask.compute(*[dask.delayed(function)(item) for item in batch]))
+            if after_batch is not None:
+                after_batch(batch, outcome)
+            results += outcome
+            bar.update(start + len(batch))
+    return results
 
 
 # --------------------------------------------------------------------------------------

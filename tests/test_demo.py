@@ -25,6 +25,10 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         p.relative_to(network) for p in safe_folders(network)
     ]
     assert "intake_cdse_s3_year" in out and "9 products found, 9 downloaded" in out
+    for fmt in ("cog", "zarr", "zarr_sharded"):
+        assert f"network {fmt}: " in out
+    assert (lab / "network" / "sentinel2_l1c_zipzarr.zip").is_file()
+    assert len(list((lab / "network" / "sentinel2_l1c_cog" / "35VLH" / "2024").iterdir())) == 9
     settings = dict(
         line.split("=", 1)
         for line in (lab / "lab.env").read_text().splitlines()

@@ -43,7 +43,7 @@ class TestBandGroups:
 
     def test_band_chunk_must_hold_the_group(self) -> None:
         with pytest.raises(ValueError, match="band chunk"):
-            utils.BandGroup(("B02", "B03"), 10, (20, 1, 512, 512))
+            utils.BandGroup(("B02", "B03"), 10, (20, 1, 512, 512), block=2048)
 
 
 class TestTileId:
@@ -224,3 +224,12 @@ class TestCommandLine:
         parser = utils.new_parser("test", prog="dslab-test")
         assert utils.run_cli(parser, [], lambda args: utils.s3_profile()) == 2
         assert "DSLAB_S2L1C_S3_PROFILE is not set" in capsys.readouterr().err
+
+
+def test_blocks_align_with_chunks_and_esa_jp2_tiles() -> None:
+    jp2_tile = {10: 1024, 20: 640, 60: 192}
+    for group in utils.BAND_GROUPS:
+        assert group.block % group.chunks[2] == 0
+        assert group.block % jp2_tile[group.resolution] == 0
+    with pytest.raises(ValueError, match="multiple of the chunks"):
+        utils.BandGroup(("B02",), 10, (20, 1, 512, 512), block=1000)

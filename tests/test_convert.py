@@ -1,0 +1,400 @@
+"""Conversions: identical pixels in every format, chunks written once, append, resume, zip."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401 - registers .rio
+import xarray as xr
+import zarr
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+from zarr.storage import LocalStore, ZipStore
+
+from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
+from sentinel2_l1c.convert_safe_to_cog import CogOptions, cog_path
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.safe import SafeProduct, list_products, read_band
+from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
+from sentinel2_l1c.zarr_store import COMPLETE, DONE, Layout, blocks, group_path
+
+from .conftest import Archive
+
+REPO = Path(__file__).resolve().parents[1]
+# Small chunks and blocks, so the small test tiles (366/183/61 px) span several blocks.
+SMALL_GROUPS = (
+    BandGroup(BAND_GROUPS[0].bands, 10, (4, 4, 64, 64), block=128),
+    BandGroup(BAND_GROUPS[1].bands, 20, (4, 6, 32, 32), block=64),
+    BandGroup(BAND_GROUPS[2].bands, 60, (4, 3, 16, 16), block=32),
+)
+
+
+@dataclass(frozen=True)
+class Converted:
+    products: list[SafeProduct]
+    cog: Path
+    zarr: Path
+    sharded: Path
+    zipped: Path
+
+
+@pytest.fixture(scope="module")
+def converted(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Converted:
+    out = tmp_path_factory.mktemp("converted")
+    products = list_products(archive.root)
+    convert_safe_to_cog.convert(CogOptions(archive.root, out / "cog"), show_progress=False)
+    convert_safe_to_zarr.convert(
+        ZarrOptions(archive.root, out / "zarr", band_groups=SMALL_GROUPS), False
+    )
+    convert_safe_to_zarr.convert(
+        ZarrOptions(archive.root, out / "sharded", sharded=True, band_groups=SMALL_GROUPS), False
+    )
+    zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
+    return Converted(products, out / "cog", out / "zarr", out / "sharded", out / "zarr.zip")
+
+
+def data_array(store: object, band_group: BandGroup) -> zarr.Array:
+    return zarr.open_array(
+        store, path=f"{group_path('35VLH', 2024, band_group)}/data", mode="r", zarr_format=3
+    )
+
+
+def store_contents(path: Path) -> dict[str, np.ndarray]:
+    """Every array of every group, for comparing stores made in different ways."""
+    root = zarr.open_group(str(path), mode="r", zarr_format=3)
+    contents = {}
+    for band_group in SMALL_GROUPS:
+        group = root[group_path("35VLH", 2024, band_group)]
+        assert group.attrs[COMPLETE] is True
+        for name in ("data", "time", "product_id", "band", "x", "y"):
+            contents[f"{band_group.name}/{name}"] = group[name][:]
+    return contents
+
+
+def assert_same_store(first: Path, second: Path) -> None:
+    a, b = store_contents(first), store_contents(second)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    chunk_files = lambda p: sorted(f.relative_to(p) for f in p.rglob("c/*") if f.is_file())  # noqa: E731
+    assert chunk_files(first) == chunk_files(second)
+
+
+class TestIdenticalPixels:
+    def test_random_windows_in_every_format(self, converted: Converted) -> None:
+        rng = np.random.default_rng(42)
+        zip_store = ZipStore(converted.zipped, mode="r")
+        for _ in range(4):
+            size = int(rng.integers(6, 20)) * 6  # 10 m pixels, a multiple of 6 so all grids align
+            y0, x0 = (int(v) * 6 for v in rng.integers(0, (366 - size) // 6, size=2))
+            for band_group in BAND_GROUPS:
+                small = next(g for g in SMALL_GROUPS if g.name == band_group.name)
+                factor = band_group.resolution // 10
+                window = Window(x0 // factor, y0 // factor, size // factor, size // factor)
+                rows = slice(window.row_off, window.row_off + window.height)
+                cols = slice(window.col_off, window.col_off + window.width)
+                from_zarr = data_array(str(converted.zarr), small)[:, :, rows, cols]
+                from_sharded = data_array(str(converted.sharded), small)[:, :, rows, cols]
+                from_zip = data_array(zip_store, small)[:, :, rows, cols]
+                assert from_zarr.shape == (
+                    len(converted.products),
+                    len(band_group.bands),
+                    *from_zarr.shape[2:],
+                )
+                for t, product in enumerate(converted.products):
+                    from_safe = np.stack(
+                        [read_band(product.band_path(b), window) for b in band_group.bands]
+                    )
+                    with rasterio.open(cog_path(converted.cog, product, band_group)) as cog:
+                        from_cog = cog.read(window=window)
+                    for name, pixels in [
+                        ("cog", from_cog),
+                        ("zarr", from_zarr[t]),
+                        ("sharded", from_sharded[t]),
+                        ("zip", from_zip[t]),
+                    ]:
+                        np.testing.assert_array_equal(
+                            pixels,
+                            from_safe,
+                            err_msg=f"{name} {product.product_id} {band_group.name}",
+                        )
+        zip_store.close()
+
+    def test_cogs_are_valid_and_described(self, converted: Converted) -> None:
+        product = converted.products[0]
+        for band_group in BAND_GROUPS:
+            path = cog_path(converted.cog, product, band_group)
+            valid, errors, _ = cog_validate(str(path))
+            assert valid, errors
+            with rasterio.open(path) as cog:
+                assert cog.descriptions == band_group.bands
+                assert cog.crs.to_epsg() == 32635
+                assert cog.transform == product.grid(band_group.resolution).transform
+                assert (
+                    cog.tags()["PRODUCT_START_TIME"].endswith("Z")
+                    and "." in cog.tags()["PRODUCT_START_TIME"]
+                )
+                assert (
+                    float(cog.tags(1)["WAVELENGTH"])
+                    == product.wavelengths[band_group.bands[0]].central
+                )
+                assert cog.block_shapes[0] == (
+                    min(512, cog.height),
+                    min(512, cog.width),
+                ) or cog.block_shapes[0] == (512, 512)
+        metadata = (
+            converted.cog / "35VLH" / "2024" / product.product_id / "product.json"
+        ).read_text()
+        assert product.product_id in metadata
+
+
+class TestZarrLayout:
+    def test_xarray_and_rioxarray_view(self, converted: Converted) -> None:
+        for store in (converted.zarr, converted.sharded):
+            for band_group in SMALL_GROUPS:
+                ds = xr.open_zarr(
+                    store, group=group_path("35VLH", 2024, band_group), consolidated=False
+                )
+                product = converted.products[0]
+                grid = product.grid(band_group.resolution)
+                assert ds.data.dtype == np.uint16 and ds.data.dims == ("time", "band", "y", "x")
+                expected_times = np.array([p.start_time64 for p in converted.products])
+                np.testing.assert_array_equal(
+                    ds.time.values.astype("datetime64[ms]"), expected_times
+                )
+                assert list(ds.product_id.values) == [p.product_id for p in converted.products]
+                assert list(ds.band.values) == list(band_group.bands)
+                np.testing.assert_array_equal(ds.x.values, grid.x_centres())
+                np.testing.assert_array_equal(ds.y.values, grid.y_centres())
+                assert ds.rio.crs.to_epsg() == 32635
+                assert ds.rio.transform() == grid.transform
+
+    def test_default_layout_chunks_and_shards(self, archive: Archive, tmp_path: Path) -> None:
+        convert_safe_to_zarr.convert(
+            ZarrOptions(archive.root, tmp_path / "s", sharded=True, tile="35VLH", year=2024), False
+        )
+        for band_group in BAND_GROUPS:
+            array = data_array(str(tmp_path / "s"), band_group)
+            assert array.chunks == band_group.chunks
+            assert array.shards == (
+                band_group.chunks[0],
+                len(band_group.bands),
+                band_group.block,
+                band_group.block,
+            )
+
+
+class TestWrites:
+    def test_each_chunk_and_shard_written_once(
+        self, archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        writes: Counter[str] = Counter()
+        original = LocalStore.set
+
+        async def counting_set(self: LocalStore, key: str, value: object) -> None:
+            writes[f"{self.root.name}/{key}"] += 1
+            await original(self, key, value)
+
+        monkeypatch.setattr(LocalStore, "set", counting_set)
+        for name, sharded in (("plain", False), ("sharded", True)):
+            convert_safe_to_zarr.convert(
+                ZarrOptions(
+                    archive.root, tmp_path / name, sharded=sharded, band_groups=SMALL_GROUPS
+                ),
+                False,
+            )
+            data_writes = {
+                k: n for k, n in writes.items() if k.startswith(f"{name}/") and "/data/c/" in k
+            }
+            on_disk = {
+                f"{name}/{p.relative_to(tmp_path / name).as_posix()}"
+                for p in (tmp_path / name).rglob("c/*/*/*/*")
+                if "/data/" in p.as_posix()
+            }
+            assert set(data_writes) == on_disk
+            assert set(data_writes.values()) == {1}, f"{name}: some chunk written more than once"
+        plain = sum(1 for k in writes if k.startswith("plain/") and "/data/c/" in k)
+        sharded = sum(1 for k in writes if k.startswith("sharded/") and "/data/c/" in k)
+        assert sharded < plain
+
+    def test_append_equals_full_conversion(
+        self, converted: Converted, archive: Archive, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "safe"
+        first, rest = converted.products[:10], converted.products[10:]
+        for product in first:
+            link = root / product.name.cdse_path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(product.path)
+        target = tmp_path / "zarr"
+        convert_safe_to_zarr.convert(ZarrOptions(root, target, band_groups=SMALL_GROUPS), False)
+        for product in rest:
+            link = root / product.name.cdse_path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(product.path)
+        summary = convert_safe_to_zarr.convert(
+            ZarrOptions(root, target, band_groups=SMALL_GROUPS), False
+        )
+        total = len(converted.products)
+        expected = sum(
+            1
+            for g in SMALL_GROUPS
+            for _ in blocks(
+                total, first[0].grid(g.resolution).shape, Layout.of(g, False), first_time=10
+            )
+        )
+        assert summary.blocks_written == expected  # only the last partial time chunk and after
+        assert_same_store(target, converted.zarr)
+        again = convert_safe_to_zarr.convert(
+            ZarrOptions(root, target, band_groups=SMALL_GROUPS), False
+        )
+        assert again.blocks_written == 0
+
+    def test_earlier_dates_need_overwrite(self, converted: Converted, tmp_path: Path) -> None:
+        root = tmp_path / "safe"
+        for product in converted.products[1:]:
+            link = root / product.name.cdse_path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(product.path)
+        target = tmp_path / "zarr"
+        convert_safe_to_zarr.convert(ZarrOptions(root, target, band_groups=SMALL_GROUPS), False)
+        first = converted.products[0]
+        (root / first.name.cdse_path).parent.mkdir(parents=True, exist_ok=True)
+        (root / first.name.cdse_path).symlink_to(first.path)
+        with pytest.raises(InputDataError, match="rerun with --overwrite to rebuild it"):
+            convert_safe_to_zarr.convert(ZarrOptions(root, target, band_groups=SMALL_GROUPS), False)
+        convert_safe_to_zarr.convert(
+            ZarrOptions(root, target, band_groups=SMALL_GROUPS, overwrite=True), False
+        )
+        assert_same_store(target, converted.zarr)
+
+    def test_killed_and_rerun(self, converted: Converted, archive: Archive, tmp_path: Path) -> None:
+        target = tmp_path / "zarr"
+        code = (
+            "from pathlib import Path; from tests.test_convert import SMALL_GROUPS; "
+            "from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert; "
+            f"convert(ZarrOptions(Path({str(archive.root)!r}), Path({str(target)!r}), workers=1, band_groups=SMALL_GROUPS), False)"
+        )
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if sum(1 for _ in target.rglob("c/*/*/*/*")) >= 30:
+                break
+            time.sleep(0.005)
+        process.kill()
+        process.wait()
+        group = zarr.open_group(str(target), mode="r", zarr_format=3)[
+            group_path("35VLH", 2024, SMALL_GROUPS[0])
+        ]
+        assert group.attrs[COMPLETE] is False, "killed before the end"
+        assert len(group.attrs[DONE]) < 36
+        convert_safe_to_zarr.convert(
+            ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS), False
+        )
+        assert_same_store(target, converted.zarr)
+
+
+class TestBadInput:
+    def test_corrupt_jp2_names_the_file(self, archive: Archive, tmp_path: Path) -> None:
+        root = tmp_path / "safe"
+        source = list_products(archive.root)[0].path
+        copy = root / source.relative_to(archive.root)
+        shutil.copytree(source, copy)
+        band = next(copy.glob("GRANULE/*/IMG_DATA/*_B03.jp2"))
+        band.write_bytes(band.read_bytes()[:300])
+        with pytest.raises(InputDataError, match=rf"^{band}: cannot read JP2"):
+            convert_safe_to_zarr.convert(
+                ZarrOptions(root, tmp_path / "zarr", band_groups=SMALL_GROUPS), False
+            )
+        group = zarr.open_group(str(tmp_path / "zarr"), mode="r")[
+            group_path("35VLH", 2024, SMALL_GROUPS[0])
+        ]
+        assert group.attrs[COMPLETE] is False
+        with pytest.raises(InputDataError, match=rf"^{band}: cannot read JP2"):
+            convert_safe_to_cog.convert(CogOptions(root, tmp_path / "cog"), False)
+        assert not any((tmp_path / "cog").rglob("*.tif")), "no half-converted product is left"
+
+    def test_no_products(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        (tmp_path / "safe").mkdir()
+        argv = ["--source", str(tmp_path / "safe"), "--target", str(tmp_path / "z"), "--quiet"]
+        assert convert_safe_to_zarr.main(argv) == 1
+        assert "no L1C products under" in capsys.readouterr().err
+        assert convert_safe_to_cog.main(argv) == 1
+
+    def test_missing_configuration(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert convert_safe_to_zarr.main(["--quiet"]) == 2
+        assert "DSLAB_S2L1C_NETWORK_SAFE_PATH is not set" in capsys.readouterr().err
+        assert zip_zarr.main(["--quiet"]) == 2
+
+
+class TestZip:
+    def test_info_zip_and_rerun(
+        self, converted: Converted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = subprocess.run(
+            ["unzip", "-tq", str(converted.zipped)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        with zipfile.ZipFile(converted.zipped) as archive:
+            assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+            names = archive.namelist()
+        assert "zarr.json" in names and not any(name.endswith(".partial") for name in names)
+        stamp = converted.zipped.stat().st_mtime_ns
+        argv = ["--source", str(converted.zarr), "--target", str(converted.zipped), "--quiet"]
+        assert zip_zarr.main(argv) == 0
+        assert "up to date" in capsys.readouterr().out
+        assert converted.zipped.stat().st_mtime_ns == stamp
+
+    def test_xarray_reads_the_zip(self, converted: Converted) -> None:
+        with ZipStore(converted.zipped, mode="r") as store:
+            ds = xr.open_zarr(
+                store, group=group_path("35VLH", 2024, SMALL_GROUPS[2]), consolidated=False
+            )
+            direct = data_array(str(converted.zarr), SMALL_GROUPS[2])
+            np.testing.assert_array_equal(ds.data.values, direct[:])
+
+    def test_zip64_when_limits_are_passed(
+        self, converted: Converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 1000)
+        monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 10)
+        target = tmp_path / "z64.zip"
+        zip_zarr.zip_store(converted.zarr, target, show_progress=False)
+        monkeypatch.undo()
+        data = target.read_bytes()
+        assert (
+            b"PK\x06\x06" in data[-200:] and b"PK\x06\x07" in data[-200:]
+        )  # ZIP64 end record and locator
+        assert subprocess.run(["unzip", "-tq", str(target)], capture_output=True).returncode == 0
+        with ZipStore(target, mode="r") as store:
+            np.testing.assert_array_equal(
+                data_array(store, SMALL_GROUPS[1])[:],
+                data_array(str(converted.zarr), SMALL_GROUPS[1])[:],
+            )
+
+    def test_incomplete_store_is_refused(self, converted: Converted, tmp_path: Path) -> None:
+        copy = tmp_path / "zarr"
+        shutil.copytree(converted.zarr, copy)
+        group = zarr.open_group(str(copy), mode="r+")[group_path("35VLH", 2024, SMALL_GROUPS[1])]
+        group.attrs[COMPLETE] = False
+        with pytest.raises(InputDataError, match="is not complete: rerun convert_safe_to_zarr"):
+            zip_zarr.zip_store(copy, tmp_path / "z.zip", show_progress=False)
+        assert not (tmp_path / "z.zip").exists()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_partial_files(tmp_path: Path) -> Iterator[None]:
+    yield
+    assert not [p for p in tmp_path.rglob("*.partial") if p.is_file()]
