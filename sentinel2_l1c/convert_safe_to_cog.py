@@ -27,12 +27,12 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
-from .convert_safe_to_zarr import add_dask_arguments
 from .errors import InputDataError
 from .safe import SafeProduct, format_utc, list_products
 from .utils import (
     BAND_GROUPS,
     BandGroup,
+    add_conversion_arguments,
     atomic_output,
     compute_in_batches,
     new_parser,
@@ -180,21 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Convert Sentinel-2 L1C SAFE products to COGs, one per product and band group.",
         prog="python -m sentinel2_l1c.convert_safe_to_cog",
     )
-    parser.add_argument("--tile", default=None, help="Only this tile (default: every tile found).")
-    parser.add_argument("--year", type=int, default=None, help="Only this UTC year.")
-    parser.add_argument(
-        "--source",
-        type=Path,
-        default=None,
-        help="SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
-    )
-    parser.add_argument(
-        "--target",
-        type=Path,
-        default=None,
-        help="COG root (default: $DSLAB_S2L1C_NETWORK_COG_PATH).",
-    )
-    add_dask_arguments(parser)
+    add_conversion_arguments(parser, "COG root (default: $DSLAB_S2L1C_NETWORK_COG_PATH).")
     return parser
 
 

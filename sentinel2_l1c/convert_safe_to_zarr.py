@@ -29,6 +29,7 @@ from .safe import SafeProduct, list_products, read_band
 from .utils import (
     BAND_GROUPS,
     BandGroup,
+    add_conversion_arguments,
     compute_in_batches,
     new_parser,
     parse_tile_id,
@@ -234,17 +235,6 @@ def _run_tasks(
 # --------------------------------------------------------------------------------------
 
 
-def add_dask_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workers", type=int, default=None, help="Dask threads (default: CPU count)."
-    )
-    parser.add_argument(
-        "--scheduler",
-        default=None,
-        help="Address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local threads.",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(
         "Convert Sentinel-2 L1C SAFE products to Zarr v3: groups /{tile}/{year}/{band_group}, "
@@ -254,26 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sharded", action="store_true", help="Write sharded Zarr (format zarr_sharded)."
     )
-    parser.add_argument("--tile", default=None, help="Only this tile (default: every tile found).")
-    parser.add_argument(
-        "--year", type=int, default=None, help="Only this UTC year (default: every year found)."
-    )
-    parser.add_argument(
-        "--source",
-        type=Path,
-        default=None,
-        help="SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
-    )
-    parser.add_argument(
-        "--target",
-        type=Path,
-        default=None,
-        help="Zarr store (default: $DSLAB_S2L1C_NETWORK_ZARR_PATH, or ..._ZARR_SHARDED_PATH with --sharded).",
+    add_conversion_arguments(
+        parser,
+        "Zarr store (default: $DSLAB_S2L1C_NETWORK_ZARR_PATH, or "
+        "$DSLAB_S2L1C_NETWORK_ZARR_SHARDED_PATH with --sharded).",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="Rebuild groups whose products changed."
     )
-    add_dask_arguments(parser)
     return parser
 
 

@@ -392,13 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--time_start",
         type=utc_time,
-        default=utc_time("2024-02-21T00:00:00Z"),
+        default="2024-02-21T00:00:00Z",
         help="Start time (UTC), included.",
     )
     parser.add_argument(
         "--time_end",
         type=utc_time,
-        default=utc_time("2024-02-22T00:00:00Z"),
+        default="2024-02-22T00:00:00Z",
         help="End time (UTC), excluded.",
     )
     add_common_arguments(parser)

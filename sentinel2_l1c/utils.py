@@ -405,13 +405,50 @@ def common_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults; not "None" (the help says where the value comes from) or flags'."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if (
+            action.default is None
+            or isinstance(action.default, bool)
+            or "(default" in (action.help or "")
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def new_parser(description: str, prog: str) -> argparse.ArgumentParser:
     """An argument parser with the shared options and defaults shown in ``--help``."""
     return argparse.ArgumentParser(
         prog=prog,
         description=description,
         parents=[common_parser()],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+    )
+
+
+def add_conversion_arguments(parser: argparse.ArgumentParser, target_help: str) -> None:
+    """Options of the converters: what to convert, where from and to, on which Dask workers."""
+    parser.add_argument("--tile", default=None, help="Only this tile (default: every tile found).")
+    parser.add_argument(
+        "--year", type=int, default=None, help="Only this UTC year (default: every year found)."
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
+    )
+    parser.add_argument("--target", type=Path, default=None, help=target_help)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Dask threads (default: CPU count)."
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="Address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
+        "threads; its workers must see the same files.",
     )
 
 
