@@ -1,0 +1,305 @@
+"""async_zipfs against real archives (Info-ZIP, Python's zipfile, zip_zarr) and broken ones."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401 - registers .rio
+import s3fs
+import xarray as xr
+import zarr
+from fsspec.implementations.local import LocalFileSystem
+from zarr.storage import FsspecStore
+
+from sentinel2_l1c import convert_safe_to_zarr, zip_zarr
+from sentinel2_l1c.async_zipfs import AsyncZipFileSystem, ZipFormatError
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE
+from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
+from sentinel2_l1c.zarr_store import group_path
+
+from .conftest import Archive
+
+SOURCE_FILES = {
+    "zarr.json": b'{"zarr_format": 3}',
+    "a/b/c/0": bytes(range(256)) * 40,
+    "a/b/c/1": b"",
+    "a/big.bin": np.random.default_rng(1).integers(0, 256, 400_000, dtype=np.uint8).tobytes(),
+    "ä/öljy.txt": "ÄÖ utf-8 name\n".encode(),
+    "top.txt": b"x" * 1000,
+}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("source")
+    for name, data in SOURCE_FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def info_zip(source: Path, target: Path, *flags: str, streamed: bool = False) -> Path:
+    """An archive made by Info-ZIP ``zip`` (streamed to stdout: with data descriptors)."""
+    if streamed:
+        data = subprocess.run(
+            ["zip", "-q", *flags, "-r", "-", "."], cwd=source, check=True, capture_output=True
+        ).stdout
+        target.write_bytes(data)
+    else:
+        subprocess.run(["zip", "-q", *flags, "-r", str(target), "."], cwd=source, check=True)
+    return target
+
+
+def python_zip(
+    source: Path, target: Path, compression: int = zipfile.ZIP_STORED, comment: bytes = b""
+) -> Path:
+    with zipfile.ZipFile(target, "w", compression=compression) as archive:
+        archive.comment = comment
+        for name in SOURCE_FILES:
+            archive.write(source / name, name)
+    return target
+
+
+class Cp437Info(zipfile.ZipInfo):
+    """Stores its name in cp437 without the UTF-8 flag, as old DOS tools did."""
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - zipfile's name
+        return self.filename.encode("cp437"), self.flag_bits
+
+
+ARCHIVES: dict[str, Callable[[Path, Path], Path]] = {
+    "info-zip": lambda s, t: info_zip(s, t, "-0"),
+    "info-zip no dir entries": lambda s, t: info_zip(s, t, "-0", "-D"),
+    "info-zip forced zip64": lambda s, t: info_zip(s, t, "-0", "-fz"),
+    "info-zip streamed (data descriptors)": lambda s, t: info_zip(s, t, "-0", streamed=True),
+    "info-zip deflated": lambda s, t: info_zip(s, t, "-6"),
+    "python stored with comment": lambda s, t: python_zip(s, t, comment=b"a comment " * 700),
+    "python deflated": lambda s, t: python_zip(s, t, zipfile.ZIP_DEFLATED),
+}
+
+
+def open_fs(path: Path) -> AsyncZipFileSystem:
+    return AsyncZipFileSystem(str(path), fs=LocalFileSystem(), skip_instance_cache=True)
+
+
+@pytest.mark.parametrize("kind", list(ARCHIVES))
+def test_every_entry_reads_back(kind: str, source: Path, tmp_path: Path) -> None:
+    archive = ARCHIVES[kind](source, tmp_path / "a.zip")
+    if "streamed" in kind:
+        with zipfile.ZipFile(archive) as z:
+            assert any(info.flag_bits & 0x08 for info in z.infolist()), "data descriptors present"
+    fs = open_fs(archive)
+    with zipfile.ZipFile(archive) as reference:  # same name decoding, trusted bytes
+        entries = {i.filename: reference.read(i) for i in reference.infolist() if not i.is_dir()}
+    assert fs.find("") == sorted(f"/{name}" for name in entries)
+    assert {n: d for n, d in entries.items() if n.isascii()} == {
+        n: d for n, d in SOURCE_FILES.items() if n.isascii()
+    }
+    for name, data in entries.items():
+        assert fs.cat_file(name) == data, name
+        assert fs.cat_file(name, start=3, end=20) == data[3:20]
+        assert fs.cat_file(name, start=-7) == data[-7:]
+        assert fs.info(name)["size"] == len(data)
+        with fs.open(name) as handle:
+            assert handle.read() == data
+    assert fs.isdir("a/b") and fs.isdir("a") and not fs.isfile("a")
+    assert fs.ls("a", detail=False) == ["/a/b", "/a/big.bin"]
+    assert fs.ls("/a/", detail=False) == fs.ls("dslabzip://a", detail=False)
+    assert fs.exists("top.txt") and not fs.exists("nope")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("nope")
+
+
+def test_zip_zarr_archive_and_cp437_names(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "cp437.zip"
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr(Cp437Info("café/résumé.txt"), b"cp437 names")
+        archive.writestr("plain.txt", b"ascii")
+    fs = open_fs(target)
+    assert fs.cat_file("café/résumé.txt") == b"cp437 names"
+    with zipfile.ZipFile(target) as archive:
+        assert archive.namelist()[0] == "café/résumé.txt"
+
+
+def test_ranges_are_coalesced_and_concurrent(source: Path, tmp_path: Path) -> None:
+    fs = open_fs(python_zip(source, tmp_path / "a.zip"))
+    calls: list[tuple[int, int]] = []
+    original = fs.fs.cat_file
+
+    def counting(
+        path: str, start: int | None = None, end: int | None = None, **kwargs: object
+    ) -> bytes:
+        calls.append((start or 0, end or 0))
+        return original(path, start=start, end=end, **kwargs)
+
+    fs.fs.cat_file = counting  # type: ignore[method-assign]
+    big = SOURCE_FILES["a/big.bin"]
+    starts = [0, 1000, 5000, 300_000, -10]
+    ends = [100, 2000, 6000, 300_500, None]
+    paths = ["a/big.bin"] * 5 + ["top.txt"]
+    got = fs.cat_ranges(paths, starts + [10], ends + [20])
+    assert got[:5] == [big[s:e] for s, e in zip(starts, ends, strict=True)]
+    assert got[5] == SOURCE_FILES["top.txt"][10:20]
+    opening = 1  # the tail holds the whole small archive
+    headers = 2  # one local header per entry, read once
+    assert len(calls) <= opening + headers + 3  # neighbours within 64 KiB share a request
+
+
+def test_open_costs_one_tail_read_and_one_directory_read(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "big.zip"
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr("padding.bin", os.urandom(300_000))  # pushes the directory out of the tail
+        for i in range(2000):
+            archive.writestr(f"chunks/{i}", b"x")
+    fs = open_fs(target)
+    calls = []
+    original = fs.fs.cat_file
+    fs.fs.cat_file = lambda path, start=None, end=None, **kw: (
+        calls.append(start) or original(path, start=start, end=end, **kw)
+    )  # type: ignore[method-assign]
+    assert len(fs.find("/chunks")) == 2000
+    assert len(calls) == 2
+    assert fs.cat_file("chunks/1999") == b"x"
+    assert len(calls) == 3  # header and data of a stored entry in one request
+
+
+def test_unsupported_method_is_named(tmp_path: Path) -> None:
+    target = tmp_path / "bz.zip"
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_BZIP2) as archive:
+        archive.writestr("x.txt", b"hello" * 100)
+    with pytest.raises(NotImplementedError, match=r"entry 'x.txt' uses compression method 12"):
+        open_fs(target).cat_file("x.txt")
+
+
+def test_extract_with_get(source: Path, tmp_path: Path) -> None:
+    fs = open_fs(python_zip(source, tmp_path / "a.zip"))
+    fs.get("", str(tmp_path / "out"), recursive=True)
+    for name, data in SOURCE_FILES.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+
+
+def test_fsspec_construction_by_protocol(source: Path, tmp_path: Path) -> None:
+    archive = python_zip(source, tmp_path / "a.zip")
+    fs = fsspec.filesystem(
+        "dslabzip", fo=str(archive), target_protocol="file", skip_instance_cache=True
+    )
+    assert fs.cat_file("top.txt") == SOURCE_FILES["top.txt"]
+
+
+# -- corrupt archives -------------------------------------------------------------------
+
+
+def _eocd(data: bytes) -> int:
+    return data.rindex(b"PK\x05\x06")
+
+
+def _corrupt(kind: str, data: bytearray) -> bytearray:
+    eocd = _eocd(bytes(data))
+    cd_offset = struct.unpack_from("<I", data, eocd + 16)[0]
+    if kind == "truncated":
+        return data[: len(data) // 2]
+    if kind == "bad central signature":
+        data[cd_offset : cd_offset + 4] = b"XXXX"
+    elif kind == "directory outside the file":
+        struct.pack_into("<I", data, eocd + 16, len(data) + 1000)
+    elif kind == "overlapping entries":
+        second = data.index(b"PK\x01\x02", cd_offset + 4)
+        struct.pack_into("<I", data, second + 42, 0)  # second entry's header offset = the first's
+    elif kind == "multi-disk":
+        struct.pack_into("<H", data, eocd + 4, 1)
+    elif kind == "bad local header":
+        data[0:4] = b"JUNK"
+    return data
+
+
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("truncated", "no end of central directory record"),
+        ("bad central signature", "bad central directory entry signature"),
+        ("directory outside the file", "short read|truncated"),
+        ("overlapping entries", "overlaps"),
+        ("multi-disk", "multi-disk"),
+        ("bad local header", "bad local header signature"),
+    ],
+)
+def test_corrupt_archives_fail_clearly(
+    kind: str, message: str, source: Path, tmp_path: Path
+) -> None:
+    good = python_zip(source, tmp_path / "good.zip")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(_corrupt(kind, bytearray(good.read_bytes()))))
+    fs = open_fs(bad)
+    with pytest.raises(ZipFormatError, match=message):
+        asyncio.run(asyncio.wait_for(_read_everything(fs), timeout=10))
+
+
+async def _read_everything(fs: AsyncZipFileSystem) -> None:
+    for name in await fs._find(""):
+        await fs._cat_file(name)
+
+
+# -- zipped Zarr through zarr and xarray ------------------------------------------------
+
+SMALL = (BandGroup(BAND_GROUPS[2].bands, 60, (4, 3, 16, 16), block=32),)
+
+
+@pytest.fixture(scope="module")
+def zipped_zarr(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("zipped")
+    convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", band_groups=SMALL), False)
+    zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
+    return out / "zarr", out / "zarr.zip"
+
+
+def _assert_same_dataset(store: FsspecStore, plain: Path) -> None:
+    path = group_path("35VLH", 2024, SMALL[0])
+    through_zip = xr.open_zarr(store, group=path, consolidated=False)
+    direct = xr.open_zarr(plain, group=path, consolidated=False)
+    np.testing.assert_array_equal(through_zip.data.values, direct.data.values)
+    np.testing.assert_array_equal(through_zip.time.values, direct.time.values)
+    assert through_zip.rio.crs == direct.rio.crs
+
+
+def test_zarr_and_xarray_through_the_zip_on_local_disk(zipped_zarr: tuple[Path, Path]) -> None:
+    plain, zipped = zipped_zarr
+    fs = AsyncZipFileSystem(
+        str(zipped), target_protocol="file", asynchronous=True, skip_instance_cache=True
+    )
+    _assert_same_dataset(FsspecStore(fs, read_only=True, path=""), plain)
+
+
+def test_zarr_and_xarray_through_the_zip_on_s3(
+    zipped_zarr: tuple[Path, Path], cdse_environment: LocalCdse
+) -> None:
+    plain, zipped = zipped_zarr
+    client = cdse_environment.store.client(cdse_environment.storage_user)
+    if "zip-test" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket="zip-test")
+    client.upload_file(str(zipped), "zip-test", "store.zip")
+    fs = AsyncZipFileSystem(
+        "zip-test/store.zip",
+        target_protocol="s3",
+        target_options={"profile": LAB_S3_PROFILE},
+        asynchronous=True,
+        skip_instance_cache=True,
+    )
+    assert isinstance(fs.fs, s3fs.S3FileSystem)
+    _assert_same_dataset(FsspecStore(fs, read_only=True, path=""), plain)
+    array = zarr.open_array(
+        FsspecStore(fs, read_only=True, path=""),
+        path=f"{group_path('35VLH', 2024, SMALL[0])}/data",
+        mode="r",
+    )
+    assert array.shape[0] > 4
