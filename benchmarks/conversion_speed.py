@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--safe_root", type=Path, default=None)
+    parser.add_argument("--safe_root", type=Path, default=None, help="use these products instead")
+    parser.add_argument("--formats", nargs="+", default=["zarr", "zarr_sharded", "cog", "zipzarr"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dslab-convert-bench-"))
     try:
@@ -95,6 +96,8 @@ def main() -> None:
             ),
             ("zipzarr", lambda: zip_zarr.zip_store(work / "zarr", work / "zipzarr.zip", False)),
         ]:
+            if name not in args.formats:
+                continue
             started = time.perf_counter()
             run()
             timings[name] = time.perf_counter() - started

@@ -25,6 +25,7 @@ from sentinel2_l1c.async_zipfs import AsyncZipFileSystem, ZipFormatError
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE
+from sentinel2_l1c.stores import FileObjectZipStore, open_local, open_s3
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
 from sentinel2_l1c.zarr_store import group_path
 
@@ -303,3 +304,26 @@ def test_zarr_and_xarray_through_the_zip_on_s3(
         mode="r",
     )
     assert array.shape[0] > 4
+
+
+def test_stores_open_every_combination(
+    zipped_zarr: tuple[Path, Path], cdse_environment: LocalCdse
+) -> None:
+    """Plain folder, zip via async_zipfs, zip via zarr's ZipStore, locally and on S3: same data."""
+    plain, zipped = zipped_zarr
+    path = f"{group_path('35VLH', 2024, SMALL[0])}/data"
+    expected = zarr.open_array(str(plain), path=path, mode="r")[:]
+    client = cdse_environment.store.client(cdse_environment.storage_user)
+    if "zip-test" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket="zip-test")
+    client.upload_file(str(zipped), "zip-test", "store.zip")
+    opened = [
+        open_local(plain),
+        open_local(zipped, zipped=True),
+        open_local(zipped, zipped=True, async_zipfs=False),
+        open_s3(LAB_S3_PROFILE, "zip-test", "store.zip"),
+        open_s3(LAB_S3_PROFILE, "zip-test", "store.zip", async_zipfs=False),
+    ]
+    assert isinstance(opened[4], FileObjectZipStore)
+    for store in opened:
+        np.testing.assert_array_equal(zarr.open_array(store, path=path, mode="r")[:], expected)

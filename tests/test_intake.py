@@ -19,11 +19,11 @@ from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, ProductSource, run_intak
 from sentinel2_l1c.intake_cdse_s3_year import day_windows
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.object_store import write_aws_files
+from sentinel2_l1c.lab.proxy import FaultProxy
 from sentinel2_l1c.remote import RetryPolicy
 from sentinel2_l1c.safe import SafeName, product_paths, safe_folders
 
 from .conftest import Archive
-from .fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = UTC

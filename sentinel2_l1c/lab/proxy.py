@@ -1,8 +1,9 @@
-"""An HTTP proxy that breaks every n-th request, to prove that retries recover.
+"""An HTTP proxy in front of the lab's S3 store that counts requests and can break some.
 
-Faults alternate between an S3-style ``503 ServiceUnavailable`` and a connection reset in the
-middle of the response body. Requests are forwarded unchanged (SigV4 signatures stay valid,
-the Host header is the proxy's, as the client signed it).
+Counting gives requests per patch in benchmarks; breaking every n-th request (alternately an
+S3-style ``503 ServiceUnavailable`` and a connection reset in the middle of the body) proves
+that retries recover. Requests are forwarded unchanged (SigV4 signatures stay valid: the
+Host header is the proxy's, as the client signed it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import http.client
 import itertools
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
@@ -21,9 +23,16 @@ _S3_503 = (
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, every: int = 5) -> None:
+    """Forwards to ``upstream_port``; breaks every ``every``-th request (None: none).
+
+    ``latency`` seconds are added to each request, to emulate a remote object store.
+    """
+
+    def __init__(self, upstream_port: int, every: int | None = 5, latency: float = 0.0) -> None:
         self.upstream_port = upstream_port
         self.every = every
+        self.latency = latency
+        self.requests = 0
         self.counter = itertools.count(1)
         self.faults = {"503": 0, "reset": 0}
         self.lock = threading.Lock()
@@ -43,7 +52,9 @@ class FaultProxy:
         self.server.server_close()
 
     def _fault_for(self, number: int) -> str | None:
-        if number % self.every:
+        with self.lock:
+            self.requests = max(self.requests, number)
+        if self.every is None or number % self.every:
             return None
         kind = "503" if (number // self.every) % 2 else "reset"
         with self.lock:
@@ -61,6 +72,8 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 fault = proxy._fault_for(next(proxy.counter))
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 if fault == "503":
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")

@@ -1,0 +1,73 @@
+"""Opening a Zarr store read-only, whatever its storage (local folder, S3) and packaging.
+
+One function for every (storage, format, zip reader) combination the benchmark compares:
+plain or sharded Zarr as a folder or as S3 objects; zipped Zarr through ``async_zipfs``
+(async byte ranges) or through zarr's own ``ZipStore`` (synchronous ``zipfile``), locally or
+over an S3 file object.
+"""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import s3fs
+from zarr.abc.store import Store
+from zarr.storage import FsspecStore, LocalStore, ZipStore
+
+from .async_zipfs import AsyncZipFileSystem
+
+ZIP_BLOCK = 1 << 20  # read-ahead of the file object under zarr's ZipStore on S3
+
+
+def s3_filesystem(profile: str, asynchronous: bool = True) -> s3fs.S3FileSystem:
+    """s3fs with the boto3 ``profile`` (its endpoint_url and keys); fresh, not cached.
+
+    ``max_concurrency=1``: otherwise s3fs sends a HEAD before every whole-object GET (to split
+    large objects), doubling the requests for Zarr chunks.
+    """
+    return s3fs.S3FileSystem(
+        profile=profile, asynchronous=asynchronous, max_concurrency=1, skip_instance_cache=True
+    )
+
+
+class FileObjectZipStore(ZipStore):
+    """zarr's ZipStore over any seekable binary file object (it insists on a local path)."""
+
+    def __init__(self, fileobj: Any, name: str = "remote.zip") -> None:
+        super().__init__(name, mode="r")
+        self.fileobj = fileobj
+
+    def _sync_open(self) -> None:  # ZipStore's, with a file object instead of a path
+        self._lock = threading.RLock()
+        self._zf = zipfile.ZipFile(self.fileobj, mode="r")
+        self._is_open = True
+
+
+def open_local(path: Path, zipped: bool = False, async_zipfs: bool = True) -> Store:
+    """A local Zarr folder, or a local zipped Zarr through async_zipfs or zarr's ZipStore."""
+    if not zipped:
+        return LocalStore(path, read_only=True)
+    if not async_zipfs:
+        return ZipStore(path, mode="r")
+    fs = AsyncZipFileSystem(
+        str(path), target_protocol="file", asynchronous=True, skip_instance_cache=True
+    )
+    return FsspecStore(fs, read_only=True, path="")
+
+
+def open_s3(profile: str, bucket: str, key: str | None = None, async_zipfs: bool = True) -> Store:
+    """Zarr objects in ``bucket``, or the zipped Zarr object ``key`` in it."""
+    if key is None:
+        return FsspecStore(s3_filesystem(profile), read_only=True, path=bucket)
+    if not async_zipfs:
+        fileobj = s3_filesystem(profile, asynchronous=False).open(
+            f"{bucket}/{key}", "rb", block_size=ZIP_BLOCK
+        )
+        return FileObjectZipStore(fileobj, key)
+    fs = AsyncZipFileSystem(
+        f"{bucket}/{key}", fs=s3_filesystem(profile), asynchronous=True, skip_instance_cache=True
+    )
+    return FsspecStore(fs, read_only=True, path="")
