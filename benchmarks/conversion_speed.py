@@ -23,12 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, zip_zarr  # noqa: E402
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
 from sentinel2_l1c.safe import list_products, read_band  # noqa: E402
-from sentinel2_l1c.utils import BANDS, compute_in_batches  # noqa: E402
-
-
-def tree(path: Path) -> tuple[int, int]:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-    return len(files), sum(p.stat().st_size for p in files)
+from sentinel2_l1c.utils import BANDS, compute_in_batches, tree_size  # noqa: E402
 
 
 def main() -> None:
@@ -101,10 +96,10 @@ def main() -> None:
             started = time.perf_counter()
             run()
             timings[name] = time.perf_counter() - started
-        safe_count, safe_size = tree(safe_root)
+        safe_count, safe_size = tree_size(safe_root)
         print(f"safe: {safe_count} files, {safe_size / 1e9:.2f} GB")
         for name, seconds in timings.items():
-            count, size = tree(work / ("zipzarr.zip" if name == "zipzarr" else name))
+            count, size = tree_size(work / ("zipzarr.zip" if name == "zipzarr" else name))
             print(
                 f"{name}: {seconds:.1f} s = {seconds / decode:.2f}× decode-only; {count} objects, {size / 1e9:.2f} GB"
             )

@@ -35,6 +35,7 @@ from .utils import (
     run_cli,
     stac_url,
     storage_path,
+    tree_size,
 )
 
 
@@ -145,14 +146,9 @@ def convert(show_progress: bool) -> list[str]:
         )
     )
     for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr"):
-        files, size = _tree_size(storage_path("network", fmt))
+        files, size = tree_size(storage_path("network", fmt))
         lines.append(f"network {fmt}: {files} files, {size / 1e6:.0f} MB")
     return lines
-
-
-def _tree_size(path: Path) -> tuple[int, int]:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-    return len(files), sum(p.stat().st_size for p in files)
 
 
 def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:

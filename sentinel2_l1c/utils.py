@@ -310,6 +310,12 @@ def remove_tree(path: Path) -> None:
         path.unlink()
 
 
+def tree_size(path: Path) -> tuple[int, int]:
+    """Number of files and bytes of a folder (or of one file)."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
