@@ -326,6 +326,9 @@ def _fsync_file(path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
+SCHEDULER_TIMEOUT = "10s"  # distributed retries a refused connection until then
+
+
 @contextlib.contextmanager
 def dask_scheduler(scheduler: str | None = None, workers: int | None = None) -> Iterator[None]:
     """Run ``dask.compute`` on local threads, or on the dask.distributed cluster at ``scheduler``.
@@ -341,7 +344,7 @@ def dask_scheduler(scheduler: str | None = None, workers: int | None = None) -> 
     from distributed import Client
 
     try:
-        client = Client(scheduler, timeout="30s")
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
     except OSError as err:
         raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     try:

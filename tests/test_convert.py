@@ -22,10 +22,10 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 from zarr.storage import LocalStore, ZipStore
 
-from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
+from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, utils, zip_zarr
 from sentinel2_l1c.convert_safe_to_cog import CogOptions, cog_path
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
-from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.safe import SafeProduct, list_products, read_band
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
 from sentinel2_l1c.zarr_store import COMPLETE, DONE, Layout, blocks, group_path
@@ -398,3 +398,33 @@ class TestZip:
 def _no_stray_partial_files(tmp_path: Path) -> Iterator[None]:
     yield
     assert not [p for p in tmp_path.rglob("*.partial") if p.is_file()]
+
+
+def test_conversion_on_a_distributed_scheduler(
+    archive: Archive, converted: Converted, tmp_path: Path
+) -> None:
+    """--scheduler: the blocks run on a dask.distributed cluster given by its address."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        options = ZarrOptions(
+            archive.root,
+            tmp_path / "zarr",
+            band_groups=SMALL_GROUPS,
+            scheduler=cluster.scheduler_address,
+        )
+        assert convert_safe_to_zarr.convert(options, False).blocks_written > 0
+    assert_same_store(tmp_path / "zarr", converted.zarr)
+
+
+def test_unreachable_scheduler(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(utils, "SCHEDULER_TIMEOUT", "1s")
+    options = ZarrOptions(
+        archive.root, tmp_path / "zarr", band_groups=SMALL_GROUPS, scheduler="tcp://127.0.0.1:9"
+    )
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        convert_safe_to_zarr.convert(options, False)
