@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from . import convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
+from . import benchmark_patch_load, convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
 from .errors import InputDataError
 from .intake_cdse_s3 import IntakeOptions, run_intake
 from .intake_cdse_s3_year import day_windows
@@ -28,8 +28,10 @@ from .lab.layout import lab_environment, source_root
 from .lab.synthetic import SyntheticOptions, generate
 from .safe import list_products
 from .utils import (
+    FORMATS,
     atomic_write_text,
     cdse_profile,
+    log_folder,
     new_parser,
     options_from_args,
     run_cli,
@@ -169,7 +171,30 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     with environment(lab_environment(options.lab)):
         report += intake(options, show_progress)
         report += convert(show_progress)
+        report += benchmark(options)
     return report
+
+
+def benchmark(options: DemoOptions) -> list[str]:
+    """Patch loads from the network storage in every format (temp and S3 come with staging)."""
+    products = list_products(storage_path("network", "safe"), options.tile, options.year)
+    left, bottom, right, top = products[0].grid(10).bounds
+    fits = int((right - left) // 2 // 60 * 60)  # small lab tiles get smaller patches
+    config = benchmark_patch_load.BenchmarkConfig(
+        storages=("network",),
+        formats=FORMATS,
+        num_repeats=3,
+        tile=options.tile,
+        year=options.year,
+        bounds=(left, top, right, bottom),
+        seed=options.seed,
+        patch_size=min(5100, fits),
+    )
+    target, run = benchmark_patch_load.run_benchmark(config, log_folder(), quiet=True)
+    wrong = benchmark_patch_load.mismatches(run)
+    if wrong:
+        raise InputDataError("formats returned different pixels: " + "; ".join(wrong))
+    return [f"benchmark_patch_load → {target}:", *benchmark_patch_load.table(run)]
 
 
 def build_parser() -> argparse.ArgumentParser:

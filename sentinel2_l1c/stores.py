@@ -71,3 +71,22 @@ def open_s3(profile: str, bucket: str, key: str | None = None, async_zipfs: bool
         f"{bucket}/{key}", fs=s3_filesystem(profile), asynchronous=True, skip_instance_cache=True
     )
     return FsspecStore(fs, read_only=True, path="")
+
+
+def close_store(store: Store) -> None:
+    """Close a store and the async S3 sessions under it (on zarr's loop, where they live)."""
+    from zarr.core.sync import sync
+
+    fs = getattr(store, "fs", None)
+    for candidate in (fs, getattr(fs, "fs", None)):
+        client = getattr(candidate, "_s3", None)
+        if (
+            isinstance(candidate, s3fs.S3FileSystem)
+            and candidate.asynchronous
+            and client is not None
+        ):
+            sync(client.close())
+            candidate._s3 = None
+    if isinstance(store, FileObjectZipStore):
+        store.fileobj.close()
+    store.close()

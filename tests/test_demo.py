@@ -29,6 +29,7 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert f"network {fmt}: " in out
     assert (lab / "network" / "sentinel2_l1c_zipzarr.zip").is_file()
     assert len(list((lab / "network" / "sentinel2_l1c_cog" / "35VLH" / "2024").iterdir())) == 9
+    assert "benchmark_patch_load" in out and "× fastest" in out
     settings = dict(
         line.split("=", 1)
         for line in (lab / "lab.env").read_text().splitlines()

@@ -1,0 +1,515 @@
+"""Benchmark random patch time-series loads for every storage × format.
+
+A patch is one random 60 m-aligned window of ``--patch_size`` metres, read for every band
+group and every date of the tile-year. For a seed and repeat the patch and the shuffled
+storage × format order are always the same. One uncounted warm-up loads every combination
+first; stores are opened before any timing. Each load's pixels are hashed: every combination
+must return the same pixels for the same patch, or the run ends with exit code 1. Results go
+to ``$DSLAB_LOG_FOLDER/sentinel2_l1c_YYYY-MM-DD_HH-MM-SS.json``, rewritten (atomically) after
+every repeat, so an interrupted run keeps what it measured.
+
+    python -m sentinel2_l1c.benchmark_patch_load --storages network temp --num_repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import socket
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import zarr
+from rasterio.windows import Window
+
+from .convert_safe_to_cog import cog_path
+from .errors import ConfigError, InputDataError
+from .safe import SafeProduct, list_products, read_band
+from .stores import close_store, open_local, open_s3
+from .utils import (
+    BAND_GROUPS,
+    FORMATS,
+    STORAGES,
+    atomic_write_text,
+    log_folder,
+    new_parser,
+    parse_bool,
+    parse_tile_id,
+    run_cli,
+    s3_bucket,
+    s3_profile,
+    s3_zipzarr_key,
+    storage_path,
+)
+from .zarr_store import group_path, is_complete
+
+GRID = 60  # patches align to the coarsest grid, so every band group gets whole pixels
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """The run's parameters; written into the results and read back by reports."""
+
+    storages: tuple[str, ...]
+    formats: tuple[str, ...]
+    num_repeats: int
+    tile: str
+    year: int
+    bounds: tuple[float, float, float, float]  # x1 (left), y1 (top), x2 (right), y2 (bottom)
+    async_zipfs: bool = True
+    seed: int = 0
+    patch_size: int = 5100
+    workers: int = 8
+
+    def __post_init__(self) -> None:
+        for storage in self.storages:
+            if storage not in STORAGES:
+                raise ConfigError(f"unknown storage {storage!r}; choose from {', '.join(STORAGES)}")
+        for fmt in self.formats:
+            if fmt not in FORMATS:
+                raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if self.num_repeats < 2:
+            raise ConfigError(
+                f"num_repeats must be at least 2 (for a standard error), got {self.num_repeats}"
+            )
+        if self.patch_size <= 0 or self.patch_size % GRID:
+            raise ConfigError(
+                f"patch_size must be a positive multiple of {GRID} m, got {self.patch_size}"
+            )
+        x1, y1, x2, y2 = self.bounds
+        if x2 - x1 < self.patch_size or y1 - y2 < self.patch_size:
+            raise ConfigError(
+                f"a {self.patch_size} m patch does not fit in the bounds {self.bounds} (x1 y1 x2 y2)"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchmarkConfig:
+        values = dict(data)
+        for name in ("storages", "formats", "bounds"):
+            values[name] = tuple(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Upper-left corner and side, in metres of the tile's CRS."""
+
+    x: float
+    y: float
+    size: int
+
+    def window(self, ulx: float, uly: float, resolution: int) -> Window:
+        return Window(
+            round((self.x - ulx) / resolution),
+            round((uly - self.y) / resolution),
+            self.size // resolution,
+            self.size // resolution,
+        )
+
+
+def plan_patch(config: BenchmarkConfig, repeat: int) -> Patch:
+    """The patch of ``repeat`` (-1: warm-up): the same for the same seed, aligned to 60 m."""
+    rng = random.Random(f"{config.seed}/{repeat}/patch")
+    x1, y1, x2, y2 = config.bounds
+    columns = int((x2 - x1 - config.patch_size) // GRID)
+    rows = int((y1 - y2 - config.patch_size) // GRID)
+    return Patch(
+        x1 + rng.randint(0, columns) * GRID, y1 - rng.randint(0, rows) * GRID, config.patch_size
+    )
+
+
+def plan_order(config: BenchmarkConfig, repeat: int) -> list[tuple[str, str]]:
+    pairs = [(storage, fmt) for storage in config.storages for fmt in config.formats]
+    random.Random(f"{config.seed}/{repeat}/order").shuffle(pairs)
+    return pairs
+
+
+def summary(durations: list[float]) -> dict[str, float]:
+    """Total, mean, sample standard deviation and standard error (std / √n)."""
+    std = statistics.stdev(durations) if len(durations) > 1 else 0.0
+    return {
+        "total_duration": sum(durations),
+        "mean_durations": statistics.mean(durations),
+        "std_durations": std,
+        "stderr_durations": std / math.sqrt(len(durations)),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Loaders: opened before timing, then asked for patches
+# --------------------------------------------------------------------------------------
+
+
+class ZarrLoader:
+    """Zarr, sharded Zarr or zipped Zarr through any store."""
+
+    def __init__(self, store: Any, tile: str, year: int, where: str) -> None:
+        self.store = store
+        root = zarr.open_group(store, mode="r", zarr_format=3)
+        self.arrays, self.origins = {}, {}
+        for group in BAND_GROUPS:
+            path = group_path(tile, year, group)
+            try:
+                node = root[path]
+            except KeyError:
+                raise InputDataError(
+                    f"{where}: no group {path}: run convert_safe_to_zarr"
+                ) from None
+            if not is_complete(node):
+                raise InputDataError(
+                    f"{where}: group {path} is not complete: rerun convert_safe_to_zarr"
+                )
+            self.arrays[group.name] = node["data"]
+            x, y = node["x"][:2], node["y"][:2]
+            self.origins[group.name] = (
+                float(x[0]) - group.resolution / 2,
+                float(y[0]) + group.resolution / 2,
+            )
+
+    def close(self) -> None:
+        close_store(self.store)
+
+    def load(self, patch: Patch) -> dict[str, np.ndarray]:
+        pixels = {}
+        for group in BAND_GROUPS:
+            w = patch.window(*self.origins[group.name], group.resolution)
+            rows, cols = (
+                slice(w.row_off, w.row_off + w.height),
+                slice(w.col_off, w.col_off + w.width),
+            )
+            pixels[group.name] = self.arrays[group.name][:, :, rows, cols]
+        return pixels
+
+
+class FileLoader:
+    """SAFE (one JP2 per band) or COG (one file per band group) with parallel windowed reads.
+
+    rasterio releases the GIL while GDAL decodes, and every read opens its own dataset, so
+    reads run in parallel threads without a global lock.
+    """
+
+    def __init__(self, products: list[SafeProduct], cog_root: Path | None, workers: int) -> None:
+        self.products = products
+        self.cog_root = cog_root
+        self.pool = ThreadPoolExecutor(workers)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def _read(self, product: SafeProduct, group_name: str, window: Window) -> np.ndarray:
+        group = next(g for g in BAND_GROUPS if g.name == group_name)
+        if self.cog_root is None:
+            return np.stack([read_band(product.band_path(b), window) for b in group.bands])
+        with rasterio.open(cog_path(self.cog_root, product, group)) as dataset:
+            return dataset.read(window=window)
+
+    def load(self, patch: Patch) -> dict[str, np.ndarray]:
+        pixels = {}
+        for group in BAND_GROUPS:
+            grid = self.products[0].grid(group.resolution)
+            window = patch.window(grid.ulx, grid.uly, group.resolution)
+            parts = self.pool.map(
+                self._read,
+                self.products,
+                [group.name] * len(self.products),
+                [window] * len(self.products),
+            )
+            pixels[group.name] = np.stack(list(parts))
+        return pixels
+
+
+def open_loader(storage: str, fmt: str, config: BenchmarkConfig) -> ZarrLoader | FileLoader:
+    """Open one storage × format; missing data is an error naming where and what makes it."""
+    if storage == "s3":
+        if fmt in ("safe", "cog"):
+            raise ConfigError(
+                f"the s3 storage is not benchmarked for {fmt} yet; use zarr, zarr_sharded or zipzarr"
+            )
+        bucket = s3_bucket(fmt)
+        where = f"s3://{bucket}"
+        if fmt == "zipzarr":
+            store = open_s3(s3_profile(), bucket, s3_zipzarr_key(), async_zipfs=config.async_zipfs)
+            where = f"s3://{bucket}/{s3_zipzarr_key()}"
+        else:
+            store = open_s3(s3_profile(), bucket)
+        return ZarrLoader(store, config.tile, config.year, where)
+    path = storage_path(storage, fmt)
+    if not path.exists():
+        step = (
+            "intake"
+            if (storage, fmt) == ("network", "safe")
+            else ("conversion" if storage == "network" else "staging")
+        )
+        raise InputDataError(f"{path} ({storage} {fmt}) does not exist: run the {step} step first")
+    if fmt == "safe":
+        products = list_products(path, config.tile, config.year)
+        if not products:
+            raise InputDataError(f"{path}: no products of {config.tile} in {config.year}")
+        return FileLoader(products, None, config.workers)
+    if fmt == "cog":
+        products = list_products(storage_path("network", "safe"), config.tile, config.year)
+        missing = [p for p in products if not cog_path(path, p, BAND_GROUPS[0]).is_file()]
+        if missing:
+            raise InputDataError(
+                f"{path}: no COG of {missing[0].product_id}: run convert_safe_to_cog"
+            )
+        return FileLoader(products, path, config.workers)
+    store = open_local(path, zipped=fmt == "zipzarr", async_zipfs=config.async_zipfs)
+    return ZarrLoader(store, config.tile, config.year, str(path))
+
+
+def checksum(pixels: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(pixels):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(pixels[name]).tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    import s3fs
+    import xarray
+
+    return {
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {
+            "numpy": np.__version__,
+            "zarr": zarr.__version__,
+            "rasterio": rasterio.__version__,
+            "gdal": rasterio.__gdal_version__,
+            "xarray": xarray.__version__,
+            "s3fs": s3fs.__version__,
+        },
+    }
+
+
+@dataclass
+class Run:
+    config: BenchmarkConfig
+    started: datetime
+    results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    repeats: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tile": self.config.tile,
+            "year": self.config.year,
+            "results": self.results,
+            "repeats": self.repeats,
+            "config": self.config.to_json(),
+            "environment": environment(),
+            "started": self.started.isoformat(),
+        }
+
+
+def run_benchmark(config: BenchmarkConfig, output: Path, quiet: bool = False) -> tuple[Path, Run]:
+    """Open everything, warm up, time ``num_repeats`` patches; returns the results file."""
+    loaders: dict[tuple[str, str], ZarrLoader | FileLoader] = {}
+    try:
+        for pair in [(s, f) for s in config.storages for f in config.formats]:
+            loaders[pair] = open_loader(*pair, config)
+        return _timed_run(config, output, loaders, quiet)
+    finally:
+        for loader in loaders.values():
+            loader.close()
+
+
+def _timed_run(
+    config: BenchmarkConfig, output: Path, loaders: dict[tuple[str, str], Any], quiet: bool
+) -> tuple[Path, Run]:
+    started = datetime.now(UTC)
+    target = output / f"sentinel2_l1c_{started:%Y-%m-%d_%H-%M-%S}.json"
+    run = Run(config, started)
+    for pair in plan_order(config, -1):  # warm-up, not recorded
+        loaders[pair].load(plan_patch(config, -1))
+    for repeat in range(config.num_repeats):
+        patch = plan_patch(config, repeat)
+        record: dict[str, Any] = {
+            "repeat": repeat,
+            "patch": asdict(patch),
+            "checksums": {},
+            "bytes": {},
+        }
+        for storage, fmt in plan_order(config, repeat):
+            begin = time.perf_counter()
+            pixels = loaders[(storage, fmt)].load(patch)
+            elapsed = time.perf_counter() - begin
+            entry = run.results.setdefault(storage, {}).setdefault(fmt, {"durations": []})
+            entry["durations"].append(elapsed)
+            entry["band_group_shapes"] = {name: list(a.shape) for name, a in pixels.items()}
+            entry.update(summary(entry["durations"]))
+            record["checksums"][f"{storage}/{fmt}"] = checksum(pixels)
+            record["bytes"][f"{storage}/{fmt}"] = int(sum(a.nbytes for a in pixels.values()))
+        run.repeats.append(record)
+        atomic_write_text(target, json.dumps(run.to_json(), indent=2) + "\n")
+        if not quiet:
+            print(f"repeat {repeat + 1}/{config.num_repeats} written to {target}", file=sys.stderr)
+    return target, run
+
+
+def mismatches(run: Run) -> list[str]:
+    """Repeats in which some combination returned different pixels."""
+    found = []
+    for record in run.repeats:
+        if len(set(record["checksums"].values())) > 1:
+            groups: dict[str, list[str]] = {}
+            for pair, value in record["checksums"].items():
+                groups.setdefault(value, []).append(pair)
+            found.append(
+                f"repeat {record['repeat']}: " + " vs ".join(", ".join(p) for p in groups.values())
+            )
+    return found
+
+
+def table(run: Run) -> list[str]:
+    rows = [(s, f, r) for s, formats in run.results.items() for f, r in formats.items()]
+    fastest = min(r["mean_durations"] for _, _, r in rows)
+    lines = [f"{'storage':8} {'format':13} {'mean (s)':>10} {'± stderr':>10} {'× fastest':>10}"]
+    for storage, fmt, r in sorted(rows, key=lambda row: row[2]["mean_durations"]):
+        lines.append(
+            f"{storage:8} {fmt:13} {r['mean_durations']:10.3f} {r['stderr_durations']:10.3f} "
+            f"{r['mean_durations'] / fastest:10.2f}"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def detect(args: argparse.Namespace) -> tuple[str, int, tuple[float, float, float, float]]:
+    """Tile, year and bounds from the arguments, else from the network SAFE products."""
+    products = list_products(
+        storage_path("network", "safe"), parse_tile_id(args.tile) if args.tile else None, args.year
+    )
+    if not products:
+        raise InputDataError(
+            f"no L1C products{' of ' + args.tile if args.tile else ''} under "
+            f"{storage_path('network', 'safe')}: run intake first"
+        )
+    tiles = sorted({p.tile for p in products})
+    if len(tiles) > 1:
+        raise ConfigError(f"products of several tiles ({', '.join(tiles)}): choose one with --tile")
+    year = args.year or max(p.year for p in products)
+    left, bottom, right, top = products[0].grid(10).bounds
+    bounds = (
+        args.x1 if args.x1 is not None else left,
+        args.y1 if args.y1 is not None else top,
+        args.x2 if args.x2 is not None else right,
+        args.y2 if args.y2 is not None else bottom,
+    )
+    return tiles[0], year, bounds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "Benchmark random patch time-series loads for every storage × format.",
+        prog="python -m sentinel2_l1c.benchmark_patch_load",
+    )
+    parser.add_argument(
+        "--storages",
+        nargs="+",
+        default=list(STORAGES),
+        choices=STORAGES,
+        help="Storages to benchmark.",
+    )
+    parser.add_argument(
+        "--formats", nargs="+", default=list(FORMATS), choices=FORMATS, help="Formats to benchmark."
+    )
+    parser.add_argument(
+        "--num_repeats", type=int, default=10, help="Timed repeats (2 or more), after one warm-up."
+    )
+    parser.add_argument(
+        "--year",
+        type=int,
+        default=None,
+        help="Year (default: the latest in the network SAFE root).",
+    )
+    parser.add_argument(
+        "--tile", default=None, help="Tile (default: the only tile in the network SAFE root)."
+    )
+    for name, what in (("x1", "left"), ("y1", "top"), ("x2", "right"), ("y2", "bottom")):
+        parser.add_argument(
+            f"--{name}",
+            type=float,
+            default=None,
+            help=f"{what.capitalize()} edge in the tile's CRS (default: the tile's).",
+        )
+    parser.add_argument(
+        "--async_zipfs",
+        type=parse_bool,
+        default=True,
+        help="Read zipped Zarr through async_zipfs (true) or zarr's ZipStore (false).",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of patches and order.")
+    parser.add_argument(
+        "--patch_size", type=int, default=5100, help="Patch side in metres (a multiple of 60)."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=8, help="Threads for SAFE/COG windowed reads."
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="Results folder (default: $DSLAB_LOG_FOLDER)."
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    tile, year, bounds = detect(args)
+    config = BenchmarkConfig(
+        storages=tuple(args.storages),
+        formats=tuple(args.formats),
+        num_repeats=args.num_repeats,
+        tile=tile,
+        year=year,
+        bounds=bounds,
+        async_zipfs=args.async_zipfs,
+        seed=args.seed,
+        patch_size=args.patch_size,
+        workers=args.workers,
+    )
+    target, run = run_benchmark(config, args.output or log_folder(), quiet=args.quiet)
+    for line in table(run):
+        print(line)
+    print(f"results: {target}")
+    wrong = mismatches(run)
+    if wrong:
+        print(
+            "error: formats returned different pixels for the same patch: " + "; ".join(wrong),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
