@@ -32,13 +32,14 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import zarr
 from rasterio.windows import Window
 
 from .convert_safe_to_cog import cog_path
 from .errors import ConfigError, InputDataError
 from .safe import SafeProduct, list_products, read_band
-from .stores import close_store, open_local, open_s3
+from .stores import close_store, gdal_s3_options, open_local, open_s3
 from .utils import (
     BAND_GROUPS,
     FORMATS,
@@ -204,20 +205,37 @@ class FileLoader:
     reads run in parallel threads without a global lock.
     """
 
-    def __init__(self, products: list[SafeProduct], cog_root: Path | None, workers: int) -> None:
+    def __init__(
+        self,
+        products: list[SafeProduct],
+        cog_root: Path | None,
+        workers: int,
+        remote: tuple[str, Path, dict[str, Any]] | None = None,
+    ) -> None:
         self.products = products
         self.cog_root = cog_root
         self.pool = ThreadPoolExecutor(workers)
+        # (vsis3 prefix, local root it mirrors, GDAL options): read the same files from S3
+        self.remote = remote
 
     def close(self) -> None:
         self.pool.shutdown()
 
+    def where(self, path: Path) -> str | Path:
+        """The file to read: local, or its mirror in the bucket."""
+        if self.remote is None:
+            return path
+        prefix, root, _ = self.remote
+        return f"{prefix}/{path.relative_to(root).as_posix()}"
+
     def _read(self, product: SafeProduct, group_name: str, window: Window) -> np.ndarray:
         group = next(g for g in BAND_GROUPS if g.name == group_name)
-        if self.cog_root is None:
-            return np.stack([read_band(product.band_path(b), window) for b in group.bands])
-        with rasterio.open(cog_path(self.cog_root, product, group)) as dataset:
-            return dataset.read(window=window)
+        with rasterio.Env(**(self.remote[2] if self.remote else {})):
+            if self.cog_root is None:
+                paths = [self.where(product.band_path(b)) for b in group.bands]
+                return np.stack([read_band(path, window) for path in paths])
+            with rasterio.open(self.where(cog_path(self.cog_root, product, group))) as dataset:
+                return dataset.read(window=window)
 
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
         pixels = {}
@@ -236,11 +254,9 @@ class FileLoader:
 
 def open_loader(storage: str, fmt: str, config: BenchmarkConfig) -> ZarrLoader | FileLoader:
     """Open one storage × format; missing data is an error naming where and what makes it."""
+    if storage == "s3" and fmt in ("safe", "cog"):
+        return _remote_file_loader(fmt, config)
     if storage == "s3":
-        if fmt in ("safe", "cog"):
-            raise ConfigError(
-                f"the s3 storage is not benchmarked for {fmt} yet; use zarr, zarr_sharded or zipzarr"
-            )
         bucket = s3_bucket(fmt)
         where = f"s3://{bucket}"
         if fmt == "zipzarr":
@@ -272,6 +288,32 @@ def open_loader(storage: str, fmt: str, config: BenchmarkConfig) -> ZarrLoader |
         return FileLoader(products, path, config.workers)
     store = open_local(path, zipped=fmt == "zipzarr", async_zipfs=config.async_zipfs)
     return ZarrLoader(store, config.tile, config.year, str(path))
+
+
+def _remote_file_loader(fmt: str, config: BenchmarkConfig) -> FileLoader:
+    """SAFE or COG from the bucket mirroring the network copy, read through GDAL's /vsis3/.
+
+    The network copy serves as the catalogue (which products, which files), as a training
+    job would have one; the pixels come from the bucket.
+    """
+    local = open_loader("network", fmt, config)
+    assert isinstance(local, FileLoader)
+    local.close()
+    network = storage_path("network", fmt)
+    remote = (f"/vsis3/{s3_bucket(fmt)}", network, gdal_s3_options(s3_profile()))
+    loader = FileLoader(local.products, local.cog_root, config.workers, remote)
+    product = local.products[0]
+    probe = (
+        product.band_path("B01") if fmt == "safe" else cog_path(network, product, BAND_GROUPS[0])
+    )
+    with rasterio.Env(**remote[2]):
+        try:
+            rasterio.open(loader.where(probe)).close()
+        except rasterio.errors.RasterioError:
+            raise InputDataError(
+                f"{loader.where(probe)} cannot be read: publish {fmt} to S3 first"
+            ) from None
+    return loader
 
 
 def checksum(pixels: dict[str, np.ndarray]) -> str:

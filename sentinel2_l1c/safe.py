@@ -263,7 +263,7 @@ class SafeProduct:
         return self.band_paths[band]
 
 
-def read_band(path: Path, window: Window | None = None) -> np.ndarray:
+def read_band(path: Path | str, window: Window | None = None) -> np.ndarray:
     """Decode one band file (or a window of it); InputDataError names a file that fails."""
     try:
         with rasterio.open(path) as dataset:

@@ -12,6 +12,7 @@ import threading
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import s3fs
 from zarr.abc.store import Store
@@ -90,3 +91,25 @@ def close_store(store: Store) -> None:
     if isinstance(store, FileObjectZipStore):
         store.fileobj.close()
     store.close()
+
+
+def gdal_s3_options(profile: str) -> dict[str, Any]:
+    """``rasterio.Env`` settings for ``/vsis3/`` with the boto3 ``profile`` (keys and endpoint
+    through rasterio's AWSSession), path-style requests, no directory listing on open, and a
+    block cache for remote reads."""
+    import boto3
+    from rasterio.session import AWSSession
+
+    session = boto3.Session(profile_name=profile)
+    endpoint = session.client("s3").meta.endpoint_url or ""
+    parts = urlsplit(endpoint)
+    custom = bool(parts.netloc) and "amazonaws.com" not in parts.netloc
+    return {
+        "session": AWSSession(session, endpoint_url=parts.netloc if custom else None),
+        "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif",
+        "VSI_CACHE": "TRUE",
+        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    }

@@ -235,3 +235,38 @@ def test_bad_arguments(configured: Path, capsys: pytest.CaptureFixture[str]) -> 
             "zarr",
             BenchmarkConfig(("network",), ("zarr",), 2, "35VLG", 2024, (0, 6000, 6000, 0)),
         )
+
+
+def test_every_format_on_s3(configured: Path, local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SAFE and COG through GDAL /vsis3/, Zarr formats through s3fs: the same pixels."""
+    for name, value in local_cdse.environment().items():
+        monkeypatch.setenv(name, value)
+    settings = lab_environment(configured)
+    client = local_cdse.store.client(local_cdse.storage_user)
+    existing = {b["Name"] for b in client.list_buckets()["Buckets"]}
+    for fmt in FORMATS:
+        bucket = settings[f"DSLAB_S2L1C_S3_{fmt.upper()}_BUCKET"]
+        if bucket not in existing:
+            client.create_bucket(Bucket=bucket)
+        source = Path(settings[f"DSLAB_S2L1C_NETWORK_{fmt.upper()}_PATH"])
+        if source.is_file():
+            client.upload_file(str(source), bucket, settings["DSLAB_S2L1C_S3_ZIPZARR_KEY"])
+            continue
+        for path in source.rglob("*"):
+            if path.is_file():
+                client.upload_file(str(path), bucket, path.relative_to(source).as_posix())
+    assert run_main(["--storages", "network", "s3", "--num_repeats", "2", "--output", str(configured / "logs-s3")]) == 0
+    (path,) = (configured / "logs-s3").glob("*.json")
+    data = json.loads(path.read_text())
+    assert set(data["results"]["s3"]) == set(FORMATS)
+    for record in data["repeats"]:
+        assert len(record["checksums"]) == 2 * len(FORMATS)
+        assert len(set(record["checksums"].values())) == 1
+
+
+def test_unpublished_s3_files_are_named(configured: Path, local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in local_cdse.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DSLAB_S2L1C_S3_COG_BUCKET", "never-published")
+    assert run_main(["--storages", "s3", "--formats", "cog", "--num_repeats", "2"]) == 1
+    assert "/vsis3/never-published/35VLH/2024/" in capsys.readouterr().err
