@@ -74,6 +74,7 @@ class BenchmarkConfig:
     seed: int = 0
     patch_size: int = 5100
     workers: int = 8
+    cold: bool = False
 
     def __post_init__(self) -> None:
         for storage in self.storages:
@@ -316,6 +317,27 @@ def _remote_file_loader(fmt: str, config: BenchmarkConfig) -> FileLoader:
     return loader
 
 
+def local_files(storage: str, fmt: str) -> list[Path]:
+    """Files a load on a local storage may read (none for S3)."""
+    if storage == "s3":
+        return []
+    path = storage_path(storage, fmt)
+    return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+
+
+def evict(files: list[Path]) -> bool:
+    """Drop the files' pages from the OS page cache; False where the platform cannot."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for path in files:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+    return True
+
+
 def checksum(pixels: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(pixels):
@@ -386,6 +408,7 @@ def _timed_run(
     started = datetime.now(UTC)
     target = output / f"sentinel2_l1c_{started:%Y-%m-%d_%H-%M-%S}.json"
     run = Run(config, started)
+    cold_files: dict[tuple[str, str], list[Path]] = {}
     for pair in plan_order(config, -1):  # warm-up, not recorded
         loaders[pair].load(plan_patch(config, -1))
     for repeat in range(config.num_repeats):
@@ -397,6 +420,11 @@ def _timed_run(
             "bytes": {},
         }
         for storage, fmt in plan_order(config, repeat):
+            if config.cold:
+                files = cold_files.setdefault((storage, fmt), local_files(storage, fmt))
+                record.setdefault("cold", {})[f"{storage}/{fmt}"] = (
+                    evict(files) if files else "not applicable (remote)"
+                )
             begin = time.perf_counter()
             pixels = loaders[(storage, fmt)].load(patch)
             elapsed = time.perf_counter() - begin
@@ -516,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=8, help="Threads for SAFE/COG windowed reads."
     )
     parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="Evict the files from the OS page cache before each timed load (local storages; "
+        "the results say where it was not possible).",
+    )
+    parser.add_argument(
         "--output", type=Path, default=None, help="Results folder (default: $DSLAB_LOG_FOLDER)."
     )
     return parser
@@ -534,6 +568,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         patch_size=args.patch_size,
         workers=args.workers,
+        cold=args.cold,
     )
     target, run = run_benchmark(config, args.output or log_folder(), quiet=args.quiet)
     for line in table(run):

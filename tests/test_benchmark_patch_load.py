@@ -237,11 +237,10 @@ def test_bad_arguments(configured: Path, capsys: pytest.CaptureFixture[str]) -> 
         )
 
 
-def test_every_format_on_s3(configured: Path, local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SAFE and COG through GDAL /vsis3/, Zarr formats through s3fs: the same pixels."""
-    for name, value in local_cdse.environment().items():
-        monkeypatch.setenv(name, value)
-    settings = lab_environment(configured)
+@pytest.fixture(scope="module")
+def published(lab: Path, local_cdse: LocalCdse) -> LocalCdse:
+    """Every network format copied to its bucket in the lab S3 store."""
+    settings = lab_environment(lab)
     client = local_cdse.store.client(local_cdse.storage_user)
     existing = {b["Name"] for b in client.list_buckets()["Buckets"]}
     for fmt in FORMATS:
@@ -255,7 +254,29 @@ def test_every_format_on_s3(configured: Path, local_cdse: LocalCdse, monkeypatch
         for path in source.rglob("*"):
             if path.is_file():
                 client.upload_file(str(path), bucket, path.relative_to(source).as_posix())
-    assert run_main(["--storages", "network", "s3", "--num_repeats", "2", "--output", str(configured / "logs-s3")]) == 0
+    return local_cdse
+
+
+def test_every_format_on_s3(
+    configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SAFE and COG through GDAL /vsis3/, Zarr formats through s3fs: the same pixels."""
+    for name, value in published.environment().items():
+        monkeypatch.setenv(name, value)
+    assert (
+        run_main(
+            [
+                "--storages",
+                "network",
+                "s3",
+                "--num_repeats",
+                "2",
+                "--output",
+                str(configured / "logs-s3"),
+            ]
+        )
+        == 0
+    )
     (path,) = (configured / "logs-s3").glob("*.json")
     data = json.loads(path.read_text())
     assert set(data["results"]["s3"]) == set(FORMATS)
@@ -264,9 +285,32 @@ def test_every_format_on_s3(configured: Path, local_cdse: LocalCdse, monkeypatch
         assert len(set(record["checksums"].values())) == 1
 
 
-def test_unpublished_s3_files_are_named(configured: Path, local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unpublished_s3_files_are_named(
+    configured: Path,
+    local_cdse: LocalCdse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     for name, value in local_cdse.environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DSLAB_S2L1C_S3_COG_BUCKET", "never-published")
     assert run_main(["--storages", "s3", "--formats", "cog", "--num_repeats", "2"]) == 1
     assert "/vsis3/never-published/35VLH/2024/" in capsys.readouterr().err
+
+
+def test_cold_runs_evict_local_files(
+    configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in published.environment().items():
+        monkeypatch.setenv(name, value)
+    evicted: list[int] = []
+    original = bench.evict
+    monkeypatch.setattr(bench, "evict", lambda files: evicted.append(len(files)) or original(files))
+    argv = ["--storages", "network", "s3", "--formats", "zarr", "--num_repeats", "2", "--cold"]
+    assert run_main([*argv, "--output", str(configured / "logs-cold")]) == 0
+    (path,) = (configured / "logs-cold").glob("*.json")
+    data = json.loads(path.read_text())
+    assert data["config"]["cold"] is True
+    for record in data["repeats"]:
+        assert record["cold"] == {"network/zarr": True, "s3/zarr": "not applicable (remote)"}
+    assert len(evicted) == 2 and evicted[0] > 10  # every chunk file of the local store, per repeat
