@@ -534,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--async_zipfs",
         type=parse_bool,
         default=True,
-        help="Read zipped Zarr through async_zipfs (true) or zarr's ZipStore (false).",
+        help="Read zipped Zarr through async_zipfs (true) or zarr's ZipStore (false). (default: true)",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of patches and order.")
     parser.add_argument(
