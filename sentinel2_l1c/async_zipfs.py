@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.spec import AbstractBufferedFile
 
+from .utils import is_safe_relative, temp_sibling
 from .zip_index import (
     DEFLATED,
     LOCAL_SIZE,
@@ -230,17 +232,7 @@ class AsyncZipFileSystem(AsyncFileSystem):
         compressed = head[: entry.compressed_size]
         if len(compressed) < entry.compressed_size:
             compressed = await self._read(begin, begin + entry.compressed_size)
-        try:
-            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(compressed)
-        except zlib.error as err:
-            raise ZipFormatError(
-                f"{self.fo}: entry {entry.name!r} does not inflate ({err})"
-            ) from None
-        if len(data) != entry.size:
-            raise ZipFormatError(
-                f"{self.fo}: entry {entry.name!r} inflates to {len(data)} bytes, not {entry.size}"
-            )
-        return data
+        return self._inflate_bytes(entry, compressed)
 
     async def _cat_ranges(
         self,
@@ -408,6 +400,141 @@ class AsyncZipFileSystem(AsyncFileSystem):
             temp.unlink(missing_ok=True)
             raise
 
+    async def _extract(
+        self,
+        names: list[str],
+        root: str,
+        done: Callable[[int, int], None] = lambda files, size: None,
+        span: int = COPY_CHUNK,
+        concurrency: int = 8,
+    ) -> None:
+        """Write the entries ``names`` as files under the local folder ``root``.
+
+        Neighbouring entries are fetched together, one range of up to ``span`` bytes per
+        request and ``concurrency`` requests in flight, so a store of many small chunks costs
+        few requests; larger entries come in ``span``-sized ranges. Each file is written
+        whole under a temporary name, its CRC-32 checked, then renamed. Entries whose names
+        would escape ``root`` are refused before anything is written. ``done(files, bytes)``
+        reports progress (from worker threads).
+        """
+        files = await self._index()
+        for name in names:
+            if name not in files:
+                raise FileNotFoundError(f"{self.fo}: no entry {name}")
+            if not is_safe_relative(files[name].name.lstrip("/")):
+                raise ZipFormatError(
+                    f"{self.fo}: entry {files[name].name!r} would be written outside the "
+                    "target folder; refusing to extract"
+                )
+        ends = _extent_ends(list(files.values()), self._cd_offset)
+        groups: list[list[Entry]] = []
+        for entry in sorted((files[n] for n in names), key=lambda e: e.header_offset):
+            last = groups[-1] if groups else None
+            if (
+                last is not None
+                and ends[entry.header_offset] - last[0].header_offset <= span
+                and entry.header_offset - ends[last[-1].header_offset] <= self.coalesce_gap
+            ):
+                last.append(entry)
+            else:
+                groups.append([entry])
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def extract_group(group: list[Entry]) -> None:
+            async with semaphore:
+                first, stop = group[0].header_offset, ends[group[-1].header_offset]
+                if len(group) == 1 and stop - first > span:
+                    await self._extract_large(group[0], Path(root), span, done)
+                    return
+                blob = await self._read(first, stop)
+                await asyncio.to_thread(self._write_group, blob, first, group, Path(root), done)
+
+        await asyncio.gather(*(extract_group(group) for group in groups))
+
+    def _write_group(
+        self,
+        blob: bytes,
+        base: int,
+        group: list[Entry],
+        root: Path,
+        done: Callable[[int, int], None],
+    ) -> None:
+        for entry in group:
+            header = entry.header_offset - base
+            try:
+                start = header + local_data_offset(blob[header : header + LOCAL_SIZE], entry)
+            except ZipFormatError as err:
+                raise ZipFormatError(f"{self.fo}: {err}") from None
+            data = blob[start : start + entry.compressed_size]
+            if len(data) != entry.compressed_size:
+                raise ZipFormatError(f"{self.fo}: entry {entry.name!r} runs past its extent")
+            if entry.method == DEFLATED:
+                data = self._inflate_bytes(entry, data)
+            elif entry.method != STORED:
+                raise NotImplementedError(
+                    f"{self.fo}: entry {entry.name!r} uses compression method {entry.method}"
+                )
+            self._check_crc(entry, zlib.crc32(data))
+            _write_whole(root / entry.name.strip("/"), [data])
+            done(1, len(data))
+
+    async def _extract_large(
+        self, entry: Entry, root: Path, span: int, done: Callable[[int, int], None]
+    ) -> None:
+        """One big entry: ranges fetched a few at a time, CRC computed in order."""
+        if entry.method != STORED:
+            data = await self._cat_file(entry.name)
+            self._check_crc(entry, zlib.crc32(data))
+            await asyncio.to_thread(_write_whole, root / entry.name.strip("/"), [data])
+            done(1, len(data))
+            return
+        begin, _ = await self._data_start(entry)
+        starts = range(0, entry.size, span)
+
+        def read(index: int) -> asyncio.Future[bytes]:
+            start = begin + starts[index]
+            return asyncio.ensure_future(self._read(start, min(start + span, begin + entry.size)))
+
+        ahead = 4
+        reads = [read(i) for i in range(min(ahead, len(starts)))]
+        target = root / entry.name.strip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = temp_sibling(target)
+        crc = 0
+        try:
+            with open(temp, "wb") as handle:
+                for index in range(len(starts)):
+                    data = await reads[index]
+                    if index + ahead < len(starts):
+                        reads.append(read(index + ahead))
+                    crc = zlib.crc32(data, crc)
+                    await asyncio.to_thread(handle.write, data)
+            self._check_crc(entry, crc)
+            os.replace(temp, target)
+        except BaseException:
+            for pending in reads:
+                pending.cancel()
+            temp.unlink(missing_ok=True)
+            raise
+        done(1, entry.size)
+
+    def _inflate_bytes(self, entry: Entry, compressed: bytes) -> bytes:
+        try:
+            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(compressed)
+        except zlib.error as err:
+            raise ZipFormatError(
+                f"{self.fo}: entry {entry.name!r} does not inflate ({err})"
+            ) from None
+        if len(data) != entry.size:
+            raise ZipFormatError(
+                f"{self.fo}: entry {entry.name!r} inflates to {len(data)} bytes, not {entry.size}"
+            )
+        return data
+
+    def _check_crc(self, entry: Entry, crc: int) -> None:
+        if crc != entry.crc:
+            raise ZipFormatError(f"{self.fo}: entry {entry.name!r} fails its CRC-32 check")
+
     def _open(
         self, path: str, mode: str = "rb", block_size: int | None = None, **kwargs: Any
     ) -> ZipEntryFile:
@@ -425,6 +552,26 @@ class ZipEntryFile(AbstractBufferedFile):
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.cat_file(self.path, start=start, end=end)
+
+
+def _extent_ends(entries: list[Entry], cd_offset: int) -> dict[int, int]:
+    """For each entry's header offset, where its extent ends: the next entry or the directory."""
+    offsets = sorted(entry.header_offset for entry in entries)
+    return dict(zip(offsets, [*offsets[1:], cd_offset], strict=True))
+
+
+def _write_whole(path: Path, pieces: list[bytes]) -> None:
+    """Write a file under a temporary name beside it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_sibling(path)
+    try:
+        with open(temp, "wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _merge(ranges: list[tuple[int, int]], gap: int) -> tuple[list[int], list[int]]:

@@ -18,9 +18,7 @@ import hashlib
 import json
 import math
 import os
-import platform
 import random
-import socket
 import statistics
 import sys
 import time
@@ -49,7 +47,10 @@ from .utils import (
     new_parser,
     parse_bool,
     parse_tile_id,
+    producing_step,
+    result_path,
     run_cli,
+    run_environment,
     s3_bucket,
     s3_profile,
     s3_zipzarr_key,
@@ -268,12 +269,9 @@ def open_loader(storage: str, fmt: str, config: BenchmarkConfig) -> ZarrLoader |
         return ZarrLoader(store, config.tile, config.year, where)
     path = storage_path(storage, fmt)
     if not path.exists():
-        step = (
-            "intake"
-            if (storage, fmt) == ("network", "safe")
-            else ("conversion" if storage == "network" else "staging")
+        raise InputDataError(
+            f"{path} ({storage} {fmt}) does not exist: run {producing_step(storage, fmt)} first"
         )
-        raise InputDataError(f"{path} ({storage} {fmt}) does not exist: run the {step} step first")
     if fmt == "safe":
         products = list_products(path, config.tile, config.year)
         if not products:
@@ -312,7 +310,7 @@ def _remote_file_loader(fmt: str, config: BenchmarkConfig) -> FileLoader:
             rasterio.open(loader.where(probe)).close()
         except rasterio.errors.RasterioError:
             raise InputDataError(
-                f"{loader.where(probe)} cannot be read: publish {fmt} to S3 first"
+                f"{loader.where(probe)} cannot be read: run {producing_step('s3', fmt)} first"
             ) from None
     return loader
 
@@ -351,26 +349,6 @@ def checksum(pixels: dict[str, np.ndarray]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    import s3fs
-    import xarray
-
-    return {
-        "host": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "versions": {
-            "numpy": np.__version__,
-            "zarr": zarr.__version__,
-            "rasterio": rasterio.__version__,
-            "gdal": rasterio.__gdal_version__,
-            "xarray": xarray.__version__,
-            "s3fs": s3fs.__version__,
-        },
-    }
-
-
 @dataclass
 class Run:
     config: BenchmarkConfig
@@ -385,7 +363,7 @@ class Run:
             "results": self.results,
             "repeats": self.repeats,
             "config": self.config.to_json(),
-            "environment": environment(),
+            "environment": run_environment(),
             "started": self.started.isoformat(),
         }
 
@@ -406,7 +384,7 @@ def _timed_run(
     config: BenchmarkConfig, output: Path, loaders: dict[tuple[str, str], Any], quiet: bool
 ) -> tuple[Path, Run]:
     started = datetime.now(UTC)
-    target = output / f"sentinel2_l1c_{started:%Y-%m-%d_%H-%M-%S}.json"
+    target = result_path(output, "sentinel2_l1c", started)
     run = Run(config, started)
     cold_files: dict[tuple[str, str], list[Path]] = {}
     for pair in plan_order(config, -1):  # warm-up, not recorded

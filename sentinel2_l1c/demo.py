@@ -3,8 +3,9 @@
 Creates a lab folder (default ``./lab``) with a small synthetic tile-year standing in for
 CDSE's archive, starts the local CDSE (SeaweedFS bucket ``eodata`` and a STAC API) and runs
 the year intake against it into the lab's network drive, converts the intaken products to
-COG, Zarr, sharded Zarr and zipped Zarr, then says what it made. Servers
-run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
+COG, Zarr, sharded Zarr and zipped Zarr, publishes them to the lab's S3 buckets, stages them
+to the lab's temp storage (copy, unzip, stream-unzip), benchmarks patch loads on every
+storage × format, and says what it made and measured. Servers run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
 folder is touched (the lab has its own AWS config files).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -19,7 +21,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from . import benchmark_patch_load, convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
+from . import (
+    benchmark_patch_load,
+    convert_safe_to_cog,
+    convert_safe_to_zarr,
+    publish_s3,
+    stage,
+    zip_zarr,
+)
 from .errors import InputDataError
 from .intake_cdse_s3 import IntakeOptions, run_intake
 from .intake_cdse_s3_year import day_windows
@@ -29,6 +38,7 @@ from .lab.synthetic import SyntheticOptions, generate
 from .safe import list_products
 from .utils import (
     FORMATS,
+    STORAGES,
     atomic_write_text,
     cdse_profile,
     log_folder,
@@ -108,27 +118,16 @@ def environment(settings: dict[str, str]) -> Iterator[None]:
 
 
 def intake(options: DemoOptions, show_progress: bool) -> list[str]:
-    """Start the local CDSE and run the year intake against it, as against the real one."""
-    lines = []
-    with LocalCdse(options.lab, source_root(options.lab)) as cdse:
-        assert cdse.stac is not None
-        lines.append(
-            f"local CDSE: S3 bucket eodata at {cdse.store.endpoint} (SeaweedFS), "
-            f"STAC API at {cdse.stac.url}"
-        )
-        with environment(cdse.environment()):
-            intake_options = IntakeOptions(
-                tile=options.tile,
-                windows=tuple(day_windows(options.year, options.year + 1)),
-                safe_root=storage_path("network", "safe"),
-                stac_url=stac_url(),
-                profile=cdse_profile(),
-            )
-            summary = run_intake(intake_options, show_progress)
-    lines += [
-        f"intake_cdse_s3_year → {intake_options.safe_root}: {line}" for line in summary.lines()
-    ]
-    return lines
+    """Run the year intake against the local CDSE, as against the real one."""
+    intake_options = IntakeOptions(
+        tile=options.tile,
+        windows=tuple(day_windows(options.year, options.year + 1)),
+        safe_root=storage_path("network", "safe"),
+        stac_url=stac_url(),
+        profile=cdse_profile(),
+    )
+    summary = run_intake(intake_options, show_progress)
+    return [f"intake_cdse_s3_year → {intake_options.safe_root}: {line}" for line in summary.lines()]
 
 
 def convert(show_progress: bool) -> list[str]:
@@ -153,6 +152,38 @@ def convert(show_progress: bool) -> list[str]:
     return lines
 
 
+def publish_and_stage(show_progress: bool) -> list[str]:
+    """Publish every format to the lab's S3 buckets (public-read), then stage to temp: copies
+    from the network drive and from S3, unzip, and stream-unzip, each timed from scratch."""
+    lines = []
+    published = publish_s3.publish(
+        publish_s3.PublishOptions(public=True), log_folder(), show_progress
+    )
+    staged = stage.stage(
+        stage.StageOptions(
+            from_network=FORMATS,
+            from_s3=("zipzarr",),
+            unzip=True,
+            stream_unzip=True,
+            overwrite=True,
+        ),
+        log_folder(),
+        show_progress,
+    )
+    for name, path in (("publish_s3", published), ("stage", staged)):
+        if path is None:
+            continue
+        lines.append(f"{name} → {path}:")
+        for action in json.loads(path.read_text())["actions"]:
+            what = action["action"] if name == "stage" else "publish"
+            lines.append(
+                f"  {what} {action['format']} {action['source']} → {action['target']}: "
+                f"{action['files']} files, {action['bytes'] / 1e6:.1f} MB "
+                f"({action['skipped_files']} already there) in {action['seconds']:.1f} s"
+            )
+    return lines
+
+
 def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     """Run the demo steps; returns the lines of its report."""
     synthetic = synthetic_options(options)
@@ -168,20 +199,30 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
         f"({time.perf_counter() - started:.0f} s)"
     )
     report.append(f"lab settings: {write_lab_env(options.lab)}")
-    with environment(lab_environment(options.lab)):
+    with (
+        environment(lab_environment(options.lab)),
+        LocalCdse(options.lab, source_root(options.lab)) as cdse,
+        environment(cdse.environment()),
+    ):
+        assert cdse.stac is not None
+        report.append(
+            f"local CDSE and lab S3 storage: SeaweedFS at {cdse.store.endpoint} (bucket eodata "
+            f"and the lab's buckets), STAC API at {cdse.stac.url}"
+        )
         report += intake(options, show_progress)
         report += convert(show_progress)
+        report += publish_and_stage(show_progress)
         report += benchmark(options)
     return report
 
 
 def benchmark(options: DemoOptions) -> list[str]:
-    """Patch loads from the network storage in every format (temp and S3 come with staging)."""
+    """Patch loads from every storage in every format."""
     products = list_products(storage_path("network", "safe"), options.tile, options.year)
     left, bottom, right, top = products[0].grid(10).bounds
     fits = int((right - left) // 2 // 60 * 60)  # small lab tiles get smaller patches
     config = benchmark_patch_load.BenchmarkConfig(
-        storages=("network",),
+        storages=STORAGES,
         formats=FORMATS,
         num_repeats=3,
         tile=options.tile,

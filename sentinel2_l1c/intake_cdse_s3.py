@@ -33,7 +33,7 @@ from pystac_client import Client
 from pystac_client.stac_api_io import StacApiIO
 
 from .errors import ConfigError, InputDataError, RemoteError
-from .remote import RetryPolicy, call_with_retries, s3_client
+from .remote import RetryPolicy, call_with_retries, download_object, list_objects, s3_client
 from .safe import SafeName, parse_utc, resolve_duplicates
 from .utils import (
     cdse_profile,
@@ -41,11 +41,9 @@ from .utils import (
     new_parser,
     parse_tile_id,
     progress_bar,
-    remove_tree,
     run_cli,
     stac_url,
     storage_path,
-    temp_sibling,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,6 @@ log = logging.getLogger(__name__)
 COLLECTION = "sentinel-2-l1c"
 DEFAULT_CONNECTIONS = 4  # CDSE's quota of concurrent connections
 PAGE_SIZE = 100
-CHUNK = 1 << 20
 Window = tuple[datetime, datetime]
 
 
@@ -236,52 +233,14 @@ class ProductDownloader:
             self.requests += 1
 
     def _list(self, source: ProductSource) -> list[tuple[str, int]]:
-        objects: list[tuple[str, int]] = []
-        token: str | None = None
-        while True:
-            arguments = {"Bucket": source.bucket, "Prefix": f"{source.prefix}/"}
-            if token:
-                arguments["ContinuationToken"] = token
-
-            def list_page(arguments: dict[str, str] = arguments) -> dict[str, Any]:
-                self._count()
-                return self.client.list_objects_v2(**arguments)
-
-            page = call_with_retries(
-                f"list s3://{source.bucket}/{source.prefix}/", list_page, self.retry
-            )
-            objects += [
-                (o["Key"], o["Size"])
-                for o in page.get("Contents", [])
-                if not o["Key"].endswith("/")
-            ]
-            token = page.get("NextContinuationToken")
-            if not token:
-                return objects
+        objects = list_objects(
+            self.client, source.bucket, f"{source.prefix}/", self.retry, self._count
+        )
+        return [(o.key, o.size) for o in objects]
 
     def _fetch(self, bucket: str, key: str, size: int, path: Path) -> int:
         """Download one object unless a complete copy is already there; returns bytes fetched."""
-        if path.is_file() and path.stat().st_size == size:
-            return 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = temp_sibling(path)
-
-        def get() -> None:
-            self._count()
-            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
-            with open(temp, "wb") as handle:
-                for chunk in body.iter_chunks(CHUNK):
-                    handle.write(chunk)
-            if temp.stat().st_size != size:
-                raise ConnectionError(f"short read: {temp.stat().st_size} of {size} bytes")
-
-        try:
-            call_with_retries(f"GET s3://{bucket}/{key}", get, self.retry)
-        except BaseException:
-            remove_tree(temp)
-            raise
-        os.replace(temp, path)
-        return size
+        return download_object(self.client, bucket, key, size, path, self.retry, self._count)
 
 
 def _relative(source: ProductSource, key: str) -> PurePosixPath:

@@ -10,15 +10,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.metadata
+import json
 import logging
 import os
+import platform
 import re
 import shutil
+import socket
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar, get_args
 
 import dotenv
@@ -321,11 +327,109 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def is_safe_relative(name: str) -> bool:
+    """True if the relative path ``name`` (``/``-separated) stays inside the folder it is
+    joined to: not empty, not absolute, no ``..`` parts."""
+    parts = PurePosixPath(name).parts
+    return bool(parts) and not name.startswith("/") and ".." not in parts
+
+
+def hidden(relative: PurePosixPath | Path) -> bool:
+    """True for paths with a part starting with ``.``: this tool's temporary outputs."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def producing_step(storage: str, fmt: str) -> str:
+    """The command that puts ``fmt`` on ``storage``, for error messages."""
+    if storage == "s3":
+        return "python -m sentinel2_l1c.publish_s3"
+    if storage == "temp":
+        return "python -m sentinel2_l1c.stage"
+    return {
+        "safe": "python -m sentinel2_l1c.intake_cdse_s3_year",
+        "cog": "python -m sentinel2_l1c.convert_safe_to_cog",
+        "zarr": "python -m sentinel2_l1c.convert_safe_to_zarr",
+        "zarr_sharded": "python -m sentinel2_l1c.convert_safe_to_zarr --sharded",
+        "zipzarr": "python -m sentinel2_l1c.zip_zarr",
+    }[fmt]
+
+
+@dataclass
+class Tally:
+    """What a copy did: files and bytes written, and those found already in place."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped_files: int = 0
+    skipped_bytes: int = 0
+
+    def add(self, files: int, size: int) -> None:
+        self.files += files
+        self.bytes += size
+
+
+class ActionLog:
+    """A timestamped results JSON of timed actions, rewritten (atomically) after each one."""
+
+    def __init__(self, folder: Path, prefix: str, config: dict[str, Any]) -> None:
+        started = datetime.now(UTC)
+        self.path = result_path(folder, prefix, started)
+        self.data: dict[str, Any] = {
+            "started": started.isoformat(),
+            "config": config,
+            "environment": run_environment(),
+            "actions": [],
+        }
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.data["actions"].append(record)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+
+def result_path(folder: Path, prefix: str, started: datetime) -> Path:
+    """``{folder}/{prefix}_YYYY-MM-DD_HH-MM-SS.json``: the name of a timestamped results file."""
+    return folder / f"{prefix}_{started:%Y-%m-%d_%H-%M-%S}.json"
+
+
+def run_environment() -> dict[str, Any]:
+    """Where a measurement was taken: host, CPUs, platform, Python and library versions."""
+    import rasterio
+
+    versions = {}
+    for package in ("numpy", "zarr", "rasterio", "xarray", "s3fs", "boto3"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["gdal"] = rasterio.__gdal_version__
+    return {
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
 # --------------------------------------------------------------------------------------
 # Parallelism
 # --------------------------------------------------------------------------------------
 
 
+def run_parallel(pool: Executor, function: Callable[[T], Any], items: Iterable[T]) -> None:
+    """Run ``function`` on every item in ``pool``; on the first failure cancel what has not
+    started, so an interrupted copy stops promptly instead of finishing the queue."""
+    futures = [pool.submit(function, item) for item in items]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+DEFAULT_CONNECTIONS = 8  # concurrent transfers of publish_s3 and stage
 SCHEDULER_TIMEOUT = "10s"  # distributed retries a refused connection until then
 
 
@@ -458,6 +562,16 @@ def add_conversion_arguments(parser: argparse.ArgumentParser, target_help: str) 
         default=None,
         help="Address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
         "threads; its workers must see the same files.",
+    )
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser, connections_help: str) -> None:
+    """Options of the commands that move data and log timings: concurrency, results folder."""
+    parser.add_argument(
+        "--connections", type=int, default=DEFAULT_CONNECTIONS, help=connections_help
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="Results folder (default: $DSLAB_LOG_FOLDER)."
     )
 
 

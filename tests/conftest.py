@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from sentinel2_l1c import utils
+from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, utils, zip_zarr
 from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_environment
 from sentinel2_l1c.lab.schedule import Acquisition
 from sentinel2_l1c.lab.synthetic import ProductWriter, SyntheticOptions, generate
+from sentinel2_l1c.utils import FORMATS, location_variable
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,39 @@ def local_cdse(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Lo
     """SeaweedFS holding the archive as bucket ``eodata`` and a STAC API over it, for the session."""
     with LocalCdse(tmp_path_factory.mktemp("cdse"), archive.root) as cdse:
         yield cdse
+
+
+@pytest.fixture(scope="session")
+def network_lab(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lab folder whose network storage holds the archive in every format."""
+    lab = tmp_path_factory.mktemp("lab")
+    network = {fmt: storage(lab, "network", fmt) for fmt in FORMATS}
+    shutil.copytree(archive.root, network["safe"])
+    convert_safe_to_cog.convert(
+        convert_safe_to_cog.CogOptions(network["safe"], network["cog"]), False
+    )
+    for fmt in ("zarr", "zarr_sharded"):
+        options = convert_safe_to_zarr.ZarrOptions(
+            network["safe"], network[fmt], sharded=fmt == "zarr_sharded"
+        )
+        convert_safe_to_zarr.convert(options, False)
+    zip_zarr.zip_store(network["zarr"], network["zipzarr"], show_progress=False)
+    return lab
+
+
+def storage(lab: Path, storage: str, fmt: str) -> Path:
+    """Where the lab settings put ``fmt`` on the ``network`` or ``temp`` storage."""
+    return Path(lab_environment(lab)[location_variable(storage, fmt)])
+
+
+@contextlib.contextmanager
+def lab_settings(lab: Path, *extra: dict[str, str]) -> Iterator[None]:
+    """The lab's DSLAB_* settings (and ``extra`` ones) for fixtures wider than a test."""
+    with pytest.MonkeyPatch.context() as patch:
+        for settings in (lab_environment(lab), *extra):
+            for name, value in settings.items():
+                patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import statistics
 from pathlib import Path
 
 import pytest
 
 from sentinel2_l1c import benchmark_patch_load as bench
-from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, zip_zarr
+from sentinel2_l1c import publish_s3, stage
 from sentinel2_l1c.benchmark_patch_load import BenchmarkConfig, plan_order, plan_patch
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
@@ -19,32 +18,18 @@ from sentinel2_l1c.lab.layout import lab_environment
 from sentinel2_l1c.stores import FileObjectZipStore
 from sentinel2_l1c.utils import FORMATS
 
-from .conftest import Archive
+from .conftest import lab_settings
 
 PATCH = 1800  # metres: fits the 3.66 km test tiles
 
 
 @pytest.fixture(scope="module")
-def lab(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Network storage with every format, a temp copy, and the lab settings."""
-    lab = tmp_path_factory.mktemp("benchlab")
-    settings = lab_environment(lab)
-    network = {fmt: Path(settings[f"DSLAB_S2L1C_NETWORK_{fmt.upper()}_PATH"]) for fmt in FORMATS}
-    shutil.copytree(archive.root, network["safe"])
-    convert_safe_to_cog.convert(
-        convert_safe_to_cog.CogOptions(network["safe"], network["cog"]), False
-    )
-    for fmt in ("zarr", "zarr_sharded"):
-        options = convert_safe_to_zarr.ZarrOptions(
-            network["safe"], network[fmt], sharded=fmt == "zarr_sharded"
-        )
-        convert_safe_to_zarr.convert(options, False)
-    zip_zarr.zip_store(network["zarr"], network["zipzarr"], show_progress=False)
-    for fmt in FORMATS:
-        temp = Path(settings[f"DSLAB_S2L1C_TEMP_{fmt.upper()}_PATH"])
-        temp.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if network[fmt].is_dir() else shutil.copy)(network[fmt], temp)
-    return lab
+def lab(network_lab: Path) -> Path:
+    """The shared lab: every format on the network drive, staged to temp by the stage module."""
+    with lab_settings(network_lab):
+        options = stage.StageOptions(from_network=tuple(FORMATS))
+        stage.stage(options, network_lab / "logs", show_progress=False)
+    return network_lab
 
 
 @pytest.fixture()
@@ -116,9 +101,9 @@ def test_same_seed_same_patches_and_order() -> None:
 
 
 def test_async_zipfs_false_uses_zarr_zipstore(
-    configured: Path, local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch
+    configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in local_cdse.environment().items():
+    for name, value in published.environment().items():
         monkeypatch.setenv(name, value)
     config = BenchmarkConfig(
         ("network", "s3"),
@@ -128,15 +113,6 @@ def test_async_zipfs_false_uses_zarr_zipstore(
         2024,
         (300000, 6800040, 303660, 6796380),
         patch_size=PATCH,
-    )
-    client = local_cdse.store.client(local_cdse.storage_user)
-    bucket = lab_environment(configured)["DSLAB_S2L1C_S3_ZIPZARR_BUCKET"]
-    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=bucket)
-    client.upload_file(
-        lab_environment(configured)["DSLAB_S2L1C_NETWORK_ZIPZARR_PATH"],
-        bucket,
-        "sentinel2_l1c_zipzarr.zip",
     )
     sync = BenchmarkConfig.from_json({**config.to_json(), "async_zipfs": False})
     from zarr.storage import ZipStore
@@ -213,7 +189,7 @@ def test_missing_data_is_named_before_timing(
     monkeypatch.setenv("DSLAB_S2L1C_TEMP_ZARR_PATH", str(tmp_path / "nothing"))
     assert run_main(["--storages", "temp", "--formats", "zarr", "--num_repeats", "2"]) == 1
     assert (
-        f"{tmp_path / 'nothing'} (temp zarr) does not exist: run the staging step first"
+        f"{tmp_path / 'nothing'} (temp zarr) does not exist: run python -m sentinel2_l1c.stage first"
         in capsys.readouterr().err
     )
 
@@ -239,21 +215,9 @@ def test_bad_arguments(configured: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.fixture(scope="module")
 def published(lab: Path, local_cdse: LocalCdse) -> LocalCdse:
-    """Every network format copied to its bucket in the lab S3 store."""
-    settings = lab_environment(lab)
-    client = local_cdse.store.client(local_cdse.storage_user)
-    existing = {b["Name"] for b in client.list_buckets()["Buckets"]}
-    for fmt in FORMATS:
-        bucket = settings[f"DSLAB_S2L1C_S3_{fmt.upper()}_BUCKET"]
-        if bucket not in existing:
-            client.create_bucket(Bucket=bucket)
-        source = Path(settings[f"DSLAB_S2L1C_NETWORK_{fmt.upper()}_PATH"])
-        if source.is_file():
-            client.upload_file(str(source), bucket, settings["DSLAB_S2L1C_S3_ZIPZARR_KEY"])
-            continue
-        for path in source.rglob("*"):
-            if path.is_file():
-                client.upload_file(str(path), bucket, path.relative_to(source).as_posix())
+    """Every network format published to its bucket in the lab S3 store."""
+    with lab_settings(lab, local_cdse.environment()):
+        publish_s3.publish(publish_s3.PublishOptions(), lab / "logs", show_progress=False)
     return local_cdse
 
 

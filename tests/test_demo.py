@@ -9,6 +9,7 @@ import pytest
 from sentinel2_l1c import demo
 from sentinel2_l1c.lab.layout import lab_environment, source_root
 from sentinel2_l1c.safe import list_products, safe_folders
+from sentinel2_l1c.utils import FORMATS, STORAGES
 
 
 def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,7 +30,16 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert f"network {fmt}: " in out
     assert (lab / "network" / "sentinel2_l1c_zipzarr.zip").is_file()
     assert len(list((lab / "network" / "sentinel2_l1c_cog" / "35VLH" / "2024").iterdir())) == 9
+    assert "publish_s3 → " in out and "stage → " in out
+    assert "stream-unzip zipzarr s3://sentinel2-l1c-zipzarr/" in out
+    for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr"):
+        assert Path(lab_environment(lab)[f"DSLAB_S2L1C_TEMP_{fmt.upper()}_PATH"]).exists()
     assert "benchmark_patch_load" in out and "× fastest" in out
+    table = out[out.index("benchmark_patch_load") :]
+    rows = [line.split() for line in table.splitlines()[2:] if line.strip()]
+    assert {(row[0], row[1]) for row in rows} == {
+        (storage, fmt) for storage in STORAGES for fmt in FORMATS
+    }
     settings = dict(
         line.split("=", 1)
         for line in (lab / "lab.env").read_text().splitlines()

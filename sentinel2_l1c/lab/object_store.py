@@ -171,6 +171,32 @@ def _identity_json(identity: Identity) -> dict:
     }
 
 
+def s3cmd_config_path(folder: Path, profile: str) -> Path:
+    """The lab's s3cmd configuration for ``profile`` (users keep theirs in ``~/.<profile>``)."""
+    return folder / f"s3cmd-{profile}.cfg"
+
+
+def write_s3cmd_config(path: Path, endpoint: str, identity: Identity) -> None:
+    """An s3cmd configuration for ``identity`` at ``endpoint`` (path-style, plain HTTP)."""
+    host = endpoint.split("://", 1)[-1]
+    path.write_text(
+        "\n".join(
+            [
+                "[default]",
+                f"access_key = {identity.access_key}",
+                f"secret_key = {identity.secret_key}",
+                f"host_base = {host}",
+                f"host_bucket = {host}",
+                f"use_https = {'True' if endpoint.startswith('https') else 'False'}",
+                "signature_v2 = False",
+                "bucket_location = us-east-1",
+                "",
+            ]
+        )
+    )
+    os.chmod(path, 0o600)
+
+
 def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) -> dict[str, str]:
     """Write AWS config/credentials files with ``profiles`` at ``endpoint``.
 
@@ -195,4 +221,6 @@ def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) 
     config.write_text("\n".join(config_lines))
     credentials.write_text("\n".join(credential_lines))
     os.chmod(credentials, 0o600)
+    for name, identity in profiles.items():
+        write_s3cmd_config(s3cmd_config_path(folder, name), endpoint, identity)
     return {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}

@@ -1,0 +1,362 @@
+"""Publish the network copies of the chosen formats to their S3 buckets, timed.
+
+For each format: create the bucket named in ``DSLAB_S2L1C_S3_{FORMAT}_BUCKET`` if missing,
+then sync the network copy into it: objects already there with the same size and checksum
+(ETag: MD5, or MD5 of part MD5s for multipart objects) are skipped, the rest are uploaded in
+parallel, large files as parallel multipart uploads. The zipped Zarr becomes one object
+under ``DSLAB_S2L1C_S3_ZIPZARR_KEY``. Hidden files and folders (temporary outputs of this
+tool) are never published. ``--delete`` removes objects that have no local counterpart;
+``--public`` applies ``public-read-policy.json`` with ``${BUCKET}`` set to each bucket, so
+anonymous reads work on these buckets and no others. ``--dry-run`` prints the plan and
+changes nothing. Each format's wall time, bytes and object count go into
+``$DSLAB_LOG_FOLDER/publish_YYYY-MM-DD_HH-MM-SS.json``.
+
+    python -m sentinel2_l1c.publish_s3 --formats zarr zipzarr --public
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import string
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import botocore.exceptions
+
+from .errors import ConfigError, InputDataError
+from .remote import (
+    PART_SIZE,
+    RemoteObject,
+    RetryPolicy,
+    call_with_retries,
+    http_status,
+    list_objects,
+    matches_etag,
+    s3_client,
+    upload_object,
+)
+from .utils import (
+    DEFAULT_CONNECTIONS,
+    FORMATS,
+    ActionLog,
+    Tally,
+    add_transfer_arguments,
+    hidden,
+    location_variable,
+    log_folder,
+    new_parser,
+    producing_step,
+    progress_bar,
+    run_cli,
+    run_parallel,
+    s3_bucket,
+    s3_profile,
+    s3_zipzarr_key,
+    storage_path,
+)
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = Path(__file__).resolve().parent.parent / "public-read-policy.json"
+
+
+@dataclass
+class Plan:
+    """What publishing one format takes: bucket, uploads, skips, deletions."""
+
+    fmt: str
+    source: Path
+    bucket: str
+    create_bucket: bool
+    uploads: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: Tally = field(default_factory=Tally)
+    stale: list[str] = field(default_factory=list)
+
+    def lines(self, delete: bool, public: bool) -> list[str]:
+        """The plan as the lines ``--dry-run`` prints."""
+        lines = [f"create bucket s3://{self.bucket}"] if self.create_bucket else []
+        lines += [
+            f"upload {path} -> s3://{self.bucket}/{key} ({path.stat().st_size} bytes)"
+            for path, key in self.uploads
+        ]
+        if self.skipped.files:
+            lines.append(
+                f"skip {self.skipped.files} objects already in s3://{self.bucket} "
+                f"({self.skipped.bytes} bytes)"
+            )
+        if delete:
+            lines += [f"delete s3://{self.bucket}/{key}" for key in self.stale]
+        elif self.stale:
+            lines.append(f"keep {len(self.stale)} objects with no local file (--delete removes)")
+        if public:
+            lines.append(f"set public-read policy on s3://{self.bucket}")
+        return lines
+
+
+def local_objects(source: Path, zip_key: str | None) -> dict[str, Path]:
+    """Object key → local file: every visible file of a folder, or the zip under its key."""
+    if zip_key is not None:
+        return {zip_key: source}
+    files: dict[str, Path] = {}
+    for path in sorted(source.rglob("*")):
+        relative = PurePosixPath(path.relative_to(source).as_posix())
+        if path.is_file() and not hidden(relative):
+            files[str(relative)] = path
+    return files
+
+
+def sync_plan(
+    local: dict[str, Path],
+    remote: dict[str, RemoteObject],
+    same: Callable[[Path, RemoteObject], bool],
+) -> tuple[list[tuple[Path, str]], Tally, list[str]]:
+    """Uploads (local files missing or different remotely), skips, and remote-only keys."""
+    uploads, skipped = [], Tally()
+    for key, path in local.items():
+        existing = remote.get(key)
+        if existing is not None and existing.size == path.stat().st_size and same(path, existing):
+            skipped.add(1, existing.size)
+        else:
+            uploads.append((path, key))
+    stale = sorted(set(remote) - set(local))
+    return uploads, skipped, stale
+
+
+def policy_for(bucket: str, template: str) -> str:
+    """The public-read policy text with ``${BUCKET}`` replaced; it must name only ``bucket``."""
+    try:
+        text = string.Template(template).substitute(BUCKET=bucket)
+        policy = json.loads(text)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(
+            f"{POLICY_FILE.name}: not a policy template with ${{BUCKET}} ({err})"
+        ) from None
+    for statement in policy.get("Statement", []):
+        resources = statement.get("Resource", [])
+        for resource in [resources] if isinstance(resources, str) else resources:
+            if not (
+                resource == f"arn:aws:s3:::{bucket}"
+                or resource.startswith(f"arn:aws:s3:::{bucket}/")
+            ):
+                raise ConfigError(
+                    f"{POLICY_FILE.name}: resource {resource!r} reaches beyond bucket {bucket}"
+                )
+    return json.dumps(policy)
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    formats: tuple[str, ...] = tuple(FORMATS)
+    public: bool = False
+    delete: bool = False
+    dry_run: bool = False
+    connections: int = DEFAULT_CONNECTIONS
+    retry: RetryPolicy = RetryPolicy()
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ConfigError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+        if self.connections < 1:
+            raise ConfigError(f"--connections must be at least 1, got {self.connections}")
+
+
+class Publisher:
+    """Plans and carries out the sync of network copies to buckets with one S3 client."""
+
+    def __init__(self, options: PublishOptions) -> None:
+        self.options = options
+        self.client = s3_client(s3_profile(), options.connections * 2)
+
+    def plan(self, fmt: str) -> Plan:
+        source = storage_path("network", fmt)
+        if not source.exists():
+            raise InputDataError(
+                f"{source} (network {fmt}) does not exist: run {producing_step('network', fmt)} first"
+            )
+        bucket = s3_bucket(fmt)
+        zip_key = s3_zipzarr_key() if fmt == "zipzarr" else None
+        exists = self._bucket_exists(bucket, fmt)
+        remote = {}
+        if exists:
+            listed = list_objects(self.client, bucket, zip_key or "", self.options.retry)
+            remote = {o.key: o for o in listed if zip_key is None or o.key == zip_key}
+        uploads, skipped, stale = sync_plan(
+            local_objects(source, zip_key), remote, lambda path, o: matches_etag(path, o.etag)
+        )
+        return Plan(fmt, source, bucket, not exists, uploads, skipped, stale)
+
+    def _bucket_exists(self, bucket: str, fmt: str) -> bool:
+        def head() -> bool:
+            try:
+                self.client.head_bucket(Bucket=bucket)
+                return True
+            except botocore.exceptions.ClientError as err:
+                if http_status(err) == 404:
+                    return False
+                if http_status(err) == 403:
+                    raise ConfigError(
+                        f"s3://{bucket} belongs to someone else or the profile may not use it: "
+                        f"choose another name in {location_variable('s3', fmt)}"
+                    ) from None
+                raise
+
+        return call_with_retries(f"HEAD s3://{bucket}", head, self.options.retry)
+
+    def carry_out(self, plan: Plan, show_progress: bool) -> Tally:
+        """Create the bucket, upload, delete, set the policy; returns what was uploaded."""
+        retry = self.options.retry
+        if plan.create_bucket:
+            call_with_retries(
+                f"create s3://{plan.bucket}",
+                lambda: self.client.create_bucket(Bucket=plan.bucket),
+                retry,
+            )
+        uploaded = Tally()
+        lock = threading.Lock()
+        total = sum(path.stat().st_size for path, _ in plan.uploads)
+        with (
+            progress_bar(
+                len(plan.uploads), f"publishing {plan.fmt}", show_progress, ("MB",)
+            ) as bar,
+            ThreadPoolExecutor(self.options.connections) as pool,
+        ):
+
+            def progress(files: int, size: int) -> None:
+                with lock:
+                    uploaded.add(files, size)
+                    bar.update(
+                        uploaded.files, MB=f"{uploaded.bytes / 1e6:.0f}/{total / 1e6:.0f} MB"
+                    )
+
+            large = [(p, k) for p, k in plan.uploads if p.stat().st_size > PART_SIZE]
+            small = [(p, k) for p, k in plan.uploads if p.stat().st_size <= PART_SIZE]
+            for path, key in large:  # parts in parallel, one file at a time
+                upload_object(
+                    self.client, plan.bucket, key, path, retry, pool, lambda n: progress(0, n)
+                )
+                progress(1, 0)
+            run_parallel(
+                pool,
+                lambda job: upload_object(
+                    self.client, plan.bucket, job[1], job[0], retry, None, lambda n: progress(1, n)
+                ),
+                small,
+            )
+        if self.options.delete:
+            for key in plan.stale:
+                call_with_retries(
+                    f"DELETE s3://{plan.bucket}/{key}",
+                    lambda key=key: self.client.delete_object(Bucket=plan.bucket, Key=key),
+                    retry,
+                )
+        if self.options.public:
+            policy = policy_for(plan.bucket, POLICY_FILE.read_text())
+            call_with_retries(
+                f"set policy on s3://{plan.bucket}",
+                lambda: self.client.put_bucket_policy(Bucket=plan.bucket, Policy=policy),
+                retry,
+            )
+        return uploaded
+
+
+def publish(options: PublishOptions, output: Path, show_progress: bool = True) -> Path | None:
+    """Publish every chosen format; returns the results file (None on a dry run)."""
+    publisher = Publisher(options)
+    if options.public:
+        POLICY_FILE.read_text()  # a missing policy file fails before any upload
+    journal = None
+    for fmt in options.formats:
+        started = time.perf_counter()
+        plan = publisher.plan(fmt)
+        if options.dry_run:
+            for line in plan.lines(options.delete, options.public):
+                print(line)
+            continue
+        uploaded = publisher.carry_out(plan, show_progress)
+        seconds = time.perf_counter() - started
+        if journal is None:
+            journal = ActionLog(output, "publish", _config_json(options))
+        journal.add(
+            {
+                "action": "publish",
+                "format": fmt,
+                "source": str(plan.source),
+                "target": f"s3://{plan.bucket}",
+                "seconds": seconds,
+                "files": uploaded.files,
+                "bytes": uploaded.bytes,
+                "skipped_files": plan.skipped.files,
+                "skipped_bytes": plan.skipped.bytes,
+                "deleted": len(plan.stale) if options.delete else 0,
+                "created_bucket": plan.create_bucket,
+                "public": options.public,
+            }
+        )
+        log.info(
+            "%s: %d objects (%.1f MB) uploaded, %d skipped, to s3://%s in %.1f s",
+            fmt, uploaded.files, uploaded.bytes / 1e6, plan.skipped.files, plan.bucket, seconds,
+        )  # fmt: skip
+    return journal.path if journal else None
+
+
+def _config_json(options: PublishOptions) -> dict[str, Any]:
+    return {
+        "formats": list(options.formats),
+        "public": options.public,
+        "delete": options.delete,
+        "connections": options.connections,
+        "profile": s3_profile(),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.publish_s3")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=list(FORMATS),
+        choices=FORMATS,
+        metavar="FORMAT",
+        help=f"Formats to publish (default: all of {', '.join(FORMATS)}).",
+    )
+    parser.add_argument(
+        "--public",
+        action="store_true",
+        help="Apply public-read-policy.json (anonymous GET and list) to these buckets only.",
+    )
+    parser.add_argument(
+        "--delete", action="store_true", help="Remove objects that have no local counterpart."
+    )
+    parser.add_argument(
+        "--dry-run", "--dry_run", dest="dry_run", action="store_true",
+        help="Print what would be done; change nothing.",
+    )  # fmt: skip
+    add_transfer_arguments(parser, "Concurrent uploads (files, or parts of a large file).")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    options = PublishOptions(
+        tuple(dict.fromkeys(args.formats)), args.public, args.delete, args.dry_run, args.connections
+    )
+    target = publish(options, args.output or log_folder(), show_progress=not args.quiet)
+    if target is not None:
+        print(f"results: {target}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
