@@ -4,7 +4,9 @@ A patch is one random 60 m-aligned window of ``--patch_size`` metres, read for e
 group and every date of the tile-year. For a seed and repeat the patch and the shuffled
 storage × format order are always the same. One uncounted warm-up loads every combination
 first; stores are opened before any timing. Each load's pixels are hashed: every combination
-must return the same pixels for the same patch, or the run ends with exit code 1. Results go
+must return the same pixels for the same patch, or the run ends with exit code 1. Beside every
+plain Zarr the run times the ideal: fetching and decompressing only the chunks the patch
+touches, all at once on every core (``ideal`` in the results). Results go
 to ``$DSLAB_LOG_FOLDER/sentinel2_l1c_YYYY-MM-DD_HH-MM-SS.json``, rewritten (atomically) after
 every repeat, so an interrupted run keeps what it measured.
 
@@ -14,7 +16,9 @@ every repeat, so an interrupted run keeps what it measured.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -32,7 +36,11 @@ import numpy as np
 import rasterio
 import rasterio.errors
 import zarr
+from numcodecs import blosc
 from rasterio.windows import Window
+from zarr.codecs import BloscCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync as zarr_sync
 
 from .convert_safe_to_cog import cog_path
 from .errors import ConfigError, InputDataError
@@ -58,6 +66,7 @@ from .utils import (
 )
 from .zarr_store import group_path, is_complete
 
+IDEAL = "ideal"  # the reference measured beside plain Zarr: its chunks fetched and decompressed
 GRID = 60  # patches align to the coarsest grid, so every band group gets whole pixels
 
 
@@ -138,7 +147,10 @@ def plan_patch(config: BenchmarkConfig, repeat: int) -> Patch:
 
 
 def plan_order(config: BenchmarkConfig, repeat: int) -> list[tuple[str, str]]:
+    """Storage × format pairs (and the ideal reference beside each Zarr), shuffled."""
     pairs = [(storage, fmt) for storage in config.storages for fmt in config.formats]
+    if "zarr" in config.formats:
+        pairs += [(storage, IDEAL) for storage in config.storages]
     random.Random(f"{config.seed}/{repeat}/order").shuffle(pairs)
     return pairs
 
@@ -198,6 +210,63 @@ class ZarrLoader:
             )
             pixels[group.name] = self.arrays[group.name][:, :, rows, cols]
         return pixels
+
+
+def touched_chunks(
+    shape: tuple[int, ...], chunks: tuple[int, ...], window: Window
+) -> list[tuple[int, int, int, int]]:
+    """Indices of the (time, band, y, x) chunks a window over every time and band touches."""
+    times, bands = (-(-shape[i] // chunks[i]) for i in (0, 1))
+    rows = range(window.row_off // chunks[2], (window.row_off + window.height - 1) // chunks[2] + 1)
+    cols = range(window.col_off // chunks[3], (window.col_off + window.width - 1) // chunks[3] + 1)
+    return list(itertools.product(range(times), range(bands), rows, cols))
+
+
+class IdealLoader:
+    """The floor of a Zarr patch load: fetch and decompress only the chunks the patch touches,
+    all concurrently (decompression on every core), without slicing or assembling pixels."""
+
+    def __init__(self, zarr_loader: ZarrLoader) -> None:
+        self.zarr = zarr_loader
+        for array in zarr_loader.arrays.values():
+            codecs = array.metadata.codecs
+            if not isinstance(codecs[-1], BloscCodec):
+                raise InputDataError(
+                    f"{array.path}: the ideal reference needs a plain Blosc Zarr, got {codecs}"
+                )
+
+    def close(self) -> None:
+        pass  # the Zarr loader owns the store
+
+    def chunk_keys(self, patch: Patch) -> list[str]:
+        keys = []
+        for group in BAND_GROUPS:
+            array = self.zarr.arrays[group.name]
+            window = patch.window(*self.zarr.origins[group.name], group.resolution)
+            for index in touched_chunks(array.shape, array.chunks, window):
+                keys.append(f"{array.path}/{array.metadata.encode_chunk_key(index)}")
+        return keys
+
+    def load(self, patch: Patch) -> dict[str, int]:
+        """Fetch and decompress; returns counts (chunks, compressed and decompressed bytes)."""
+        return zarr_sync(self._fetch_and_decode(self.chunk_keys(patch)))
+
+    async def _fetch_and_decode(self, keys: list[str]) -> dict[str, int]:
+        store, prototype = self.zarr.store, default_buffer_prototype()
+
+        async def one(key: str) -> tuple[int, int]:
+            buffer = await store.get(key, prototype=prototype)
+            if buffer is None:  # never written: fill value, nothing to read
+                return 0, 0
+            raw = buffer.to_bytes()
+            return len(raw), len(await asyncio.to_thread(blosc.decompress, raw))
+
+        sizes = await asyncio.gather(*(one(key) for key in keys))
+        return {
+            "chunks": len(keys),
+            "compressed_bytes": sum(s[0] for s in sizes),
+            "decompressed_bytes": sum(s[1] for s in sizes),
+        }
 
 
 class FileLoader:
@@ -354,6 +423,7 @@ class Run:
     config: BenchmarkConfig
     started: datetime
     results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    ideal: dict[str, dict[str, Any]] = field(default_factory=dict)
     repeats: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -361,6 +431,7 @@ class Run:
             "tile": self.config.tile,
             "year": self.config.year,
             "results": self.results,
+            "ideal": self.ideal,
             "repeats": self.repeats,
             "config": self.config.to_json(),
             "environment": run_environment(),
@@ -374,6 +445,8 @@ def run_benchmark(config: BenchmarkConfig, output: Path, quiet: bool = False) ->
     try:
         for pair in [(s, f) for s in config.storages for f in config.formats]:
             loaders[pair] = open_loader(*pair, config)
+            if pair[1] == "zarr":
+                loaders[(pair[0], IDEAL)] = IdealLoader(loaders[pair])
         return _timed_run(config, output, loaders, quiet)
     finally:
         for loader in loaders.values():
@@ -399,13 +472,21 @@ def _timed_run(
         }
         for storage, fmt in plan_order(config, repeat):
             if config.cold:
-                files = cold_files.setdefault((storage, fmt), local_files(storage, fmt))
+                files = cold_files.setdefault(
+                    (storage, fmt), local_files(storage, "zarr" if fmt == IDEAL else fmt)
+                )
                 record.setdefault("cold", {})[f"{storage}/{fmt}"] = (
                     evict(files) if files else "not applicable (remote)"
                 )
             begin = time.perf_counter()
             pixels = loaders[(storage, fmt)].load(patch)
             elapsed = time.perf_counter() - begin
+            if fmt == IDEAL:
+                entry = run.ideal.setdefault(storage, {"durations": []})
+                entry["durations"].append(elapsed)
+                entry.update(pixels)  # chunk and byte counts of this patch
+                entry.update(summary(entry["durations"]))
+                continue
             entry = run.results.setdefault(storage, {}).setdefault(fmt, {"durations": []})
             entry["durations"].append(elapsed)
             entry["band_group_shapes"] = {name: list(a.shape) for name, a in pixels.items()}
@@ -434,13 +515,21 @@ def mismatches(run: Run) -> list[str]:
 
 
 def table(run: Run) -> list[str]:
+    """Mean ± stderr per storage × format (and ideal), ratios to the fastest and to the ideal."""
     rows = [(s, f, r) for s, formats in run.results.items() for f, r in formats.items()]
-    fastest = min(r["mean_durations"] for _, _, r in rows)
+    rows += [(s, IDEAL, r) for s, r in run.ideal.items()]
+    fastest = min(r["mean_durations"] for s, f, r in rows if f != IDEAL)
     lines = [f"{'storage':8} {'format':13} {'mean (s)':>10} {'± stderr':>10} {'× fastest':>10}"]
     for storage, fmt, r in sorted(rows, key=lambda row: row[2]["mean_durations"]):
         lines.append(
             f"{storage:8} {fmt:13} {r['mean_durations']:10.3f} {r['stderr_durations']:10.3f} "
             f"{r['mean_durations'] / fastest:10.2f}"
+        )
+    for storage, ideal in run.ideal.items():
+        zarr_mean = run.results[storage]["zarr"]["mean_durations"]
+        lines.append(
+            f"{storage} zarr / ideal (its {ideal['chunks']} chunks fetched and decompressed): "
+            f"{zarr_mean / ideal['mean_durations']:.2f}"
         )
     return lines
 

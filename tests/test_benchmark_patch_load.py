@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from rasterio.windows import Window
 
 from sentinel2_l1c import benchmark_patch_load as bench
 from sentinel2_l1c import publish_s3, stage
@@ -16,7 +17,7 @@ from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_environment
 from sentinel2_l1c.stores import FileObjectZipStore
-from sentinel2_l1c.utils import FORMATS
+from sentinel2_l1c.utils import BAND_GROUPS, FORMATS
 
 from .conftest import lab_settings
 
@@ -69,6 +70,12 @@ def test_every_local_storage_and_format(
             )
             assert entry["band_group_shapes"]["B02_B03_B04_B08"][2:] == [180, 180]
             assert entry["band_group_shapes"]["B01_B09_B10"][2:] == [30, 30]
+    for storage in ("network", "temp"):  # the ideal: every chunk of the patch, decompressed
+        ideal = data["ideal"][storage]
+        assert len(ideal["durations"]) == 3 and ideal["chunks"] == 3  # one per band group
+        chunk_bytes = sum(math.prod(group.chunks) * 2 for group in BAND_GROUPS)
+        assert ideal["decompressed_bytes"] == chunk_bytes > ideal["compressed_bytes"] > 0
+    assert "network zarr / ideal" in out
     for record in data["repeats"]:
         assert len(set(record["checksums"].values())) == 1, (
             "every storage × format returns the same pixels"
@@ -76,6 +83,16 @@ def test_every_local_storage_and_format(
         assert len(record["checksums"]) == 2 * len(FORMATS)
     assert data["config"]["seed"] == 5 and data["environment"]["cpu_count"] >= 1
     assert BenchmarkConfig.from_json(data["config"]).to_json() == data["config"]
+
+
+def test_touched_chunks() -> None:
+    window = Window(500, 600, 30, 30)  # columns 500-529 cross the 512 chunk border
+    assert bench.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
+        (t, 0, 1, x) for t in range(3) for x in (0, 1)
+    ]
+    assert bench.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
+        (0, 0, 0, 0), (1, 0, 0, 0),
+    ]  # fmt: skip
 
 
 def test_same_seed_same_patches_and_order() -> None:
@@ -276,5 +293,11 @@ def test_cold_runs_evict_local_files(
     data = json.loads(path.read_text())
     assert data["config"]["cold"] is True
     for record in data["repeats"]:
-        assert record["cold"] == {"network/zarr": True, "s3/zarr": "not applicable (remote)"}
-    assert len(evicted) == 2 and evicted[0] > 10  # every chunk file of the local store, per repeat
+        assert record["cold"] == {
+            "network/zarr": True,
+            "network/ideal": True,
+            "s3/zarr": "not applicable (remote)",
+            "s3/ideal": "not applicable (remote)",
+        }
+    # every chunk file of the local store, before each Zarr and ideal load of each repeat
+    assert len(evicted) == 4 and evicted[0] > 10
