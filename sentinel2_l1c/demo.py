@@ -25,8 +25,11 @@ from . import (
     benchmark_patch_load,
     convert_safe_to_cog,
     convert_safe_to_zarr,
+    file_size_histogram,
     publish_s3,
+    report,
     stage,
+    throughput,
     zip_zarr,
 )
 from .errors import InputDataError
@@ -59,8 +62,11 @@ class DemoOptions:
     # 732 px at 10 m (7.3 km): larger than a 5.1 km benchmark patch, small enough for minutes.
     scale: int = 15
     interval_days: int = 5
+    dates: int | None = None  # instead of interval_days: this many acquisitions, evenly spread
     duplicates: int = 2
     seed: int = 0
+    repeats: int = 3
+    img: Path | None = None  # charts; default {lab}/img
 
 
 def write_lab_env(lab: Path) -> Path:
@@ -81,6 +87,7 @@ def synthetic_options(options: DemoOptions) -> SyntheticOptions:
         start=date(options.year, 1, 1),
         end=date(options.year + 1, 1, 1),
         interval_days=options.interval_days,
+        count=options.dates,
         scale=options.scale,
         seed=options.seed,
         duplicates=options.duplicates,
@@ -152,7 +159,7 @@ def convert(show_progress: bool) -> list[str]:
     return lines
 
 
-def publish_and_stage(show_progress: bool) -> list[str]:
+def publish_and_stage(show_progress: bool) -> tuple[list[str], Path]:
     """Publish every format to the lab's S3 buckets (public-read), then stage to temp: copies
     from the network drive and from S3, unzip, and stream-unzip, each timed from scratch."""
     lines = []
@@ -181,42 +188,45 @@ def publish_and_stage(show_progress: bool) -> list[str]:
                 f"{action['files']} files, {action['bytes'] / 1e6:.1f} MB "
                 f"({action['skipped_files']} already there) in {action['seconds']:.1f} s"
             )
-    return lines
+    return lines, staged
 
 
 def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     """Run the demo steps; returns the lines of its report."""
     synthetic = synthetic_options(options)
     options.lab.mkdir(parents=True, exist_ok=True)
-    report = []
+    summary = []
     started = time.perf_counter()
     written, unique, size = make_source(options, synthetic, show_progress)
     grid = 10980 // options.scale
-    report.append(
+    summary.append(
         f"synthetic CDSE archive: {written} L1C products ({unique} datatakes after duplicate "
         f"resolution) of tile {options.tile} in {options.year}, {grid}×{grid} px at 10 m, "
         f"{size / 1e6:.0f} MB under {source_root(options.lab)} "
         f"({time.perf_counter() - started:.0f} s)"
     )
-    report.append(f"lab settings: {write_lab_env(options.lab)}")
+    summary.append(f"lab settings: {write_lab_env(options.lab)}")
     with (
         environment(lab_environment(options.lab)),
         LocalCdse(options.lab, source_root(options.lab)) as cdse,
         environment(cdse.environment()),
     ):
         assert cdse.stac is not None
-        report.append(
+        summary.append(
             f"local CDSE and lab S3 storage: SeaweedFS at {cdse.store.endpoint} (bucket eodata "
             f"and the lab's buckets), STAC API at {cdse.stac.url}"
         )
-        report += intake(options, show_progress)
-        report += convert(show_progress)
-        report += publish_and_stage(show_progress)
-        report += benchmark(options)
-    return report
+        summary += intake(options, show_progress)
+        summary += convert(show_progress)
+        lines, staged = publish_and_stage(show_progress)
+        summary += lines
+        lines, results = benchmark(options)
+        summary += lines
+        summary += reports(results, staged, options.img or options.lab / "img")
+    return summary
 
 
-def benchmark(options: DemoOptions) -> list[str]:
+def benchmark(options: DemoOptions) -> tuple[list[str], Path]:
     """Patch loads from every storage in every format."""
     products = list_products(storage_path("network", "safe"), options.tile, options.year)
     left, bottom, right, top = products[0].grid(10).bounds
@@ -224,7 +234,7 @@ def benchmark(options: DemoOptions) -> list[str]:
     config = benchmark_patch_load.BenchmarkConfig(
         storages=STORAGES,
         formats=FORMATS,
-        num_repeats=3,
+        num_repeats=options.repeats,
         tile=options.tile,
         year=options.year,
         bounds=(left, top, right, bottom),
@@ -235,7 +245,35 @@ def benchmark(options: DemoOptions) -> list[str]:
     wrong = benchmark_patch_load.mismatches(run)
     if wrong:
         raise InputDataError("formats returned different pixels: " + "; ".join(wrong))
-    return [f"benchmark_patch_load → {target}:", *benchmark_patch_load.table(run)]
+    return [f"benchmark_patch_load → {target}:", *benchmark_patch_load.table(run)], target
+
+
+def reports(results: Path, staged: Path, img: Path) -> list[str]:
+    """Training throughput per route, load-time chart, object sizes of the Zarr stores."""
+    data = json.loads(results.read_text())
+    loads = throughput.loads_from_results(data)
+    staging = throughput.staging_from_stage(json.loads(staged.read_text()))
+    assumptions = throughput.Assumptions()
+    estimates = throughput.estimate(loads, staging, assumptions)
+    charts = [img / "load_times.png", img / "throughput.png"]
+    report.chart(data, charts[0])
+    throughput.write_chart(estimates, assumptions, charts[1])
+    spreadsheet = img / "throughput.ods"
+    throughput.write_ods(estimates, assumptions, loads, staging, spreadsheet)
+    for fmt in ("zarr", "zarr_sharded"):
+        charts.append(img / f"file_sizes_s3_{fmt}.png")
+        groups = file_size_histogram.sizes_by_group(file_size_histogram.object_sizes("s3", fmt))
+        file_size_histogram.histogram(groups, f"object sizes of the s3 {fmt} store", charts[-1])
+    winner = next(label for label, _, _ in report.rows(data) if not label.endswith(report.IDEAL))
+    best = max(estimates, key=lambda e: e.steps)
+    return [
+        "throughput:",
+        *throughput.table(estimates, assumptions),
+        f"charts: {', '.join(str(chart) for chart in charts)}",
+        f"spreadsheet: {spreadsheet}",
+        f"fastest patch loads: {winner}; most training steps per job: {best.route.label} "
+        f"({best.steps:,.0f})",
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,11 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scale", type=int, default=defaults.scale, help="Tile size divisor (must divide 1830)."
     )
-    parser.add_argument(
+    dates = parser.add_mutually_exclusive_group()
+    dates.add_argument(
         "--interval_days",
         type=int,
         default=defaults.interval_days,
         help="Days between acquisitions.",
+    )
+    dates.add_argument(
+        "--dates", type=int, default=None, help="Acquisitions in the year, evenly spread."
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=defaults.repeats, help="Benchmark repeats (at least 2)."
+    )
+    parser.add_argument(
+        "--img", type=Path, default=None, help="Folder of the charts (default: LAB/img)."
     )
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="Random seed of the synthetic data."

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar, get_args
 import dotenv
 import progressbar
 
-from .errors import ConfigError, DslabError
+from .errors import ConfigError, DslabError, InputDataError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -384,6 +384,16 @@ class ActionLog:
     def add(self, record: dict[str, Any]) -> None:
         self.data["actions"].append(record)
         atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    """A results file; a missing or malformed one is an InputDataError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise InputDataError(f"{path}: not JSON ({err})") from None
 
 
 def result_path(folder: Path, prefix: str, started: datetime) -> Path:

@@ -35,11 +35,16 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr"):
         assert Path(lab_environment(lab)[f"DSLAB_S2L1C_TEMP_{fmt.upper()}_PATH"]).exists()
     assert "benchmark_patch_load" in out and "× fastest" in out
-    table = out[out.index("benchmark_patch_load") :]
-    rows = [line.split() for line in table.splitlines()[2:] if line.strip()]
+    table = out[out.index("benchmark_patch_load") : out.index("zarr / ideal")]
+    rows = [line.split() for line in table.splitlines()[2:-1]]
     assert {(row[0], row[1]) for row in rows} == {
-        (storage, fmt) for storage in STORAGES for fmt in FORMATS
+        (storage, fmt) for storage in STORAGES for fmt in (*FORMATS, "ideal")
     }
+    assert "throughput:" in out and "S3 zipped Zarr → stream-unzip → temp Zarr" in out
+    assert "fastest patch loads: " in out and "most training steps per job: " in out
+    for name in ("load_times", "throughput", "file_sizes_s3_zarr", "file_sizes_s3_zarr_sharded"):
+        assert (lab / "img" / f"{name}.png").stat().st_size > 10_000
+    assert (lab / "img" / "throughput.ods").is_file()
     settings = dict(
         line.split("=", 1)
         for line in (lab / "lab.env").read_text().splitlines()

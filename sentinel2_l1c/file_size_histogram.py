@@ -1,0 +1,133 @@
+"""Histogram of the object sizes of a Zarr store, per band group.
+
+Object stores charge and throttle per request and cap objects per bucket; small objects cost
+more than their bytes. This shows how big the chunk (or shard) objects of each band group
+are: counts and mean sizes in the legend. Works on plain or sharded Zarr, in a folder
+(``--storage network|temp``) or an S3 bucket (``--storage s3``).
+
+    python -m sentinel2_l1c.file_size_histogram --storage s3 --format zarr_sharded
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, InputDataError
+from .remote import RetryPolicy, list_objects, s3_client
+from .utils import (
+    BAND_GROUPS,
+    STORAGES,
+    atomic_output,
+    new_parser,
+    producing_step,
+    run_cli,
+    s3_bucket,
+    s3_profile,
+    storage_path,
+)
+
+ZARR_FORMATS = ("zarr", "zarr_sharded")
+
+
+def object_sizes(storage: str, fmt: str) -> list[tuple[str, int]]:
+    """(key relative to the store root, size) of every object of the store."""
+    if fmt not in ZARR_FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(ZARR_FORMATS)}, got {fmt!r}")
+    if storage == "s3":
+        bucket = s3_bucket(fmt)
+        client = s3_client(s3_profile())
+        try:
+            objects = list_objects(client, bucket, "", RetryPolicy())
+        except client.exceptions.NoSuchBucket:
+            objects = []
+        if not objects:
+            raise InputDataError(
+                f"s3://{bucket} (s3 {fmt}) is empty: run {producing_step('s3', fmt)} first"
+            )
+        return [(o.key, o.size) for o in objects]
+    root = storage_path(storage, fmt)
+    if not root.is_dir():
+        raise InputDataError(
+            f"{root} ({storage} {fmt}) does not exist: run {producing_step(storage, fmt)} first"
+        )
+    return [
+        (path.relative_to(root).as_posix(), path.stat().st_size)
+        for path in root.rglob("*")
+        if path.is_file()
+    ]
+
+
+def sizes_by_group(objects: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """Chunk/shard object sizes per band group (keys ``…/{group}/data/c/…``)."""
+    groups: dict[str, list[int]] = {group.name: [] for group in BAND_GROUPS}
+    for key, size in objects:
+        parts = key.split("/")
+        if "data" in parts and parts.index("data") >= 1:
+            name = parts[parts.index("data") - 1]
+            if name in groups and "c" in parts[parts.index("data") :]:
+                groups[name].append(size)
+    return {name: sizes for name, sizes in groups.items() if sizes}
+
+
+def histogram(groups: dict[str, list[int]], title: str, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    everything = [size for sizes in groups.values() for size in sizes]
+    low, high = max(1, min(everything)), max(everything)
+    bins = np.geomspace(low, high * 1.001, 40) if high > low else 10
+    figure, axes = plt.subplots(figsize=(9, 4.5))
+    for name, sizes in groups.items():
+        label = f"{name}: {len(sizes)} objects, mean {np.mean(sizes) / 1e6:.2f} MB"
+        axes.hist(sizes, bins=bins, alpha=0.6, label=label)
+    if high > low:
+        axes.set_xscale("log")
+    axes.set_xlabel("object size (bytes)")
+    axes.set_ylabel("objects")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_output(target) as temp:
+        figure.savefig(temp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.file_size_histogram")
+    parser.add_argument(
+        "--storage", default="network", choices=STORAGES, help="Where the store is."
+    )
+    parser.add_argument("--format", default="zarr", choices=ZARR_FORMATS, help="Which store.")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="PNG to write (default: img/file_sizes_{storage}_{format}.png).",
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    groups = sizes_by_group(object_sizes(args.storage, args.format))
+    if not groups:
+        raise InputDataError(f"{args.storage} {args.format}: no chunk objects found")
+    target = args.output or Path("img") / f"file_sizes_{args.storage}_{args.format}.png"
+    histogram(groups, f"object sizes of the {args.storage} {args.format} store", target)
+    for name, sizes in groups.items():
+        print(f"{name}: {len(sizes)} objects, mean {np.mean(sizes) / 1e6:.2f} MB")
+    print(f"histogram: {target}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Charts of benchmark results: mean patch load time per storage × format.
+
+For each results JSON: a horizontal bar chart of mean load times with standard-error bars,
+the ideal reference hatched, and each bar's ratio to the fastest; the axis is logarithmic
+when the times span more than ``LOG_SPAN``×. With several JSONs, one chart per file plus a
+grouped chart comparing the runs. PNGs go to ``--output`` (default ``img``).
+
+    python -m sentinel2_l1c.report lab/logs/sentinel2_l1c_2026-11-21_10-00-00.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import InputDataError
+from .utils import atomic_output, new_parser, read_json, run_cli
+
+LOG_SPAN = 20.0
+IDEAL = "ideal"
+COLOURS = {"network": "#4488ff", "temp": "#33aa66", "s3": "#ee8833"}
+
+
+def rows(data: dict) -> list[tuple[str, float, float]]:
+    """(``storage format`` label, mean, stderr) of every measured combination, fastest first;
+    the ideal reference included."""
+    try:
+        found = [
+            (f"{storage} {fmt}", entry["mean_durations"], entry["stderr_durations"])
+            for storage, formats in data["results"].items()
+            for fmt, entry in formats.items()
+        ]
+        found += [
+            (f"{storage} {IDEAL}", entry["mean_durations"], entry["stderr_durations"])
+            for storage, entry in data.get(IDEAL, {}).items()
+        ]
+    except (KeyError, TypeError, AttributeError):
+        raise InputDataError("not a benchmark_patch_load results file (no results)") from None
+    if not found:
+        raise InputDataError("the results file has no measurements yet")
+    return sorted(found, key=lambda row: row[1])
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, target: Path) -> None:
+    with atomic_output(target) as temp:
+        figure.savefig(temp, format="png", dpi=120)
+
+
+def chart(data: dict, target: Path) -> None:
+    """One run's chart."""
+    plt = _pyplot()
+    found = rows(data)[::-1]  # fastest at the top
+    measured = [mean for label, mean, _ in found if not label.endswith(IDEAL)]
+    fastest = min(measured)
+    figure, axes = plt.subplots(figsize=(9, 0.38 * len(found) + 1.6))
+    for index, (label, mean, stderr) in enumerate(found):
+        ideal = label.endswith(IDEAL)
+        colour = "#dddddd" if ideal else COLOURS.get(label.split()[0], "#888888")
+        axes.barh(
+            index, mean, xerr=stderr, color=colour, hatch="//" if ideal else None,
+            edgecolor="#666666", capsize=3,
+        )  # fmt: skip
+        axes.annotate(
+            f"{mean:.3g} s  ×{mean / fastest:.2f}", (mean + stderr, index),
+            xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
+        )  # fmt: skip
+    axes.set_yticks(range(len(found)), [label for label, _, _ in found])
+    span = max(m for _, m, _ in found) / min(m for _, m, _ in found)
+    if span > LOG_SPAN:
+        axes.set_xscale("log")
+    axes.margins(x=0.25)
+    config = data.get("config", {})
+    axes.set_xlabel(
+        f"mean load time of one patch time series (s, ± stderr); {data.get('tile')} "
+        f"{data.get('year')}, {config.get('patch_size', '?')} m patches, "
+        f"{config.get('num_repeats', '?')} repeats"
+    )
+    axes.set_title("random patch loads by storage × format (ideal: chunks only)", fontsize=10)
+    figure.tight_layout()
+    _save(figure, target)
+    plt.close(figure)
+
+
+def comparison_chart(runs: list[tuple[str, dict]], target: Path) -> None:
+    """Several runs side by side: one bar per run for every storage × format."""
+    plt = _pyplot()
+    labels = sorted({label for _, data in runs for label, _, _ in rows(data)})
+    figure, axes = plt.subplots(figsize=(9, 0.3 * len(labels) * len(runs) + 1.6))
+    height = 0.8 / len(runs)
+    for number, (name, data) in enumerate(runs):
+        means = {label: (mean, stderr) for label, mean, stderr in rows(data)}
+        positions = [i + number * height for i, label in enumerate(labels) if label in means]
+        values = [means[label] for label in labels if label in means]
+        axes.barh(
+            positions, [v[0] for v in values], height, xerr=[v[1] for v in values],
+            label=name, capsize=2,
+        )  # fmt: skip
+    axes.set_yticks([i + 0.4 - height / 2 for i in range(len(labels))], labels)
+    axes.set_xscale("log")
+    axes.set_xlabel("mean load time of one patch time series (s, ± stderr)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, target)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.report")
+    parser.add_argument("results", nargs="+", type=Path, help="benchmark results JSON files.")
+    parser.add_argument("--output", type=Path, default=Path("img"), help="Folder of the PNGs.")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    runs = [(path.stem, read_json(path)) for path in args.results]
+    for stem, data in runs:
+        target = args.output / f"load_times_{stem}.png"
+        chart(data, target)
+        print(f"chart: {target}")
+        for label, mean, stderr in rows(data):
+            print(f"  {label:24} {mean:8.3f} ± {stderr:.3f} s")
+    if len(runs) > 1:
+        target = args.output / "load_times_comparison.png"
+        comparison_chart(runs, target)
+        print(f"chart: {target}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

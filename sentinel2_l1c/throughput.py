@@ -1,0 +1,297 @@
+"""Training steps per job for each way of getting the data to the GPUs, staging time paid.
+
+A training step loads one patch time series of ``--series_years`` tile-years; a job lasts
+``--job_days`` and first stages ``--tile_years`` tile-years to temp storage (if its route
+stages at all). For each route (direct from S3, S3 → temp copy, S3 zipped → temp, S3 zipped →
+temp → unzip, stream-unzip, …):
+
+    steps per job = (job time − tile-years × staging time per tile-year)
+                    / (series years × mean load time of one tile-year patch)
+
+Load times come from a benchmark results JSON (or ``--load storage/format=SECONDS``);
+staging times from a stage JSON (or ``--staging action:source:format=MINUTES``), taken as
+per tile-year (the lab and ``job.sh`` stage one). Prints a table, writes a horizontal bar
+chart (PNG) and ``throughput.ods`` (OpenDocument: inputs and results) for spreadsheet users.
+
+    python -m sentinel2_l1c.throughput --results lab/logs/sentinel2_l1c_*.json \\
+        --stage lab/logs/stage_*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, InputDataError
+from .utils import FORMATS, atomic_output, new_parser, read_json, run_cli
+
+DAY = 86400.0
+FORMAT_LABELS = {
+    "safe": "SAFE",
+    "cog": "COG",
+    "zarr": "Zarr",
+    "zipzarr": "zipped Zarr",
+    "zarr_sharded": "sharded Zarr",
+}
+STORAGE_LABELS = {"s3": "S3", "network": "network", "temp": "temp"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a job reads: where it loads from, and which staging actions come first."""
+
+    label: str
+    load: str  # "storage/format" of the benchmark results
+    staging: tuple[str, ...]  # "action:source:format" keys of stage results
+
+
+def routes() -> list[Route]:
+    """Every route the tool can measure, in a stable order (S3 first, then the network)."""
+    found = []
+    for source in ("s3", "network"):
+        for fmt in FORMATS:
+            name, where = FORMAT_LABELS[fmt], STORAGE_LABELS[source]
+            found.append(Route(f"{where} {name}", f"{source}/{fmt}", ()))
+            found.append(
+                Route(f"{where} {name} → temp {name}", f"temp/{fmt}", (f"copy:{source}:{fmt}",))
+            )
+        zipped = f"copy:{source}:zipzarr"
+        found.append(
+            Route(
+                f"{STORAGE_LABELS[source]} zipped Zarr → temp zipped Zarr → temp Zarr",
+                "temp/zarr",
+                (zipped, "unzip:temp:zipzarr"),
+            )
+        )
+    found.append(
+        Route(
+            "S3 zipped Zarr → stream-unzip → temp Zarr", "temp/zarr", ("stream-unzip:s3:zipzarr",)
+        )
+    )
+    return found
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    job_days: float = 3.0
+    series_years: int = 5
+    tile_years: int = 15
+
+    def __post_init__(self) -> None:
+        if self.job_days <= 0 or self.series_years < 1 or self.tile_years < 0:
+            raise ConfigError(
+                "job_days must be positive, series_years at least 1, tile_years not negative"
+            )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    route: Route
+    load_seconds: float
+    staging_minutes: float  # for all staged tile-years
+    steps: float
+
+
+def estimate(
+    load_seconds: dict[str, float], staging_minutes: dict[str, float], assumptions: Assumptions
+) -> list[Estimate]:
+    """Steps per job of every route whose load and staging times are all known."""
+    found = []
+    for route in routes():
+        if route.load not in load_seconds or any(s not in staging_minutes for s in route.staging):
+            continue
+        staging = assumptions.tile_years * sum(staging_minutes[s] for s in route.staging)
+        training = assumptions.job_days * DAY - 60 * staging
+        load = load_seconds[route.load]
+        steps = max(0.0, training / (assumptions.series_years * load))
+        found.append(Estimate(route, load, staging, steps))
+    return found
+
+
+def loads_from_results(data: dict) -> dict[str, float]:
+    """Mean load time per "storage/format" of a benchmark results JSON."""
+    try:
+        return {
+            f"{storage}/{fmt}": entry["mean_durations"]
+            for storage, formats in data["results"].items()
+            for fmt, entry in formats.items()
+        }
+    except (KeyError, TypeError, AttributeError):
+        raise InputDataError("not a benchmark_patch_load results file (no results)") from None
+
+
+def staging_from_stage(data: dict, tile_years: float = 1.0) -> dict[str, float]:
+    """Minutes per tile-year of each "action:source:format" in a stage JSON.
+
+    Actions that found their files already in place were not timed from scratch: skipped.
+    """
+    minutes = {}
+    try:
+        for action in data["actions"]:
+            if action["skipped_files"]:
+                continue
+            key = f"{action['action']}:{action['source_storage']}:{action['format']}"
+            minutes[key] = action["seconds"] / 60 / tile_years
+    except (KeyError, TypeError):
+        raise InputDataError("not a stage results file (no actions)") from None
+    return minutes
+
+
+def parse_pairs(texts: list[str], what: str) -> dict[str, float]:
+    """``KEY=NUMBER`` options."""
+    pairs = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        try:
+            pairs[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} must look like KEY=NUMBER, got {text!r}")
+    return pairs
+
+
+def table(estimates: list[Estimate], assumptions: Assumptions) -> list[str]:
+    width = max(len(e.route.label) for e in estimates)
+    lines = [
+        f"{assumptions.job_days:g}-day job, {assumptions.series_years}-year patch series, "
+        f"{assumptions.tile_years} tile-years staged",
+        f"{'route':{width}} {'load (s)':>9} {'staging (min)':>14} {'steps per job':>14}",
+    ]
+    for e in sorted(estimates, key=lambda e: -e.steps):
+        lines.append(
+            f"{e.route.label:{width}} {e.load_seconds:9.3f} {e.staging_minutes:14.1f} "
+            f"{e.steps:14.0f}"
+        )
+    return lines
+
+
+def write_chart(estimates: list[Estimate], assumptions: Assumptions, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(estimates, key=lambda e: e.steps)
+    figure, axes = plt.subplots(figsize=(9, 0.45 * len(ordered) + 1.4))
+    bars = axes.barh([e.route.label for e in ordered], [e.steps for e in ordered], color="#4488ff")
+    axes.bar_label(bars, labels=[f"{e.steps:,.0f}" for e in ordered], padding=3, fontsize=8)
+    axes.set_xlabel(
+        f"training steps ({assumptions.series_years}-year patch time series) per "
+        f"{assumptions.job_days:g}-day job, {assumptions.tile_years} tile-years staged"
+    )
+    axes.margins(x=0.15)
+    figure.tight_layout()
+    with atomic_output(target) as temp:
+        figure.savefig(temp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def write_ods(
+    estimates: list[Estimate],
+    assumptions: Assumptions,
+    load_seconds: dict[str, float],
+    staging_minutes: dict[str, float],
+    target: Path,
+) -> None:
+    """Inputs and results as an OpenDocument spreadsheet (two sheets)."""
+    import pandas as pd
+
+    inputs = pd.DataFrame(
+        [
+            ("job length (days)", assumptions.job_days),
+            ("patch series length (years)", assumptions.series_years),
+            ("tile-years staged", assumptions.tile_years),
+            *((f"load time (s) {key}", value) for key, value in sorted(load_seconds.items())),
+            *(
+                (f"staging time per tile-year (min) {key}", value)
+                for key, value in sorted(staging_minutes.items())
+            ),
+        ],
+        columns=["input", "value"],
+    )
+    results = pd.DataFrame(
+        [
+            (
+                e.route.label,
+                e.route.load,
+                " + ".join(e.route.staging),
+                e.load_seconds,
+                e.staging_minutes,
+                e.steps,
+            )
+            for e in estimates
+        ],
+        columns=[
+            "route",
+            "load",
+            "staging",
+            "load time (s)",
+            "staging time (min)",
+            "steps per job",
+        ],  # fmt: skip
+    )
+    with atomic_output(target) as temp:
+        with pd.ExcelWriter(temp, engine="odf") as writer:
+            inputs.to_excel(writer, sheet_name="inputs", index=False)
+            results.to_excel(writer, sheet_name="results", index=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Assumptions()
+    parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.throughput")
+    parser.add_argument("--results", type=Path, help="benchmark_patch_load results JSON.")
+    parser.add_argument("--stage", type=Path, help="stage results JSON.")
+    parser.add_argument(
+        "--load", nargs="+", default=[], metavar="STORAGE/FORMAT=SECONDS",
+        help="Mean load times of one tile-year patch (override or replace --results).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--staging", nargs="+", default=[], metavar="ACTION:SOURCE:FORMAT=MINUTES",
+        help="Staging minutes per tile-year, e.g. copy:s3:zarr=27 unzip:temp:zipzarr=14 "
+        "(override or replace --stage).",
+    )  # fmt: skip
+    parser.add_argument("--job_days", type=float, default=defaults.job_days, help="Job length.")
+    parser.add_argument(
+        "--series_years", type=int, default=defaults.series_years, help="Years in a patch series."
+    )
+    parser.add_argument(
+        "--tile_years", type=int, default=defaults.tile_years, help="Tile-years a job stages."
+    )
+    parser.add_argument(
+        "--chart", type=Path, default=Path("img/throughput.png"), help="Bar chart (PNG)."
+    )
+    parser.add_argument(
+        "--ods", type=Path, default=Path("throughput.ods"), help="Spreadsheet (OpenDocument)."
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    assumptions = Assumptions(args.job_days, args.series_years, args.tile_years)
+    load_seconds = loads_from_results(read_json(args.results)) if args.results else {}
+    load_seconds.update(parse_pairs(args.load, "--load"))
+    staging_minutes = staging_from_stage(read_json(args.stage)) if args.stage else {}
+    staging_minutes.update(parse_pairs(args.staging, "--staging"))
+    estimates = estimate(load_seconds, staging_minutes, assumptions)
+    if not estimates:
+        raise InputDataError(
+            "no route has all its load and staging times: give --results and --stage "
+            "(or --load and --staging)"
+        )
+    for line in table(estimates, assumptions):
+        print(line)
+    write_chart(estimates, assumptions, args.chart)
+    write_ods(estimates, assumptions, load_seconds, staging_minutes, args.ods)
+    print(f"chart: {args.chart}\nspreadsheet: {args.ods}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
