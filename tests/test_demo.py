@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from sentinel2_l1c import demo
+from sentinel2_l1c.lab import serve
 from sentinel2_l1c.lab.layout import lab_environment, source_root
 from sentinel2_l1c.safe import list_products, safe_folders
 from sentinel2_l1c.utils import FORMATS, STORAGES
@@ -57,6 +59,21 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert demo.main(argv) == 0
     assert products[0].path.joinpath("manifest.safe").stat().st_mtime_ns == stamp
     assert "0 downloaded, 9 already complete" in capsys.readouterr().out
+
+
+def test_serve_runs_commands_against_the_lab(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """After the demo, the lab's servers come back with what was published."""
+    lab = tmp_path / "lab"
+    assert demo.main(["--lab", str(lab), "--scale", "61", "--interval_days", "90", "--quiet"]) == 0
+    capfd.readouterr()
+    command = [sys.executable, "-m", "sentinel2_l1c.publish_s3", "--formats", "zarr", "--dry-run"]
+    assert serve.main(["--lab", str(lab), "--quiet", "--", *command]) == 0
+    out = capfd.readouterr().out
+    assert "skip " in out and "objects already in s3://sentinel2-l1c-zarr" in out
+    assert "upload " not in out
+    assert serve.main(["--lab", str(lab), "--quiet"]) == 2
 
 
 def test_demo_rejects_bad_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,52 @@
+"""Run a command with the offline lab's servers up: ``python -m sentinel2_l1c.lab.serve``.
+
+Starts the lab's local CDSE and S3 storage (SeaweedFS, whose data stay in ``LAB/seaweedfs``,
+so buckets published earlier are still there, and the STAC API), sets the lab's ``DSLAB_*``
+settings and AWS files, runs the command, and stops the servers when it ends. So the
+modules and ``job.sh`` run on the lab exactly as elsewhere:
+
+    python -m sentinel2_l1c.lab.serve --lab lab -- bash job.sh
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..utils import new_parser, run_cli
+from .cdse import LocalCdse
+from .layout import lab_environment, source_root
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.lab.serve")
+    parser.add_argument("--lab", type=Path, default=Path("lab"), help="Lab folder.")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="Command to run (after --).")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ConfigError("no command given: python -m sentinel2_l1c.lab.serve --lab LAB -- CMD")
+    source = source_root(args.lab)
+    source.mkdir(parents=True, exist_ok=True)
+    with LocalCdse(args.lab, source) as cdse:
+        environment = {**os.environ, **lab_environment(args.lab), **cdse.environment()}
+        paths = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
+        environment["PYTHONPATH"] = os.pathsep.join(paths)  # python -m sentinel2_l1c… anywhere
+        return subprocess.run(command, env=environment).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
