@@ -44,6 +44,15 @@ def plain_upload(client, bucket: str, source: Path, key: str | None, connections
         )
 
 
+def drop_bucket(client, bucket: str) -> None:
+    """Delete a bucket and its objects (SeaweedFS frees the space with the bucket)."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        for start in range(0, len(keys), 1000):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
+    client.delete_bucket(Bucket=bucket)
+
+
 def stage_seconds(options: stage.StageOptions, logs: Path) -> list[float]:
     path = stage.stage(options, logs, show_progress=False)
     return [action["seconds"] for action in json.loads(path.read_text())["actions"]]
@@ -87,6 +96,9 @@ def main() -> None:
                     client, plain_bucket, storage_path("network", fmt), key, args.connections
                 )
                 times.setdefault(f"plain upload {fmt}", []).append(time.perf_counter() - began)
+                if fmt == "zarr":  # the zipped Zarr's bucket stays for the staging below
+                    drop_bucket(client, os.environ[variable])
+                drop_bucket(client, plain_bucket)
             common = {"overwrite": True, "connections": args.connections}
             copy, unzip = stage_seconds(
                 stage.StageOptions(from_s3=("zipzarr",), unzip=True, **common), logs
@@ -105,6 +117,7 @@ def main() -> None:
             times.setdefault("stage --unzip", []).append(unzip)
             times.setdefault("copy + unzip", []).append(copy + unzip)
             times.setdefault("stage --stream-unzip", []).append(stream)
+            drop_bucket(client, os.environ["DSLAB_S2L1C_S3_ZIPZARR_BUCKET"])
     median = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
         print(f"{name:30} median {median[name]:7.2f} s  ({', '.join(f'{v:.2f}' for v in values)})")
