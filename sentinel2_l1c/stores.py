@@ -95,8 +95,14 @@ def close_store(store: Store) -> None:
 
 def gdal_s3_options(profile: str) -> dict[str, Any]:
     """``rasterio.Env`` settings for ``/vsis3/`` with the boto3 ``profile`` (keys and endpoint
-    through rasterio's AWSSession), path-style requests, no directory listing on open, and a
-    block cache for remote reads."""
+    through rasterio's AWSSession), path-style requests, no directory listing on open, a
+    block cache for remote reads, and GDAL's own retries of 5xx/429 answers.
+
+    ``GDAL_NUM_THREADS=1``: rasterio sets these options for the calling thread only, and
+    JPEG 2000 tiles decoded by GDAL's worker threads would be fetched without them (curl:
+    "URL rejected"), leaving those tiles as zeros without an exception. Reads run in parallel
+    threads of the caller instead.
+    """
     import boto3
     from rasterio.session import AWSSession
 
@@ -112,4 +118,7 @@ def gdal_s3_options(profile: str) -> dict[str, Any]:
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif",
         "VSI_CACHE": "TRUE",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        "GDAL_HTTP_MAX_RETRY": "5",
+        "GDAL_HTTP_RETRY_DELAY": "0.5",
+        "GDAL_NUM_THREADS": "1",
     }

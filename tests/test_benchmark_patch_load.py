@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 from rasterio.windows import Window
 
 from sentinel2_l1c import benchmark_patch_load as bench
@@ -15,8 +18,9 @@ from sentinel2_l1c import publish_s3, stage
 from sentinel2_l1c.benchmark_patch_load import BenchmarkConfig, plan_order, plan_patch
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import lab_environment
-from sentinel2_l1c.stores import FileObjectZipStore
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
+from sentinel2_l1c.safe import read_band
+from sentinel2_l1c.stores import FileObjectZipStore, gdal_s3_options
 from sentinel2_l1c.utils import BAND_GROUPS, FORMATS
 
 from .conftest import lab_settings
@@ -301,3 +305,38 @@ def test_cold_runs_evict_local_files(
         }
     # every chunk file of the local store, before each Zarr and ideal load of each repeat
     assert len(evicted) == 4 and evicted[0] > 10
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_remote_jp2_tiles_read_in_threads_are_right(
+    local_cdse: LocalCdse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows over several JP2 tiles, read from S3 in parallel threads as FileLoader does.
+
+    Without GDAL_NUM_THREADS=1 GDAL's decode threads fetched tiles without the thread's S3
+    settings and left them zero (seen on scale-2 tiles; the test archive has one tile per file).
+    """
+    for name, value in local_cdse.environment().items():
+        monkeypatch.setenv(name, value)
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(1, 4000, (512, 512), dtype=np.uint16)
+    path = tmp_path / "tiled.jp2"
+    profile = dict(driver="JP2OpenJPEG", width=512, height=512, count=1, dtype="uint16")
+    with rasterio.open(path, "w", **profile, REVERSIBLE="YES", QUALITY="100",
+                       blockxsize=128, blockysize=128) as dataset:  # fmt: skip
+        dataset.write(pixels, 1)
+    client = local_cdse.store.client(local_cdse.storage_user)
+    if "jp2-tiles" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket="jp2-tiles")
+    client.upload_file(str(path), "jp2-tiles", "tiled.jp2")
+    options = gdal_s3_options(LAB_S3_PROFILE)
+    windows = [Window(x, y, 200, 200) for x in (0, 100, 300) for y in (50, 250)]
+
+    def read(window: Window) -> np.ndarray:
+        with rasterio.Env(**options):
+            return read_band("/vsis3/jp2-tiles/tiled.jp2", window)
+
+    with ThreadPoolExecutor(4) as pool:
+        for window, remote in zip(windows, pool.map(read, windows), strict=True):
+            rows, cols = window.toslices()
+            assert np.array_equal(remote, pixels[rows, cols])
