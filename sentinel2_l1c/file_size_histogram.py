@@ -73,6 +73,10 @@ def sizes_by_group(objects: list[tuple[str, int]]) -> dict[str, list[int]]:
     return {name: sizes for name, sizes in groups.items() if sizes}
 
 
+def count(sizes: list[int]) -> str:
+    return f"{len(sizes)} object{'' if len(sizes) == 1 else 's'}"
+
+
 def histogram(groups: dict[str, list[int]], title: str, target: Path) -> None:
     import matplotlib
 
@@ -84,7 +88,7 @@ def histogram(groups: dict[str, list[int]], title: str, target: Path) -> None:
     bins = np.geomspace(low, high * 1.001, 40) if high > low else 10
     figure, axes = plt.subplots(figsize=(9, 4.5))
     for name, sizes in groups.items():
-        label = f"{name}: {len(sizes)} objects, mean {np.mean(sizes) / 1e6:.2f} MB"
+        label = f"{name}: {count(sizes)}, mean {np.mean(sizes) / 1e6:.2f} MB"
         axes.hist(sizes, bins=bins, alpha=0.6, label=label)
     if high > low:
         axes.set_xscale("log")
@@ -120,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     target = args.output or Path("img") / f"file_sizes_{args.storage}_{args.format}.png"
     histogram(groups, f"object sizes of the {args.storage} {args.format} store", target)
     for name, sizes in groups.items():
-        print(f"{name}: {len(sizes)} objects, mean {np.mean(sizes) / 1e6:.2f} MB")
+        print(f"{name}: {count(sizes)}, mean {np.mean(sizes) / 1e6:.2f} MB")
     print(f"histogram: {target}")
     return 0
 

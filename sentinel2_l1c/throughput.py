@@ -175,12 +175,12 @@ def write_chart(estimates: list[Estimate], assumptions: Assumptions, target: Pat
     import matplotlib.pyplot as plt
 
     ordered = sorted(estimates, key=lambda e: e.steps)
-    figure, axes = plt.subplots(figsize=(9, 0.45 * len(ordered) + 1.4))
+    figure, axes = plt.subplots(figsize=(11, 0.4 * len(ordered) + 1.6))
     bars = axes.barh([e.route.label for e in ordered], [e.steps for e in ordered], color="#4488ff")
     axes.bar_label(bars, labels=[f"{e.steps:,.0f}" for e in ordered], padding=3, fontsize=8)
     axes.set_xlabel(
         f"training steps ({assumptions.series_years}-year patch time series) per "
-        f"{assumptions.job_days:g}-day job, {assumptions.tile_years} tile-years staged"
+        f"{assumptions.job_days:g}-day job\nafter staging {assumptions.tile_years} tile-years"
     )
     axes.margins(x=0.15)
     figure.tight_layout()

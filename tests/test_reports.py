@@ -147,7 +147,7 @@ def test_file_size_histogram_local_and_s3(
     assert file_size_histogram.main(["--format", "zarr", "--output", str(target), "--quiet"]) == 0
     out = capsys.readouterr().out
     for group in ("B02_B03_B04_B08", "B05_B06_B07_B8A_B11_B12", "B01_B09_B10"):
-        assert f"{group}: 1 objects, mean" in out  # one time chunk: 16 dates < 20/40/80
+        assert f"{group}: 1 object, mean" in out  # one time chunk: 16 dates < 20/40/80
     assert target.stat().st_size > 10_000
     monkeypatch.setenv("DSLAB_S2L1C_S3_ZARR_SHARDED_BUCKET", "never-published")
     argv = ["--storage", "s3", "--format", "zarr_sharded", "--quiet"]
