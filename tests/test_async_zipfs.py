@@ -17,6 +17,7 @@ import rioxarray  # noqa: F401 - registers .rio
 import s3fs
 import xarray as xr
 import zarr
+from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 from zarr.storage import FsspecStore
 
@@ -188,6 +189,40 @@ def test_extract_with_get(source: Path, tmp_path: Path) -> None:
     fs.get("", str(tmp_path / "out"), recursive=True)
     for name, data in SOURCE_FILES.items():
         assert (tmp_path / "out" / name).read_bytes() == data
+
+
+@pytest.mark.parametrize("kind", list(ARCHIVES))
+@pytest.mark.parametrize("span", [1 << 24, 100_000, 4096])
+def test_extract_whole_archives(kind: str, span: int, source: Path, tmp_path: Path) -> None:
+    """Grouped range reads (16 MiB), and spans that split the 400 kB entry into pieces."""
+    fs = open_fs(ARCHIVES[kind](source, tmp_path / "a.zip"))
+    names = [name.lstrip("/") for name in fs.find("")]
+    done: list[tuple[int, int]] = []
+    sync(fs.loop, fs._extract, names, str(tmp_path / "out"), lambda f, b: done.append((f, b)), span)
+    with zipfile.ZipFile(tmp_path / "a.zip") as reference:
+        for info in reference.infolist():
+            if not info.is_dir():
+                assert (tmp_path / "out" / info.filename).read_bytes() == reference.read(info)
+    assert sum(f for f, _ in done) == len(names)
+    assert not [p for p in (tmp_path / "out").rglob(".*")], "no temporary files left"
+
+
+def test_extract_checks_crc_and_names(source: Path, tmp_path: Path) -> None:
+    archive = python_zip(source, tmp_path / "a.zip")
+    data = bytearray(archive.read_bytes())
+    data[data.index(SOURCE_FILES["top.txt"])] ^= 1  # a flipped bit in a stored entry
+    archive.write_bytes(bytes(data))
+    fs = open_fs(archive)
+    with pytest.raises(ZipFormatError, match="'top.txt' fails its CRC-32 check"):
+        sync(fs.loop, fs._extract, ["top.txt"], str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "top.txt").exists()
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as evil:
+        evil.writestr("ok.txt", b"fine")
+        evil.writestr("../escaped.txt", b"gotcha")
+    fs = open_fs(tmp_path / "evil.zip")
+    with pytest.raises(ZipFormatError, match="would be written outside the target folder"):
+        sync(fs.loop, fs._extract, ["ok.txt", "../escaped.txt"], str(tmp_path / "out2"))
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "escaped.txt").exists()
 
 
 def test_fsspec_construction_by_protocol(source: Path, tmp_path: Path) -> None:
