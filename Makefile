@@ -1,24 +1,31 @@
 # The two commands of the README: `make demo` and `make test`.
-# Both bootstrap .venv from the pinned requirements.txt on a fresh clone.
+# Both bootstrap .venv from the pinned requirements on a fresh clone and install the package
+# itself in editable mode (its fsspec entry point, package data), without touching the pins.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+DEV_STAMP := $(VENV)/.dev-requirements-installed
 
 .PHONY: demo test venv clean-lab
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m sentinel2_l1c.demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-lab:

@@ -10,7 +10,6 @@ atomic per-product download to disk) with N connections. Prints both rates and t
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, run_intake  # noqa: E402
 from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
-from sentinel2_l1c.remote import s3_client  # noqa: E402
+from sentinel2_l1c.locations import Locations  # noqa: E402
 
 
 def plain_get(
@@ -66,8 +65,8 @@ def main() -> None:
         )
         list(generate(options, work / "eodata", show_progress=False))
         with LocalCdse(work / "lab", work / "eodata") as cdse:
-            os.environ.update(cdse.environment())
-            client = s3_client("cdse", args.connections)
+            account = cdse.locations(Locations()).cdse_account
+            client = account.client(args.connections)
             keys = [
                 o["Key"]
                 for page in client.get_paginator("list_objects_v2").paginate(Bucket="eodata")
@@ -85,7 +84,7 @@ def main() -> None:
                 target = work / f"safe{repeat}"
                 intake = IntakeOptions(
                     tile="35VLH", windows=(window,), safe_root=target,
-                    stac_url=cdse.stac.url, profile="cdse", connections=args.connections,
+                    stac_url=cdse.stac.url, account=account, connections=args.connections,
                 )  # fmt: skip
                 summary = run_intake(intake, show_progress=False)
                 shutil.rmtree(target)

@@ -11,8 +11,6 @@ in ``{lab}/seaweedfs-staging``; every repeat uses fresh buckets and fresh temp t
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,10 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentinel2_l1c import publish_s3, stage  # noqa: E402
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment  # noqa: E402
+from sentinel2_l1c import formats, publish_s3, stage, storages  # noqa: E402
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations  # noqa: E402
 from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
-from sentinel2_l1c.utils import storage_path, tree_size  # noqa: E402
+from sentinel2_l1c.locations import Locations  # noqa: E402
+from sentinel2_l1c.results import ActionLog  # noqa: E402
+from sentinel2_l1c.utils import tree_size  # noqa: E402
 
 
 def plain_upload(client, bucket: str, source: Path, key: str | None, connections: int) -> None:
@@ -53,9 +53,9 @@ def drop_bucket(client, bucket: str) -> None:
     client.delete_bucket(Bucket=bucket)
 
 
-def stage_seconds(options: stage.StageOptions, logs: Path) -> list[float]:
-    path = stage.stage(options, logs, show_progress=False)
-    return [action["seconds"] for action in json.loads(path.read_text())["actions"]]
+def stage_seconds(options: stage.StageOptions, locations: Locations, logs: Path) -> list[float]:
+    path = stage.stage(options, locations, logs, show_progress=False)
+    return [action.seconds for action in ActionLog.read(path).actions]
 
 
 def main() -> None:
@@ -65,59 +65,70 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     lab = args.lab.resolve()
-    os.environ.update(lab_environment(lab))
     logs = lab / "logs-staging-bench"
     identity = Identity("bench", ("Admin", "Read", "Write", "List", "Tagging"))
     data_dir = lab / "seaweedfs-staging"
     shutil.rmtree(data_dir, ignore_errors=True)
+    zarr, zipzarr = formats.ZARR, formats.ZIPZARR
+    network, temp = storages.NETWORK, storages.TEMP
     with SeaweedFS(data_dir, [identity]) as store:
-        os.environ.update(
-            write_aws_files(data_dir / "aws", store.endpoint, {LAB_S3_PROFILE: identity})
-        )
+        files = write_aws_files(data_dir / "aws", store.endpoint, {LAB_S3_PROFILE: identity})
+        lab_settings = lab_locations(lab)
         client = store.client(identity)
         times: dict[str, list[float]] = {}
-        for fmt in ("zarr", "zipzarr"):
-            files, size = tree_size(storage_path("network", fmt))
-            print(f"network {fmt}: {files} files, {size / 1e6:.0f} MB")
+        for fmt in (zarr, zipzarr):
+            count, size = tree_size(network.path(lab_settings, fmt))
+            print(f"network {fmt.name}: {count} files, {size / 1e6:.0f} MB")
         for repeat in range(args.repeats):
-            for fmt in ("zarr", "zipzarr"):
-                variable = f"DSLAB_S2L1C_S3_{fmt.upper()}_BUCKET"
-                os.environ[variable] = f"publish-{fmt.replace('_', '-')}-{repeat}"
-                plain_bucket = f"plain-{fmt.replace('_', '-')}-{repeat}"
-                for bucket in (os.environ[variable], plain_bucket):  # not timed: SeaweedFS
+            buckets = {
+                storages.S3.variables(fmt)[0]: f"publish-{fmt.name.replace('_', '-')}-{repeat}"
+                for fmt in (zarr, zipzarr)
+            }
+            locations = Locations(
+                {**lab_settings.settings, **buckets},
+                aws_config_file=files.config,
+                aws_credentials_file=files.credentials,
+            )
+            for fmt in (zarr, zipzarr):
+                target = storages.S3.place(locations, fmt)
+                plain_bucket = f"plain-{fmt.name.replace('_', '-')}-{repeat}"
+                for bucket in (target.bucket, plain_bucket):  # not timed: SeaweedFS
                     client.create_bucket(Bucket=bucket)  # grows volumes for a new bucket
-                options = publish_s3.PublishOptions(formats=(fmt,), connections=args.connections)
+                options = publish_s3.PublishOptions((fmt.name,), connections=args.connections)
                 began = time.perf_counter()
-                publish_s3.publish(options, logs, show_progress=False)
-                times.setdefault(f"publish_s3 {fmt}", []).append(time.perf_counter() - began)
-                key = os.environ["DSLAB_S2L1C_S3_ZIPZARR_KEY"] if fmt == "zipzarr" else None
+                publish_s3.publish(options, locations, logs, show_progress=False)
+                times.setdefault(f"publish_s3 {fmt.name}", []).append(time.perf_counter() - began)
                 began = time.perf_counter()
                 plain_upload(
-                    client, plain_bucket, storage_path("network", fmt), key, args.connections
+                    client,
+                    plain_bucket,
+                    network.path(locations, fmt),
+                    target.key or None,
+                    args.connections,
                 )
-                times.setdefault(f"plain upload {fmt}", []).append(time.perf_counter() - began)
-                if fmt == "zarr":  # the zipped Zarr's bucket stays for the staging below
-                    drop_bucket(client, os.environ[variable])
+                times.setdefault(f"plain upload {fmt.name}", []).append(time.perf_counter() - began)
+                if fmt is zarr:  # the zipped Zarr's bucket stays for the staging below
+                    drop_bucket(client, target.bucket)
                 drop_bucket(client, plain_bucket)
             common = {"overwrite": True, "connections": args.connections}
             copy, unzip = stage_seconds(
-                stage.StageOptions(from_s3=("zipzarr",), unzip=True, **common), logs
+                stage.StageOptions((("s3", zipzarr.name),), unzip=True, **common), locations, logs
             )
-            (stream,) = stage_seconds(stage.StageOptions(stream_unzip=True, **common), logs)
-            target = storage_path("temp", "zarr")
-            shutil.rmtree(target)
-            target.mkdir()
+            (stream,) = stage_seconds(
+                stage.StageOptions(stream_unzip=True, **common), locations, logs
+            )
+            target_folder = temp.path(locations, zarr)
+            shutil.rmtree(target_folder)
+            target_folder.mkdir()
             began = time.perf_counter()
-            subprocess.run(
-                ["unzip", "-q", "-o", str(storage_path("temp", "zipzarr")), "-d", str(target)],
-                check=True,
-            )
+            zipped = temp.path(locations, zipzarr)
+            subprocess.run(["unzip", "-q", "-o", str(zipped), "-d", str(target_folder)], check=True)
             times.setdefault("Info-ZIP unzip (temp zip)", []).append(time.perf_counter() - began)
             times.setdefault("stage --from-s3 zipzarr", []).append(copy)
             times.setdefault("stage --unzip", []).append(unzip)
             times.setdefault("copy + unzip", []).append(copy + unzip)
             times.setdefault("stage --stream-unzip", []).append(stream)
-            drop_bucket(client, os.environ["DSLAB_S2L1C_S3_ZIPZARR_BUCKET"])
+            drop_bucket(client, storages.S3.place(locations, zipzarr).bucket)
     median = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
         print(f"{name:30} median {median[name]:7.2f} s  ({', '.join(f'{v:.2f}' for v in values)})")

@@ -1,5 +1,9 @@
 """Zipped Zarr through async_zipfs vs plain Zarr vs zarr's ZipStore, locally and on S3.
 
+The stores are opened by the registry's readers (``formats``) on places of the storages
+(``storages``), exactly as the benchmark opens them.
+
+
 One run on one machine: writes a synthetic tile-year, converts it to Zarr and sharded Zarr,
 zips both, puts everything on the lab's S3 store (SeaweedFS behind a request-counting
 proxy), then loads the same random patch time series (all band groups, all dates) through
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
 import shutil
 import statistics
@@ -28,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zarr  # noqa: E402
 
-from sentinel2_l1c import convert_safe_to_zarr, zip_zarr  # noqa: E402
+from sentinel2_l1c import convert_safe_to_zarr, formats, zip_zarr  # noqa: E402
 from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
 from sentinel2_l1c.lab.proxy import FaultProxy  # noqa: E402
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
+from sentinel2_l1c.s3_account import S3Account  # noqa: E402
 from sentinel2_l1c.safe import list_products  # noqa: E402
-from sentinel2_l1c.stores import open_local, open_s3  # noqa: E402
+from sentinel2_l1c.storages import BucketPlace, FolderPlace  # noqa: E402
 from sentinel2_l1c.utils import BAND_GROUPS  # noqa: E402
 from sentinel2_l1c.zarr_store import group_path  # noqa: E402
 
@@ -71,9 +75,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--count", type=int, default=24, help="dates in the tile-year")
     parser.add_argument("--patches", type=int, default=12)
-    parser.add_argument("--patch_size", type=int, default=5100, help="metres")
+    parser.add_argument("--patch-size", type=int, default=5100, help="metres")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency_ms", type=float, default=0.0, help="added to every S3 request")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every S3 request")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dslab-zip-bench-"))
     store = None
@@ -99,20 +103,28 @@ def main() -> None:
         for name in ("zarr", "zarr_sharded"):
             client.upload_file(str(work / f"{name}.zip"), "bench-zip", f"{name}.zip")
         proxy = FaultProxy(store.s3_port, every=None, latency=args.latency_ms / 1000).__enter__()
-        os.environ.update(write_aws_files(work / "aws", proxy.endpoint, {PROFILE: admin}))
+        files = write_aws_files(work / "aws", proxy.endpoint, {PROFILE: admin})
+        account = S3Account(PROFILE, files.config, files.credentials)
 
+        plain, zipped = formats.ZARR.readers[0], formats.ZIPZARR
+        readers = {
+            "plain": plain,
+            "async zip": zipped.reader("async_zipfs"),
+            "ZipStore": zipped.reader("zipstore"),
+        }
         combos = {}
         for name in ("zarr", "zarr_sharded"):
-            combos[("local", name, "plain")] = open_local(work / name)
-            combos[("local", name, "async zip")] = open_local(work / f"{name}.zip", zipped=True)
-            combos[("local", name, "ZipStore")] = open_local(
-                work / f"{name}.zip", zipped=True, async_zipfs=False
-            )
-            combos[("s3", name, "plain")] = open_s3(PROFILE, f"bench-{name.replace('_', '-')}")
-            combos[("s3", name, "async zip")] = open_s3(PROFILE, "bench-zip", f"{name}.zip")
-            combos[("s3", name, "ZipStore")] = open_s3(
-                PROFILE, "bench-zip", f"{name}.zip", async_zipfs=False
-            )
+            places = {
+                "local": (FolderPlace(work / name), FolderPlace(work / f"{name}.zip")),
+                "s3": (
+                    BucketPlace(account, f"bench-{name.replace('_', '-')}"),
+                    BucketPlace(account, "bench-zip", f"{name}.zip"),
+                ),
+            }
+            for storage, (tree, archive) in places.items():
+                for kind, reader in readers.items():
+                    place = tree if reader is plain else archive
+                    combos[(storage, name, kind)] = reader.store(place)[0]
         arrays = {
             combo: {
                 g.name: zarr.open_array(s, path=f"{group_path(tile, year, g)}/data", mode="r")

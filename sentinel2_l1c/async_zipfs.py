@@ -7,6 +7,9 @@ zarr's own ``ZipStore`` reads synchronously. Construction follows fsspec's zip f
     AsyncZipFileSystem("bucket/store.zip", fs=s3fs_instance)
     fsspec.filesystem("dslabzip", fo="bucket/store.zip", target_protocol="s3", target_options={...})
 
+The ``dslabzip`` protocol is registered with fsspec by this package's entry point (group
+``fsspec.specs``), so it is known once the package is installed, without importing it first.
+
 Opening costs one suffix read of the file's tail (no size request on async filesystems) and,
 unless the central directory lies in that tail, one read of the central directory; the
 index is built once per instance. A stored entry's first read fetches its local header and
@@ -14,6 +17,7 @@ the wanted bytes in one request (the header's length is read from the header, ne
 guessed from the next entry); later reads are exact ranges. Deflated entries are inflated
 whole. Corrupt archives raise ``ZipFormatError``. Instances are bound to one event loop, as
 s3fs instances are: with zarr, pass ``asynchronous=True`` (and an asynchronous inner fs).
+``extract`` unpacks many entries into a local folder with few, large requests.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-from fsspec.asyn import AsyncFileSystem
+from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 
 from .utils import is_safe_relative, temp_sibling
@@ -451,6 +455,8 @@ class AsyncZipFileSystem(AsyncFileSystem):
 
         await asyncio.gather(*(extract_group(group) for group in groups))
 
+    extract = sync_wrapper(_extract)
+
     def _write_group(
         self,
         blob: bytes,
@@ -557,7 +563,7 @@ class ZipEntryFile(AbstractBufferedFile):
 def _extent_ends(entries: list[Entry], cd_offset: int) -> dict[int, int]:
     """For each entry's header offset, where its extent ends: the next entry or the directory."""
     offsets = sorted(entry.header_offset for entry in entries)
-    return dict(zip(offsets, [*offsets[1:], cd_offset], strict=True))
+    return dict(zip(offsets, [*offsets[1:], cd_offset], strict=False))  # the last ends at cd
 
 
 def _write_whole(path: Path, pieces: list[bytes]) -> None:
@@ -592,6 +598,3 @@ def _slice(start: int | None, end: int | None, size: int) -> tuple[int, int]:
     first = 0 if start is None else (start + size if start < 0 else start)
     stop = size if end is None else (end + size if end < 0 else end)
     return max(0, min(first, size)), max(0, min(stop, size))
-
-
-fsspec.register_implementation(PROTOCOL, AsyncZipFileSystem, clobber=True)

@@ -1,13 +1,7 @@
 """Convert SAFE products to Cloud Optimized GeoTIFFs: one multi-band COG per band group.
 
-Layout under the COG root::
-
-    {tile}/{year}/{product_id}/B02_B03_B04_B08.tif
-                              /B05_B06_B07_B8A_B11_B12.tif
-                              /B01_B09_B10.tif
-                              /product.json      product id, PRODUCT_START_TIME (ms), ...
-
-Bands are stacked in band-group order with their names as descriptions and wavelengths as
+The layout under the COG root is the format's (``formats.cog``): a folder per product with a
+COG per band group and ``product.json``. Bands are stacked in band-group order with their names as descriptions and wavelengths as
 tags; DEFLATE with horizontal predictor, 512 px blocks, overviews (nodata-aware average),
 nodata 0; written by GDAL's COG driver through rasterio, in-process. Each product folder lands
 atomically; a rerun skips products already converted. Products run as parallel Dask tasks.
@@ -27,21 +21,14 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
+from . import formats, storages
+from .cli import add_conversion_arguments, new_parser, run_cli
 from .errors import InputDataError
+from .formats.cog import METADATA, product_folder
+from .locations import Locations
 from .safe import SafeProduct, format_utc, list_products
-from .utils import (
-    BAND_GROUPS,
-    BandGroup,
-    add_conversion_arguments,
-    atomic_output,
-    compute_in_batches,
-    new_parser,
-    parse_tile_id,
-    run_cli,
-    storage_path,
-)
+from .utils import BAND_GROUPS, BandGroup, atomic_output, compute_in_batches, parse_tile_id
 
-METADATA = "product.json"
 COG_OPTIONS = {
     "compress": "DEFLATE",
     "predictor": 2,
@@ -50,14 +37,6 @@ COG_OPTIONS = {
     "overview_resampling": "AVERAGE",
     "bigtiff": "IF_SAFER",
 }
-
-
-def product_folder(cog_root: Path, product: SafeProduct) -> Path:
-    return Path(cog_root) / product.tile / str(product.year) / product.product_id
-
-
-def cog_path(cog_root: Path, product: SafeProduct, band_group: BandGroup) -> Path:
-    return product_folder(cog_root, product) / f"{band_group.name}.tif"
 
 
 def product_metadata(product: SafeProduct) -> dict:
@@ -156,11 +135,8 @@ def convert(options: CogOptions, show_progress: bool = True) -> list[str]:
     products = list_products(options.safe_root, options.tile, options.year)
     if not products:
         raise InputDataError(f"no L1C products under {options.safe_root}: run intake first")
-    tasks = [
-        _Task(str(product.path), str(product_folder(options.target, product)))
-        for product in products
-        if not product_folder(options.target, product).is_dir()
-    ]
+    folders = [(product, options.target / product_folder(product)) for product in products]
+    tasks = [_Task(str(p.path), str(folder)) for p, folder in folders if not folder.is_dir()]
     written = compute_in_batches(
         convert_product,
         tasks,
@@ -175,19 +151,29 @@ def convert(options: CogOptions, show_progress: bool = True) -> list[str]:
     ]
 
 
+def make(fmt: formats.Format, source: Path, target: Path, show_progress: bool) -> list[str]:
+    """The format registry's hook: make the COG format at ``target`` from SAFE at ``source``."""
+    return convert(CogOptions(source, target), show_progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(
         "Convert Sentinel-2 L1C SAFE products to COGs, one per product and band group.",
         prog="python -m sentinel2_l1c.convert_safe_to_cog",
     )
-    add_conversion_arguments(parser, "COG root (default: $DSLAB_S2L1C_NETWORK_COG_PATH).")
+    add_conversion_arguments(
+        parser,
+        "SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
+        "COG root (default: $DSLAB_S2L1C_NETWORK_COG_PATH).",
+    )
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    locations = Locations.from_environment()
     options = CogOptions(
-        safe_root=args.source or storage_path("network", "safe"),
-        target=args.target or storage_path("network", "cog"),
+        safe_root=args.source or storages.NETWORK.path(locations, formats.SAFE),
+        target=args.target or storages.NETWORK.path(locations, formats.COG),
         tile=args.tile,
         year=args.year,
         workers=args.workers,

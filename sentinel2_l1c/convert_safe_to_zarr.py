@@ -1,4 +1,4 @@
-"""Convert the SAFE products of tile-years to Zarr v3 (``--sharded``: with the sharding codec).
+"""Convert the SAFE products of tile-years to Zarr v3 (``--format zarr_sharded``: sharded).
 
 The arrays are planned from the full product list, then written in blocks of one time chunk
 × ``block``² pixels (``utils.BAND_GROUPS``) as parallel Dask tasks: each task decodes only
@@ -7,7 +7,7 @@ written exactly once. Progress is recorded per block in the group's attributes: 
 a crash resumes with the blocks not yet written; a run with new products appends their dates
 (rewriting at most the last partial time chunk); a run with nothing new writes nothing.
 
-    python -m sentinel2_l1c.convert_safe_to_zarr [--sharded] [--tile 35VLH] [--year 2024]
+    python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded] [--tile 35VLH] [--year 2024]
 """
 
 from __future__ import annotations
@@ -24,18 +24,13 @@ import numpy as np
 import zarr
 from rasterio.windows import Window
 
+from . import formats, storages
+from .cli import add_conversion_arguments, new_parser, run_cli
 from .errors import InputDataError
+from .formats.zarr import ZarrFormat
+from .locations import Locations
 from .safe import SafeProduct, list_products, read_band
-from .utils import (
-    BAND_GROUPS,
-    BandGroup,
-    add_conversion_arguments,
-    compute_in_batches,
-    new_parser,
-    parse_tile_id,
-    run_cli,
-    storage_path,
-)
+from .utils import BAND_GROUPS, BandGroup, compute_in_batches, parse_tile_id
 from .zarr_store import (
     COMPLETE,
     DONE,
@@ -235,6 +230,17 @@ def _run_tasks(
 # --------------------------------------------------------------------------------------
 
 
+def make(fmt: formats.Format, source: Path, target: Path, show_progress: bool) -> list[str]:
+    """The format registry's hook: make the Zarr format ``fmt`` at ``target`` from SAFE."""
+    assert isinstance(fmt, ZarrFormat), f"{fmt.name} is not made by convert_safe_to_zarr"
+    return convert(ZarrOptions(source, target, sharded=fmt.sharded), show_progress).lines()
+
+
+def zarr_formats() -> dict[str, ZarrFormat]:
+    """The formats this module makes: the Zarr formats of the registry."""
+    return {name: f for name, f in formats.FORMATS.items() if isinstance(f, ZarrFormat)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(
         "Convert Sentinel-2 L1C SAFE products to Zarr v3: groups /{tile}/{year}/{band_group}, "
@@ -242,12 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sentinel2_l1c.convert_safe_to_zarr",
     )
     parser.add_argument(
-        "--sharded", action="store_true", help="Write sharded Zarr (format zarr_sharded)."
-    )
+        "--format", default=formats.ZARR.name, choices=zarr_formats(),
+        help="Zarr format to write (zarr_sharded: with the sharding codec).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sharded", dest="format", action="store_const", const=formats.ZARR_SHARDED.name,
+        help="The same as --format zarr_sharded.",
+    )  # fmt: skip
     add_conversion_arguments(
         parser,
-        "Zarr store (default: $DSLAB_S2L1C_NETWORK_ZARR_PATH, or "
-        "$DSLAB_S2L1C_NETWORK_ZARR_SHARDED_PATH with --sharded).",
+        "SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
+        "Zarr store (default: the format's $DSLAB_S2L1C_NETWORK_{FORMAT}_PATH).",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="Rebuild groups whose products changed."
@@ -256,10 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    locations = Locations.from_environment()
+    fmt = zarr_formats()[args.format]
     options = ZarrOptions(
-        safe_root=args.source or storage_path("network", "safe"),
-        target=args.target or storage_path("network", "zarr_sharded" if args.sharded else "zarr"),
-        sharded=args.sharded,
+        safe_root=args.source or storages.NETWORK.path(locations, formats.SAFE),
+        target=args.target or storages.NETWORK.path(locations, fmt),
+        sharded=fmt.sharded,
         tile=args.tile,
         year=args.year,
         workers=args.workers,

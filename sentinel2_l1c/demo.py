@@ -12,46 +12,24 @@ folder is touched (the lab has its own AWS config files).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from . import (
-    benchmark_patch_load,
-    convert_safe_to_cog,
-    convert_safe_to_zarr,
-    file_size_histogram,
-    publish_s3,
-    report,
-    stage,
-    throughput,
-    zip_zarr,
-)
+from . import file_size_histogram, formats, publish_s3, report, stage, storages, throughput
+from .benchmark import BenchmarkConfig, run_benchmark, table
+from .cli import new_parser, options_from_args, run_cli
 from .errors import InputDataError
 from .intake_cdse_s3 import IntakeOptions, run_intake
 from .intake_cdse_s3_year import day_windows
 from .lab.cdse import LocalCdse
-from .lab.layout import lab_environment, source_root
+from .lab.layout import lab_environment, lab_locations, source_root
 from .lab.synthetic import SyntheticOptions, generate
+from .locations import Locations
+from .results import ActionLog, BenchmarkResults
 from .safe import list_products
-from .utils import (
-    FORMATS,
-    STORAGES,
-    atomic_write_text,
-    cdse_profile,
-    log_folder,
-    new_parser,
-    options_from_args,
-    run_cli,
-    stac_url,
-    storage_path,
-    tree_size,
-)
+from .utils import atomic_write_text, tree_size
 
 
 @dataclass(frozen=True)
@@ -109,84 +87,59 @@ def make_source(
     return len(written), len(products), size
 
 
-@contextlib.contextmanager
-def environment(settings: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of the block, then restore them."""
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def intake(options: DemoOptions, show_progress: bool) -> list[str]:
+def intake(options: DemoOptions, locations: Locations, show_progress: bool) -> list[str]:
     """Run the year intake against the local CDSE, as against the real one."""
     intake_options = IntakeOptions(
         tile=options.tile,
         windows=tuple(day_windows(options.year, options.year + 1)),
-        safe_root=storage_path("network", "safe"),
-        stac_url=stac_url(),
-        profile=cdse_profile(),
+        safe_root=storages.NETWORK.path(locations, formats.SAFE),
+        stac_url=locations.stac_url,
+        account=locations.cdse_account,
     )
     summary = run_intake(intake_options, show_progress)
     return [f"intake_cdse_s3_year → {intake_options.safe_root}: {line}" for line in summary.lines()]
 
 
-def convert(show_progress: bool) -> list[str]:
-    """Convert the lab's network SAFE copy to COG, Zarr, sharded Zarr and zipped Zarr."""
-    safe_root = storage_path("network", "safe")
-    lines = convert_safe_to_cog.convert(
-        convert_safe_to_cog.CogOptions(safe_root, storage_path("network", "cog")), show_progress
-    )
-    for fmt in ("zarr", "zarr_sharded"):
-        zarr_options = convert_safe_to_zarr.ZarrOptions(
-            safe_root, storage_path("network", fmt), sharded=fmt == "zarr_sharded"
-        )
-        lines += convert_safe_to_zarr.convert(zarr_options, show_progress).lines()
-    lines.append(
-        zip_zarr.zip_store(
-            storage_path("network", "zarr"), storage_path("network", "zipzarr"), show_progress
-        )
-    )
-    for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr"):
-        files, size = tree_size(storage_path("network", fmt))
-        lines.append(f"network {fmt}: {files} files, {size / 1e6:.0f} MB")
+def convert(locations: Locations, show_progress: bool) -> list[str]:
+    """Make every converted format on the network drive from the one it is made from."""
+    lines = []
+    network = storages.NETWORK
+    for fmt in formats.FORMATS.values():
+        if fmt.made_from is not None:
+            source = network.path(locations, formats.get(fmt.made_from))
+            lines += fmt.convert(source, network.path(locations, fmt), show_progress)
+    for fmt in formats.FORMATS.values():
+        files, size = tree_size(network.path(locations, fmt))
+        lines.append(f"{network.name} {fmt.name}: {files} files, {size / 1e6:.0f} MB")
     return lines
 
 
-def publish_and_stage(show_progress: bool) -> tuple[list[str], Path]:
-    """Publish every format to the lab's S3 buckets (public-read), then stage to temp: copies
-    from the network drive and from S3, unzip, and stream-unzip, each timed from scratch."""
-    lines = []
+def publish_and_stage(locations: Locations, show_progress: bool) -> tuple[list[str], Path]:
+    """Publish every format to the lab's S3 buckets (public-read), then stage to temp: every
+    format copied from the network drive, archives downloaded from S3, unzipped, and
+    stream-unzipped, each timed from scratch."""
+    logs = locations.results_folder()
     published = publish_s3.publish(
-        publish_s3.PublishOptions(public=True), log_folder(), show_progress
+        publish_s3.PublishOptions(public=True), locations, logs, show_progress
     )
+    copies = [(storages.NETWORK.name, name) for name in formats.FORMATS]
+    copies += [(storages.S3.name, fmt.name) for fmt in stage.archive_formats()]
     staged = stage.stage(
-        stage.StageOptions(
-            from_network=FORMATS,
-            from_s3=("zipzarr",),
-            unzip=True,
-            stream_unzip=True,
-            overwrite=True,
-        ),
-        log_folder(),
+        stage.StageOptions(tuple(copies), unzip=True, stream_unzip=True, overwrite=True),
+        locations,
+        logs,
         show_progress,
     )
+    lines = []
     for name, path in (("publish_s3", published), ("stage", staged)):
         if path is None:
             continue
         lines.append(f"{name} → {path}:")
-        for action in json.loads(path.read_text())["actions"]:
-            what = action["action"] if name == "stage" else "publish"
+        for action in ActionLog.read(path).actions:
             lines.append(
-                f"  {what} {action['format']} {action['source']} → {action['target']}: "
-                f"{action['files']} files, {action['bytes'] / 1e6:.1f} MB "
-                f"({action['skipped_files']} already there) in {action['seconds']:.1f} s"
+                f"  {action.action} {action.format} {action.source} → {action.target}: "
+                f"{action.files} files, {action.bytes / 1e6:.1f} MB "
+                f"({action.skipped_files} already there) in {action.seconds:.1f} s"
             )
     return lines, staged
 
@@ -206,34 +159,32 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
         f"({time.perf_counter() - started:.0f} s)"
     )
     summary.append(f"lab settings: {write_lab_env(options.lab)}")
-    with (
-        environment(lab_environment(options.lab)),
-        LocalCdse(options.lab, source_root(options.lab)) as cdse,
-        environment(cdse.environment()),
-    ):
+    with LocalCdse(options.lab, source_root(options.lab)) as cdse:
         assert cdse.stac is not None
+        locations = cdse.locations(lab_locations(options.lab))
         summary.append(
             f"local CDSE and lab S3 storage: SeaweedFS at {cdse.store.endpoint} (bucket eodata "
             f"and the lab's buckets), STAC API at {cdse.stac.url}"
         )
-        summary += intake(options, show_progress)
-        summary += convert(show_progress)
-        lines, staged = publish_and_stage(show_progress)
+        summary += intake(options, locations, show_progress)
+        summary += convert(locations, show_progress)
+        lines, staged = publish_and_stage(locations, show_progress)
         summary += lines
-        lines, results = benchmark(options)
+        lines, results = benchmark(options, locations)
         summary += lines
-        summary += reports(results, staged, options.img or options.lab / "img")
+        summary += reports(locations, results, staged, options.img or options.lab / "img")
     return summary
 
 
-def benchmark(options: DemoOptions) -> tuple[list[str], Path]:
+def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], BenchmarkResults]:
     """Patch loads from every storage in every format."""
-    products = list_products(storage_path("network", "safe"), options.tile, options.year)
+    safe_root = storages.NETWORK.path(locations, formats.SAFE)
+    products = list_products(safe_root, options.tile, options.year)
     left, bottom, right, top = products[0].grid(10).bounds
     fits = int((right - left) // 2 // 60 * 60)  # small lab tiles get smaller patches
-    config = benchmark_patch_load.BenchmarkConfig(
-        storages=STORAGES,
-        formats=FORMATS,
+    config = BenchmarkConfig(
+        storages=tuple(storages.STORAGES),
+        formats=tuple(formats.FORMATS),
         num_repeats=options.repeats,
         tile=options.tile,
         year=options.year,
@@ -241,30 +192,32 @@ def benchmark(options: DemoOptions) -> tuple[list[str], Path]:
         seed=options.seed,
         patch_size=min(5100, fits),
     )
-    target, run = benchmark_patch_load.run_benchmark(config, log_folder(), quiet=True)
-    wrong = benchmark_patch_load.mismatches(run)
+    target, results = run_benchmark(config, locations, locations.results_folder(), quiet=True)
+    wrong = results.mismatches()
     if wrong:
         raise InputDataError("formats returned different pixels: " + "; ".join(wrong))
-    return [f"benchmark_patch_load → {target}:", *benchmark_patch_load.table(run)], target
+    return [f"benchmark_patch_load → {target}:", *table(results)], results
 
 
-def reports(results: Path, staged: Path, img: Path) -> list[str]:
-    """Training throughput per route, load-time chart, object sizes of the Zarr stores."""
-    data = json.loads(results.read_text())
-    loads = throughput.loads_from_results(data)
-    staging = throughput.staging_from_stage(json.loads(staged.read_text()))
+def reports(locations: Locations, results: BenchmarkResults, staged: Path, img: Path) -> list[str]:
+    """Training throughput per route, load-time chart, object sizes of the Zarr stores on S3."""
+    loads = throughput.loads_from_results(results)
+    staging = throughput.staging_from_stage(ActionLog.read(staged))
     assumptions = throughput.Assumptions()
     estimates = throughput.estimate(loads, staging, assumptions)
     charts = [img / "load_times.png", img / "throughput.png"]
-    report.chart(data, charts[0])
+    report.chart(results, charts[0])
     throughput.write_chart(estimates, assumptions, charts[1])
     spreadsheet = img / "throughput.ods"
     throughput.write_ods(estimates, assumptions, loads, staging, spreadsheet)
-    for fmt in ("zarr", "zarr_sharded"):
-        charts.append(img / f"file_sizes_s3_{fmt}.png")
-        groups = file_size_histogram.sizes_by_group(file_size_histogram.object_sizes("s3", fmt))
-        file_size_histogram.histogram(groups, f"object sizes of the s3 {fmt} store", charts[-1])
-    winner = next(label for label, _, _ in report.rows(data) if not label.endswith(report.IDEAL))
+    for name in file_size_histogram.CHUNKED:
+        charts.append(img / f"file_sizes_{storages.S3.name}_{name}.png")
+        objects = file_size_histogram.object_sizes(locations, storages.S3.name, name)
+        groups = file_size_histogram.sizes_by_group(objects)
+        file_size_histogram.histogram(
+            groups, f"object sizes of the {storages.S3.name} {name} store", charts[-1]
+        )
+    winner = next(label for label, _, _ in report.rows(results) if not label.endswith(report.IDEAL))
     best = max(estimates, key=lambda e: e.steps)
     return [
         "throughput:",
@@ -294,10 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dates = parser.add_mutually_exclusive_group()
     dates.add_argument(
-        "--interval_days",
+        "--interval-days",
         type=int,
         default=defaults.interval_days,
-        help="Days between acquisitions.",
+        help=f"Days between acquisitions (default: {defaults.interval_days}).",
     )
     dates.add_argument(
         "--dates", type=int, default=None, help="Acquisitions in the year, evenly spread."

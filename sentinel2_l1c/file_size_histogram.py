@@ -2,8 +2,8 @@
 
 Object stores charge and throttle per request and cap objects per bucket; small objects cost
 more than their bytes. This shows how big the chunk (or shard) objects of each band group
-are: counts and mean sizes in the legend. Works on plain or sharded Zarr, in a folder
-(``--storage network|temp``) or an S3 bucket (``--storage s3``).
+are: counts and mean sizes in the legend. Works on every format whose objects are Zarr chunks
+or shards (plain or sharded Zarr), on every storage (a folder, or an S3 bucket).
 
     python -m sentinel2_l1c.file_size_histogram --storage s3 --format zarr_sharded
 """
@@ -16,49 +16,30 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats, storages
+from .cli import new_parser, run_cli
 from .errors import ConfigError, InputDataError
-from .remote import RetryPolicy, list_objects, s3_client
-from .utils import (
-    BAND_GROUPS,
-    STORAGES,
-    atomic_output,
-    new_parser,
-    producing_step,
-    run_cli,
-    s3_bucket,
-    s3_profile,
-    storage_path,
-)
+from .locations import Locations
+from .utils import BAND_GROUPS, atomic_output
 
-ZARR_FORMATS = ("zarr", "zarr_sharded")
+#: The formats whose objects are Zarr chunks or shards.
+CHUNKED = [name for name, fmt in formats.FORMATS.items() if fmt.chunk_objects]
 
 
-def object_sizes(storage: str, fmt: str) -> list[tuple[str, int]]:
+def object_sizes(
+    locations: Locations, storage_name: str, format_name: str
+) -> list[tuple[str, int]]:
     """(key relative to the store root, size) of every object of the store."""
-    if fmt not in ZARR_FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(ZARR_FORMATS)}, got {fmt!r}")
-    if storage == "s3":
-        bucket = s3_bucket(fmt)
-        client = s3_client(s3_profile())
-        try:
-            objects = list_objects(client, bucket, "", RetryPolicy())
-        except client.exceptions.NoSuchBucket:
-            objects = []
-        if not objects:
-            raise InputDataError(
-                f"s3://{bucket} (s3 {fmt}) is empty: run {producing_step('s3', fmt)} first"
-            )
-        return [(o.key, o.size) for o in objects]
-    root = storage_path(storage, fmt)
-    if not root.is_dir():
+    storage, fmt = storages.get(storage_name), formats.get(format_name)
+    if not fmt.chunk_objects:
+        raise ConfigError(f"format must be one of {', '.join(CHUNKED)}, got {format_name!r}")
+    place = storage.place(locations, fmt)
+    objects = place.files() if place.exists() else {}
+    if not objects:
         raise InputDataError(
-            f"{root} ({storage} {fmt}) does not exist: run {producing_step(storage, fmt)} first"
+            f"{place} ({storage.name} {fmt.name}) does not exist: run {storage.step_for(fmt)} first"
         )
-    return [
-        (path.relative_to(root).as_posix(), path.stat().st_size)
-        for path in root.rglob("*")
-        if path.is_file()
-    ]
+    return list(objects.items())
 
 
 def sizes_by_group(objects: list[tuple[str, int]]) -> dict[str, list[int]]:
@@ -105,11 +86,12 @@ def histogram(groups: dict[str, list[int]], title: str, target: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.file_size_histogram")
     parser.add_argument(
-        "--storage", default="network", choices=STORAGES, help="Where the store is."
-    )
-    parser.add_argument("--format", default="zarr", choices=ZARR_FORMATS, help="Which store.")
+        "--storage", default=storages.NETWORK.name, choices=storages.STORAGES,
+        help="Where the store is.",
+    )  # fmt: skip
+    parser.add_argument("--format", default=formats.ZARR.name, choices=CHUNKED, help="Which store.")
     parser.add_argument(
-        "--output",
+        "--chart",
         type=Path,
         default=None,
         help="PNG to write (default: img/file_sizes_{storage}_{format}.png).",
@@ -118,10 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    groups = sizes_by_group(object_sizes(args.storage, args.format))
+    locations = Locations.from_environment()
+    groups = sizes_by_group(object_sizes(locations, args.storage, args.format))
     if not groups:
         raise InputDataError(f"{args.storage} {args.format}: no chunk objects found")
-    target = args.output or Path("img") / f"file_sizes_{args.storage}_{args.format}.png"
+    target = args.chart or Path("img") / f"file_sizes_{args.storage}_{args.format}.png"
     histogram(groups, f"object sizes of the {args.storage} {args.format} store", target)
     for name, sizes in groups.items():
         print(f"{name}: {count(sizes)}, mean {np.mean(sizes) / 1e6:.2f} MB")

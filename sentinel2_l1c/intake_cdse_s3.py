@@ -10,8 +10,8 @@ every object is there with the right size, so a product folder that exists is co
 rerun skips complete products and resumes partial ones file by file. A product listed in
 STAC but absent from S3 is reported and skipped; the run then ends with exit code 1.
 
-    python -m sentinel2_l1c.intake_cdse_s3 --tile_id 35VLH \\
-        --time_start 2024-02-21T00:00:00Z --time_end 2024-02-22T00:00:00Z
+    python -m sentinel2_l1c.intake_cdse_s3 --tile 35VLH \\
+        --time-start 2024-02-21T00:00:00Z --time-end 2024-02-22T00:00:00Z
 """
 
 from __future__ import annotations
@@ -32,24 +32,18 @@ from typing import Any
 from pystac_client import Client
 from pystac_client.stac_api_io import StacApiIO
 
+from . import formats, storages
+from .cli import Parser, new_parser, run_cli
 from .errors import ConfigError, InputDataError, RemoteError
-from .remote import RetryPolicy, call_with_retries, download_object, list_objects, s3_client
+from .locations import DEFAULT_CDSE_CONNECTIONS, Locations
+from .remote import RetryPolicy, call_with_retries, download_object, list_objects
+from .s3_account import S3Account
 from .safe import SafeName, parse_utc, resolve_duplicates
-from .utils import (
-    cdse_profile,
-    env_int,
-    new_parser,
-    parse_tile_id,
-    progress_bar,
-    run_cli,
-    stac_url,
-    storage_path,
-)
+from .utils import parse_tile_id, progress_bar
 
 log = logging.getLogger(__name__)
 
 COLLECTION = "sentinel-2-l1c"
-DEFAULT_CONNECTIONS = 4  # CDSE's quota of concurrent connections
 PAGE_SIZE = 100
 Window = tuple[datetime, datetime]
 
@@ -81,8 +75,8 @@ class IntakeOptions:
     windows: tuple[Window, ...]
     safe_root: Path
     stac_url: str
-    profile: str
-    connections: int = DEFAULT_CONNECTIONS
+    account: S3Account
+    connections: int = DEFAULT_CDSE_CONNECTIONS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
@@ -92,7 +86,7 @@ class IntakeOptions:
         for start, end in self.windows:
             if end <= start:
                 raise ConfigError(
-                    f"time_end {end.isoformat()} must be after time_start {start.isoformat()}"
+                    f"--time-end {end.isoformat()} must be after --time-start {start.isoformat()}"
                 )
 
 
@@ -253,7 +247,7 @@ def _relative(source: ProductSource, key: str) -> PurePosixPath:
 
 def run_intake(options: IntakeOptions, show_progress: bool = True) -> IntakeSummary:
     """Search, then download every product not yet complete; never raises for missing ones."""
-    client = s3_client(options.profile, options.connections)  # config errors before any call
+    client = options.account.client(options.connections)  # config errors before any call
     started = time.perf_counter()
     sources = search_products(
         options.stac_url, options.tile, options.windows, options.retry, show_progress
@@ -297,17 +291,19 @@ def utc_time(text: str) -> datetime:
     return value
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(parser: Parser) -> None:
     """Options shared by both intake commands."""
-    parser.add_argument("--tile_id", default="35VLH", help="MGRS tile id.")
+    parser.add_argument("--tile", default="35VLH", help="MGRS tile id.")
+    parser.add_alias("--tile_id", "--tile")
     parser.add_argument(
         "--connections",
         type=int,
         default=None,
-        help=f"Concurrent S3 connections (default: $DSLAB_S2L1C_CDSE_CONNECTIONS or {DEFAULT_CONNECTIONS}, CDSE's quota).",
+        help="Concurrent S3 connections (default: $DSLAB_S2L1C_CDSE_CONNECTIONS or "
+        f"{DEFAULT_CDSE_CONNECTIONS}, CDSE's quota).",
     )
     parser.add_argument(
-        "--output",
+        "--target",
         type=Path,
         default=None,
         help="SAFE root to download into (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
@@ -316,16 +312,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_for(args: argparse.Namespace, windows: Iterable[Window]) -> IntakeOptions:
     """Options from arguments and configuration; everything is checked before any network call."""
-    connections = args.connections
-    if connections is None:
-        connections = env_int("DSLAB_S2L1C_CDSE_CONNECTIONS", DEFAULT_CONNECTIONS, minimum=1)
+    locations = Locations.from_environment()
     return IntakeOptions(
-        tile=args.tile_id,
+        tile=args.tile,
         windows=tuple(windows),
-        safe_root=args.output or storage_path("network", "safe"),
-        stac_url=stac_url(),
-        profile=cdse_profile(),
-        connections=connections,
+        safe_root=args.target or storages.NETWORK.path(locations, formats.SAFE),
+        stac_url=locations.stac_url,
+        account=locations.cdse_account,
+        connections=(locations.cdse_connections if args.connections is None else args.connections),
     )
 
 
@@ -349,13 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sentinel2_l1c.intake_cdse_s3",
     )
     parser.add_argument(
-        "--time_start",
+        "--time-start",
         type=utc_time,
         default="2024-02-21T00:00:00Z",
         help="Start time (UTC), included.",
     )
     parser.add_argument(
-        "--time_end",
+        "--time-end",
         type=utc_time,
         default="2024-02-22T00:00:00Z",
         help="End time (UTC), excluded.",

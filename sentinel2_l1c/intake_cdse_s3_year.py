@@ -4,7 +4,7 @@ Daily queries keep every answer small (no reliance on an API's paging limits ove
 and match how intake runs operationally, day by day. Downloads behave as in
 ``intake_cdse_s3``: atomic per product, resumable, retried, at most 4 connections.
 
-    python -m sentinel2_l1c.intake_cdse_s3_year --tile_id 35VLH --year_start 2024 --year_end 2025
+    python -m sentinel2_l1c.intake_cdse_s3_year --tile 35VLH --year-start 2024 --year-end 2025
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
+from .cli import new_parser, run_cli
 from .errors import ConfigError
 from .intake_cdse_s3 import Window, add_common_arguments, options_for, report, run_intake
-from .utils import new_parser, run_cli
 
 
 def day_windows(year_start: int, year_end: int) -> list[Window]:
     """Every UTC day of the years ``year_start`` … ``year_end - 1`` as [start, end) windows."""
     if year_end <= year_start:
         raise ConfigError(
-            f"year_end {year_end} must be after year_start {year_start} (it is excluded)"
+            f"--year-end {year_end} must be after --year-start {year_start} (it is excluded)"
         )
     if not 1900 < year_start < 2200:
-        raise ConfigError(f"year_start {year_start} is not a plausible year")
+        raise ConfigError(f"--year-start {year_start} is not a plausible year")
     day = datetime(year_start, 1, 1, tzinfo=UTC)
     end = datetime(year_end, 1, 1, tzinfo=UTC)
     windows = []
@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "querying the STAC API one day at a time.",
         prog="python -m sentinel2_l1c.intake_cdse_s3_year",
     )
-    parser.add_argument("--year_start", type=int, default=2024, help="First year.")
-    parser.add_argument("--year_end", type=int, default=2025, help="End year, excluded.")
+    parser.add_argument("--year-start", type=int, default=2024, help="First year.")
+    parser.add_argument("--year-end", type=int, default=2025, help="End year, excluded.")
     add_common_arguments(parser)
     return parser
 

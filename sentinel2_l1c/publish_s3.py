@@ -3,11 +3,11 @@
 For each format: create the bucket named in ``DSLAB_S2L1C_S3_{FORMAT}_BUCKET`` if missing,
 then sync the network copy into it: objects already there with the same size and checksum
 (ETag: MD5, or MD5 of part MD5s for multipart objects) are skipped, the rest are uploaded in
-parallel, large files as parallel multipart uploads. The zipped Zarr becomes one object
-under ``DSLAB_S2L1C_S3_ZIPZARR_KEY``. Hidden files and folders (temporary outputs of this
-tool) are never published. ``--delete`` removes objects that have no local counterpart;
-``--public`` applies ``public-read-policy.json`` with ``${BUCKET}`` set to each bucket, so
-anonymous reads work on these buckets and no others. ``--dry-run`` prints the plan and
+parallel, large files as parallel multipart uploads. An archive format (the zipped Zarr)
+becomes one object under ``DSLAB_S2L1C_S3_{FORMAT}_KEY``. Hidden files and folders
+(temporary outputs of this tool) are never published. ``--delete`` removes objects that have
+no local counterpart; ``--public`` applies the package's ``public-read-policy.json`` with
+``${BUCKET}`` set to each bucket, so anonymous reads work on these buckets and no others. ``--dry-run`` prints the plan and
 changes nothing. Each format's wall time, bytes and object count go into
 ``$DSLAB_LOG_FOLDER/publish_YYYY-MM-DD_HH-MM-SS.json``.
 
@@ -17,6 +17,7 @@ changes nothing. Each format's wall time, bytes and object count go into
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import string
@@ -27,11 +28,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import botocore.exceptions
 
+from . import formats, storages
+from .cli import DEFAULT_CONNECTIONS, add_transfer_arguments, new_parser, run_cli
 from .errors import ConfigError, InputDataError
+from .locations import Locations
 from .remote import (
     PART_SIZE,
     RemoteObject,
@@ -40,32 +43,18 @@ from .remote import (
     http_status,
     list_objects,
     matches_etag,
-    s3_client,
     upload_object,
 )
-from .utils import (
-    DEFAULT_CONNECTIONS,
-    FORMATS,
-    ActionLog,
-    Tally,
-    add_transfer_arguments,
-    hidden,
-    location_variable,
-    log_folder,
-    new_parser,
-    producing_step,
-    progress_bar,
-    run_cli,
-    run_parallel,
-    s3_bucket,
-    s3_profile,
-    s3_zipzarr_key,
-    storage_path,
-)
+from .results import Action, ActionLog
+from .utils import Tally, hidden, progress_bar, run_parallel
 
 log = logging.getLogger(__name__)
 
-POLICY_FILE = Path(__file__).resolve().parent.parent / "public-read-policy.json"
+POLICY_FILE = "public-read-policy.json"  # package data, beside this module
+
+
+def policy_template() -> str:
+    return importlib.resources.files(__package__).joinpath(POLICY_FILE).read_text()
 
 
 @dataclass
@@ -137,7 +126,7 @@ def policy_for(bucket: str, template: str) -> str:
         policy = json.loads(text)
     except (KeyError, ValueError) as err:
         raise ConfigError(
-            f"{POLICY_FILE.name}: not a policy template with ${{BUCKET}} ({err})"
+            f"{POLICY_FILE}: not a policy template with ${{BUCKET}} ({err})"
         ) from None
     for statement in policy.get("Statement", []):
         resources = statement.get("Resource", [])
@@ -147,14 +136,14 @@ def policy_for(bucket: str, template: str) -> str:
                 or resource.startswith(f"arn:aws:s3:::{bucket}/")
             ):
                 raise ConfigError(
-                    f"{POLICY_FILE.name}: resource {resource!r} reaches beyond bucket {bucket}"
+                    f"{POLICY_FILE}: resource {resource!r} reaches beyond bucket {bucket}"
                 )
     return json.dumps(policy)
 
 
 @dataclass(frozen=True)
 class PublishOptions:
-    formats: tuple[str, ...] = tuple(FORMATS)
+    formats: tuple[str, ...] = tuple(formats.FORMATS)
     public: bool = False
     delete: bool = False
     dry_run: bool = False
@@ -162,9 +151,8 @@ class PublishOptions:
     retry: RetryPolicy = RetryPolicy()
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.formats if f not in FORMATS]
-        if unknown:
-            raise ConfigError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+        for name in self.formats:
+            formats.get(name)
         if self.connections < 1:
             raise ConfigError(f"--connections must be at least 1, got {self.connections}")
 
@@ -172,29 +160,32 @@ class PublishOptions:
 class Publisher:
     """Plans and carries out the sync of network copies to buckets with one S3 client."""
 
-    def __init__(self, options: PublishOptions) -> None:
+    def __init__(self, options: PublishOptions, locations: Locations) -> None:
         self.options = options
-        self.client = s3_client(s3_profile(), options.connections * 2)
+        self.locations = locations
+        self.client = locations.s3_account.client(options.connections * 2)
 
-    def plan(self, fmt: str) -> Plan:
-        source = storage_path("network", fmt)
+    def plan(self, name: str) -> Plan:
+        fmt = formats.get(name)
+        source = storages.NETWORK.path(self.locations, fmt)
         if not source.exists():
             raise InputDataError(
-                f"{source} (network {fmt}) does not exist: run {producing_step('network', fmt)} first"
+                f"{source} (network {name}) does not exist: run {storages.NETWORK.step_for(fmt)} "
+                "first"
             )
-        bucket = s3_bucket(fmt)
-        zip_key = s3_zipzarr_key() if fmt == "zipzarr" else None
-        exists = self._bucket_exists(bucket, fmt)
+        target = storages.S3.place(self.locations, fmt)
+        zip_key = target.key or None
+        exists = self._bucket_exists(target.bucket, storages.S3.variables(fmt)[0])
         remote = {}
         if exists:
-            listed = list_objects(self.client, bucket, zip_key or "", self.options.retry)
+            listed = list_objects(self.client, target.bucket, zip_key or "", self.options.retry)
             remote = {o.key: o for o in listed if zip_key is None or o.key == zip_key}
         uploads, skipped, stale = sync_plan(
             local_objects(source, zip_key), remote, lambda path, o: matches_etag(path, o.etag)
         )
-        return Plan(fmt, source, bucket, not exists, uploads, skipped, stale)
+        return Plan(name, source, target.bucket, not exists, uploads, skipped, stale)
 
-    def _bucket_exists(self, bucket: str, fmt: str) -> bool:
+    def _bucket_exists(self, bucket: str, variable: str) -> bool:
         def head() -> bool:
             try:
                 self.client.head_bucket(Bucket=bucket)
@@ -205,7 +196,7 @@ class Publisher:
                 if http_status(err) == 403:
                     raise ConfigError(
                         f"s3://{bucket} belongs to someone else or the profile may not use it: "
-                        f"choose another name in {location_variable('s3', fmt)}"
+                        f"choose another name in {variable}"
                     ) from None
                 raise
 
@@ -259,7 +250,7 @@ class Publisher:
                     retry,
                 )
         if self.options.public:
-            policy = policy_for(plan.bucket, POLICY_FILE.read_text())
+            policy = policy_for(plan.bucket, policy_template())
             call_with_retries(
                 f"set policy on s3://{plan.bucket}",
                 lambda: self.client.put_bucket_policy(Bucket=plan.bucket, Policy=policy),
@@ -268,11 +259,13 @@ class Publisher:
         return uploaded
 
 
-def publish(options: PublishOptions, output: Path, show_progress: bool = True) -> Path | None:
+def publish(
+    options: PublishOptions, locations: Locations, output: Path, show_progress: bool = True
+) -> Path | None:
     """Publish every chosen format; returns the results file (None on a dry run)."""
-    publisher = Publisher(options)
+    publisher = Publisher(options, locations)
     if options.public:
-        POLICY_FILE.read_text()  # a missing policy file fails before any upload
+        policy_template()  # a missing policy file fails before any upload
     journal = None
     for fmt in options.formats:
         started = time.perf_counter()
@@ -284,22 +277,33 @@ def publish(options: PublishOptions, output: Path, show_progress: bool = True) -
         uploaded = publisher.carry_out(plan, show_progress)
         seconds = time.perf_counter() - started
         if journal is None:
-            journal = ActionLog(output, "publish", _config_json(options))
-        journal.add(
-            {
-                "action": "publish",
-                "format": fmt,
-                "source": str(plan.source),
-                "target": f"s3://{plan.bucket}",
-                "seconds": seconds,
-                "files": uploaded.files,
-                "bytes": uploaded.bytes,
-                "skipped_files": plan.skipped.files,
-                "skipped_bytes": plan.skipped.bytes,
-                "deleted": len(plan.stale) if options.delete else 0,
-                "created_bucket": plan.create_bucket,
+            config = {
+                "formats": list(options.formats),
                 "public": options.public,
+                "delete": options.delete,
+                "connections": options.connections,
+                "profile": locations.s3_account.profile,
             }
+            journal = ActionLog.start(output, "publish", config)
+        extra = {
+            "deleted": len(plan.stale) if options.delete else 0,
+            "created_bucket": plan.create_bucket,
+            "public": options.public,
+        }
+        journal.add(
+            Action(
+                "publish",
+                storages.NETWORK.name,
+                fmt,
+                str(plan.source),
+                f"s3://{plan.bucket}",
+                seconds,
+                uploaded.files,
+                uploaded.bytes,
+                plan.skipped.files,
+                plan.skipped.bytes,
+                extra,
+            )  # fmt: skip
         )
         log.info(
             "%s: %d objects (%.1f MB) uploaded, %d skipped, to s3://%s in %.1f s",
@@ -308,47 +312,39 @@ def publish(options: PublishOptions, output: Path, show_progress: bool = True) -
     return journal.path if journal else None
 
 
-def _config_json(options: PublishOptions) -> dict[str, Any]:
-    return {
-        "formats": list(options.formats),
-        "public": options.public,
-        "delete": options.delete,
-        "connections": options.connections,
-        "profile": s3_profile(),
-    }
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.publish_s3")
     parser.add_argument(
         "--formats",
         nargs="+",
-        default=list(FORMATS),
-        choices=FORMATS,
+        default=list(formats.FORMATS),
+        choices=formats.FORMATS,
         metavar="FORMAT",
-        help=f"Formats to publish (default: all of {', '.join(FORMATS)}).",
+        help=f"Formats to publish (default: all of {', '.join(formats.FORMATS)}).",
     )
     parser.add_argument(
         "--public",
         action="store_true",
-        help="Apply public-read-policy.json (anonymous GET and list) to these buckets only.",
+        help="Apply the package's public-read-policy.json (anonymous GET and list) to these "
+        "buckets only.",
     )
     parser.add_argument(
         "--delete", action="store_true", help="Remove objects that have no local counterpart."
     )
     parser.add_argument(
-        "--dry-run", "--dry_run", dest="dry_run", action="store_true",
-        help="Print what would be done; change nothing.",
-    )  # fmt: skip
+        "--dry-run", action="store_true", help="Print what would be done; change nothing."
+    )
     add_transfer_arguments(parser, "Concurrent uploads (files, or parts of a large file).")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    locations = Locations.from_environment()
     options = PublishOptions(
         tuple(dict.fromkeys(args.formats)), args.public, args.delete, args.dry_run, args.connections
     )
-    target = publish(options, args.output or log_folder(), show_progress=not args.quiet)
+    output = locations.results_folder(args.output)
+    target = publish(options, locations, output, show_progress=not args.quiet)
     if target is not None:
         print(f"results: {target}")
     return 0

@@ -1,4 +1,4 @@
-"""Talking to remote services: one retry policy for every network call, S3 clients by profile.
+"""Talking to remote services: one retry policy for every network call, moving whole objects.
 
 Transient failures (connection resets and timeouts, HTTP 5xx, throttling) are retried with
 capped exponential backoff and jitter, a log line per retry, and a bounded number of
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import botocore.config
 import botocore.exceptions
 import requests
@@ -134,32 +133,6 @@ def call_with_retries(what: str, function: Callable[[], T], policy: RetryPolicy)
                 f"{what}: gave up after {policy.attempts} attempts ({describe(error)})"
             ) from error
         raise
-
-
-def s3_client(profile: str, connections: int = 10):  # -> botocore S3 client
-    """An S3 client for boto3 ``profile`` (endpoint from its ``endpoint_url``), path-style."""
-    config = botocore.config.Config(
-        retries={"total_max_attempts": 1},  # call_with_retries is the retry layer
-        max_pool_connections=max(1, connections),
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"},
-    )
-    try:
-        session = boto3.Session(profile_name=profile)
-        client = session.client("s3", config=config)
-    except botocore.exceptions.ProfileNotFound:
-        raise ConfigError(
-            f"AWS profile {profile!r} not found: add [profile {profile}] with endpoint_url to "
-            "~/.aws/config (or the file named by AWS_CONFIG_FILE) and its keys to "
-            "~/.aws/credentials (see README)"
-        ) from None
-    if session.get_credentials() is None:
-        raise ConfigError(
-            f"AWS profile {profile!r} has no credentials: add them under [{profile}] in "
-            "~/.aws/credentials (or the file named by AWS_SHARED_CREDENTIALS_FILE)"
-        )
-    return client
 
 
 # --------------------------------------------------------------------------------------

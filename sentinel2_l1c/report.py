@@ -3,7 +3,8 @@
 For each results JSON: a horizontal bar chart of mean load times with standard-error bars,
 the ideal reference hatched, and each bar's ratio to the fastest; the axis is logarithmic
 when the times span more than ``LOG_SPAN``×. With several JSONs, one chart per file plus a
-grouped chart comparing the runs. PNGs go to ``--output`` (default ``img``).
+grouped chart comparing the runs. PNGs go to ``--img`` (default ``img``). Storages and
+formats this version does not know are drawn with their names and a neutral colour.
 
     python -m sentinel2_l1c.report lab/logs/sentinel2_l1c_2026-11-21_10-00-00.json
 """
@@ -14,32 +15,28 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import storages
+from .cli import new_parser, run_cli
 from .errors import InputDataError
-from .utils import atomic_output, new_parser, read_json, run_cli
+from .results import IDEAL, BenchmarkResults, read_benchmark
+from .utils import atomic_output
 
 LOG_SPAN = 20.0
-IDEAL = "ideal"
-COLOURS = {"network": "#4488ff", "temp": "#33aa66", "s3": "#ee8833"}
+OTHER_COLOUR = "#888888"
 
 
-def rows(data: dict) -> list[tuple[str, float, float]]:
-    """(``storage format`` label, mean, stderr) of every measured combination, fastest first;
+def rows(results: BenchmarkResults) -> list[tuple[str, float, float]]:
+    """(``storage key`` label, mean, stderr) of every measured combination, fastest first;
     the ideal reference included."""
-    try:
-        found = [
-            (f"{storage} {fmt}", entry["mean_durations"], entry["stderr_durations"])
-            for storage, formats in data["results"].items()
-            for fmt, entry in formats.items()
-        ]
-        found += [
-            (f"{storage} {IDEAL}", entry["mean_durations"], entry["stderr_durations"])
-            for storage, entry in data.get(IDEAL, {}).items()
-        ]
-    except (KeyError, TypeError, AttributeError):
-        raise InputDataError("not a benchmark_patch_load results file (no results)") from None
+    found = [(f"{storage} {key}", t.mean, t.stderr) for storage, key, t in results.rows()]
     if not found:
         raise InputDataError("the results file has no measurements yet")
-    return sorted(found, key=lambda row: row[1])
+    return found
+
+
+def colour(storage: str) -> str:
+    known = storages.STORAGES.get(storage)
+    return known.colour if known else OTHER_COLOUR
 
 
 def _pyplot():
@@ -56,18 +53,18 @@ def _save(figure, target: Path) -> None:
         figure.savefig(temp, format="png", dpi=120)
 
 
-def chart(data: dict, target: Path) -> None:
+def chart(results: BenchmarkResults, target: Path) -> None:
     """One run's chart."""
     plt = _pyplot()
-    found = rows(data)[::-1]  # fastest at the top
+    found = rows(results)[::-1]  # fastest at the top
     measured = [mean for label, mean, _ in found if not label.endswith(IDEAL)]
     fastest = min(measured)
     figure, axes = plt.subplots(figsize=(9, 0.38 * len(found) + 1.6))
     for index, (label, mean, stderr) in enumerate(found):
         ideal = label.endswith(IDEAL)
-        colour = "#dddddd" if ideal else COLOURS.get(label.split()[0], "#888888")
         axes.barh(
-            index, mean, xerr=stderr, color=colour, hatch="//" if ideal else None,
+            index, mean, xerr=stderr, color="#dddddd" if ideal else colour(label.split()[0]),
+            hatch="//" if ideal else None,
             edgecolor="#666666", capsize=3,
         )  # fmt: skip
         axes.annotate(
@@ -79,10 +76,10 @@ def chart(data: dict, target: Path) -> None:
     if span > LOG_SPAN:
         axes.set_xscale("log")
     axes.margins(x=0.25)
-    config = data.get("config", {})
+    config = results.config
     axes.set_xlabel(
-        f"mean load time of one patch time series (s, ± stderr); {data.get('tile')} "
-        f"{data.get('year')}, {config.get('patch_size', '?')} m patches, "
+        f"mean load time of one patch time series (s, ± stderr); {results.tile} "
+        f"{results.year}, {config.get('patch_size', '?')} m patches, "
         f"{config.get('num_repeats', '?')} repeats"
     )
     axes.set_title("random patch loads by storage × format (ideal: chunks only)", fontsize=10)
@@ -91,7 +88,7 @@ def chart(data: dict, target: Path) -> None:
     plt.close(figure)
 
 
-def comparison_chart(runs: list[tuple[str, dict]], target: Path) -> None:
+def comparison_chart(runs: list[tuple[str, BenchmarkResults]], target: Path) -> None:
     """Several runs side by side: one bar per run for every storage × format."""
     plt = _pyplot()
     labels = sorted({label for _, data in runs for label, _, _ in rows(data)})
@@ -117,20 +114,20 @@ def comparison_chart(runs: list[tuple[str, dict]], target: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.report")
     parser.add_argument("results", nargs="+", type=Path, help="benchmark results JSON files.")
-    parser.add_argument("--output", type=Path, default=Path("img"), help="Folder of the PNGs.")
+    parser.add_argument("--img", type=Path, default=Path("img"), help="Folder of the PNGs.")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    runs = [(path.stem, read_json(path)) for path in args.results]
+    runs = [(path.stem, read_benchmark(path)) for path in args.results]
     for stem, data in runs:
-        target = args.output / f"load_times_{stem}.png"
+        target = args.img / f"load_times_{stem}.png"
         chart(data, target)
         print(f"chart: {target}")
         for label, mean, stderr in rows(data):
             print(f"  {label:24} {mean:8.3f} ± {stderr:.3f} s")
     if len(runs) > 1:
-        target = args.output / "load_times_comparison.png"
+        target = args.img / "load_times_comparison.png"
         comparison_chart(runs, target)
         print(f"chart: {target}")
     return 0

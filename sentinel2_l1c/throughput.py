@@ -1,7 +1,7 @@
 """Training steps per job for each way of getting the data to the GPUs, staging time paid.
 
-A training step loads one patch time series of ``--series_years`` tile-years; a job lasts
-``--job_days`` and first stages ``--tile_years`` tile-years to temp storage (if its route
+A training step loads one patch time series of ``--series-years`` tile-years; a job lasts
+``--job-days`` and first stages ``--tile-years`` tile-years to temp storage (if its route
 stages at all). For each route (direct from S3, S3 → temp copy, S3 zipped → temp, S3 zipped →
 temp → unzip, stream-unzip, …):
 
@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import formats, storages
+from .cli import new_parser, run_cli
 from .errors import ConfigError, InputDataError
-from .utils import FORMATS, atomic_output, new_parser, read_json, run_cli
+from .results import ActionLog, BenchmarkResults, read_benchmark
+from .stage import STREAM_SOURCE, archive_formats, sources
+from .utils import atomic_output
 
 DAY = 86400.0
-FORMAT_LABELS = {
-    "safe": "SAFE",
-    "cog": "COG",
-    "zarr": "Zarr",
-    "zipzarr": "zipped Zarr",
-    "zarr_sharded": "sharded Zarr",
-}
-STORAGE_LABELS = {"s3": "S3", "network": "network", "temp": "temp"}
 
 
 @dataclass(frozen=True)
@@ -43,33 +40,50 @@ class Route:
     """How a job reads: where it loads from, and which staging actions come first."""
 
     label: str
-    load: str  # "storage/format" of the benchmark results
+    load: str  # "storage/key" of the benchmark results
     staging: tuple[str, ...]  # "action:source:format" keys of stage results
 
 
-def routes() -> list[Route]:
-    """Every route the tool can measure, in a stable order (S3 first, then the network)."""
+def routes(load_keys: Iterable[str] = ()) -> list[Route]:
+    """Every route the tool can measure, from the registries, in a stable order; then a direct
+    route for every other measured "storage/key" (reader variants, formats no longer known)."""
+    temp = storages.staging_target()
     found = []
-    for source in ("s3", "network"):
-        for fmt in FORMATS:
-            name, where = FORMAT_LABELS[fmt], STORAGE_LABELS[source]
-            found.append(Route(f"{where} {name}", f"{source}/{fmt}", ()))
+    for source in sources():
+        for fmt in formats.FORMATS.values():
+            where, name = f"{source.label} {fmt.label}", fmt.label
+            found.append(Route(where, f"{source.name}/{fmt.name}", ()))
             found.append(
-                Route(f"{where} {name} → temp {name}", f"temp/{fmt}", (f"copy:{source}:{fmt}",))
+                Route(
+                    f"{where} → {temp.label} {name}",
+                    f"{temp.name}/{fmt.name}",
+                    (f"copy:{source.name}:{fmt.name}",),
+                )
             )
-        zipped = f"copy:{source}:zipzarr"
+        for fmt in archive_formats():
+            unpacked = formats.get(fmt.unpacks_to or "")
+            found.append(
+                Route(
+                    f"{source.label} {fmt.label} → {temp.label} {fmt.label} → {temp.label} "
+                    f"{unpacked.label}",
+                    f"{temp.name}/{unpacked.name}",
+                    (f"copy:{source.name}:{fmt.name}", f"unzip:{temp.name}:{fmt.name}"),
+                )
+            )
+    for fmt in archive_formats():
+        unpacked = formats.get(fmt.unpacks_to or "")
         found.append(
             Route(
-                f"{STORAGE_LABELS[source]} zipped Zarr → temp zipped Zarr → temp Zarr",
-                "temp/zarr",
-                (zipped, "unzip:temp:zipzarr"),
+                f"{STREAM_SOURCE.label} {fmt.label} → stream-unzip → {temp.label} {unpacked.label}",
+                f"{temp.name}/{unpacked.name}",
+                (f"stream-unzip:{STREAM_SOURCE.name}:{fmt.name}",),
             )
         )
-    found.append(
-        Route(
-            "S3 zipped Zarr → stream-unzip → temp Zarr", "temp/zarr", ("stream-unzip:s3:zipzarr",)
-        )
-    )
+    known = {route.load for route in found}
+    for key in dict.fromkeys(load_keys):
+        if key not in known:
+            storage, _, name = key.partition("/")
+            found.append(Route(f"{storages.label(storage)} {formats.label(name)}", key, ()))
     return found
 
 
@@ -99,7 +113,7 @@ def estimate(
 ) -> list[Estimate]:
     """Steps per job of every route whose load and staging times are all known."""
     found = []
-    for route in routes():
+    for route in routes(load_seconds):
         if route.load not in load_seconds or any(s not in staging_minutes for s in route.staging):
             continue
         staging = assumptions.tile_years * sum(staging_minutes[s] for s in route.staging)
@@ -110,46 +124,39 @@ def estimate(
     return found
 
 
-def loads_from_results(data: dict) -> dict[str, float]:
-    """Mean load time per "storage/format" of a benchmark results JSON."""
-    try:
-        return {
-            f"{storage}/{fmt}": entry["mean_durations"]
-            for storage, formats in data["results"].items()
-            for fmt, entry in formats.items()
-        }
-    except (KeyError, TypeError, AttributeError):
-        raise InputDataError("not a benchmark_patch_load results file (no results)") from None
+def loads_from_results(results: BenchmarkResults) -> dict[str, float]:
+    """Mean load time per "storage/key" of benchmark results."""
+    return results.means()
 
 
-def staging_from_stage(data: dict, tile_years: float = 1.0) -> dict[str, float]:
-    """Minutes per tile-year of each "action:source:format" in a stage JSON.
+def staging_from_stage(log: ActionLog, tile_years: float = 1.0) -> dict[str, float]:
+    """Minutes per tile-year of each "action:source:format" of a stage results file.
 
     Actions that found their files already in place were not timed from scratch: skipped.
     """
-    minutes = {}
-    try:
-        for action in data["actions"]:
-            if action["skipped_files"]:
-                continue
-            key = f"{action['action']}:{action['source_storage']}:{action['format']}"
-            minutes[key] = action["seconds"] / 60 / tile_years
-    except (KeyError, TypeError):
-        raise InputDataError("not a stage results file (no actions)") from None
-    return minutes
+    return {
+        action.key: action.seconds / 60 / tile_years
+        for action in log.actions
+        if not action.skipped_files
+    }
 
 
-def parse_pairs(texts: list[str], what: str) -> dict[str, float]:
-    """``KEY=NUMBER`` options."""
+def parse_pairs(texts: list[str], what: str, positive: bool) -> dict[str, float]:
+    """``KEY=NUMBER`` options; numbers above zero (``positive``) or at least zero."""
     pairs = {}
     for text in texts:
         key, sep, value = text.partition("=")
         try:
-            pairs[key.strip()] = float(value)
+            number = float(value)
         except ValueError:
             sep = ""
         if not sep or not key.strip():
             raise ConfigError(f"{what} must look like KEY=NUMBER, got {text!r}")
+        if not (number > 0 if positive else number >= 0):
+            raise ConfigError(
+                f"{what} {key.strip()} must be {'above' if positive else 'at least'} 0, got {value}"
+            )
+        pairs[key.strip()] = number
     return pairs
 
 
@@ -253,12 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Staging minutes per tile-year, e.g. copy:s3:zarr=27 unzip:temp:zipzarr=14 "
         "(override or replace --stage).",
     )  # fmt: skip
-    parser.add_argument("--job_days", type=float, default=defaults.job_days, help="Job length.")
     parser.add_argument(
-        "--series_years", type=int, default=defaults.series_years, help="Years in a patch series."
+        "--job-days", type=float, default=defaults.job_days, help="Job length in days."
     )
     parser.add_argument(
-        "--tile_years", type=int, default=defaults.tile_years, help="Tile-years a job stages."
+        "--series-years", type=int, default=defaults.series_years, help="Years in a patch series."
+    )
+    parser.add_argument(
+        "--tile-years", type=int, default=defaults.tile_years, help="Tile-years a job stages."
     )
     parser.add_argument(
         "--chart", type=Path, default=Path("img/throughput.png"), help="Bar chart (PNG)."
@@ -271,10 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     assumptions = Assumptions(args.job_days, args.series_years, args.tile_years)
-    load_seconds = loads_from_results(read_json(args.results)) if args.results else {}
-    load_seconds.update(parse_pairs(args.load, "--load"))
-    staging_minutes = staging_from_stage(read_json(args.stage)) if args.stage else {}
-    staging_minutes.update(parse_pairs(args.staging, "--staging"))
+    load_seconds = loads_from_results(read_benchmark(args.results)) if args.results else {}
+    load_seconds.update(parse_pairs(args.load, "--load", positive=True))
+    staging_minutes = staging_from_stage(ActionLog.read(args.stage)) if args.stage else {}
+    staging_minutes.update(parse_pairs(args.staging, "--staging", positive=False))
     estimates = estimate(load_seconds, staging_minutes, assumptions)
     if not estimates:
         raise InputDataError(

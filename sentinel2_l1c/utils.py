@@ -1,15 +1,13 @@
-"""Shared definitions: band groups and chunk sizes, configuration, atomic writes, CLI plumbing.
+"""Shared definitions: band groups and chunk sizes, tile ids, atomic outputs, results files,
+parallelism and progress bars.
 
-Configuration is read from environment variables *when asked for*, never at import time. A
-``.env`` file in the working directory is loaded first (python-dotenv), without overriding
-variables that are already set. Every variable is documented in ``.env.example``.
+Configuration lives in ``locations``, the command-line style in ``cli``, the storages and
+formats in their registries (``storages``, ``formats``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -23,14 +21,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
-import dotenv
 import progressbar
 
-from .errors import ConfigError, DslabError, InputDataError
+from .errors import ConfigError, InputDataError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,13 +99,8 @@ def band_resolution(band: str) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Storages, formats and tiles
+# Tiles
 # --------------------------------------------------------------------------------------
-
-Storage = Literal["network", "temp", "s3"]
-Format = Literal["safe", "cog", "zarr", "zipzarr", "zarr_sharded"]
-STORAGES: tuple[str, ...] = get_args(Storage)
-FORMATS: tuple[str, ...] = get_args(Format)
 
 # MGRS: 2-digit UTM zone, latitude band (C..X without I, O), 100 km square (no I, O).
 _TILE_RE = re.compile(r"^(0[1-9]|[1-5][0-9]|60)[C-HJ-NP-X][A-HJ-NP-Z][A-HJ-NP-V]$")
@@ -123,149 +115,6 @@ def parse_tile_id(text: str) -> str:
             "(UTM zone 01-60, latitude band C-X, 100 km square letters)"
         )
     return tile
-
-
-# --------------------------------------------------------------------------------------
-# Configuration from the environment
-# --------------------------------------------------------------------------------------
-
-ENV_EXAMPLE = ".env.example"
-DEFAULT_STAC_URL = "https://stac.dataspace.copernicus.eu/v1"
-_VAR_REF_RE = re.compile(r"\$\{([^}:]+)(?::-[^}]*)?\}")
-# .env files already loaded (by absolute path) and, per variable taken from a .env file,
-# the names of unset variables its value referred to (python-dotenv expands those to "").
-_loaded_env_files: set[Path] = set()
-_unresolved_refs: dict[str, list[str]] = {}
-
-
-def load_env_file(path: Path | None = None) -> None:
-    """Load ``.env`` from the working directory (or ``path``) once, never overriding."""
-    path = (path or Path.cwd() / ".env").resolve()
-    if path in _loaded_env_files or not path.is_file():
-        return
-    _loaded_env_files.add(path)
-    raw = dotenv.dotenv_values(path, interpolate=False)
-    defined_in_file: set[str] = set()
-    for name, value in raw.items():
-        if name not in os.environ and value is not None:
-            missing = [
-                ref for ref in _VAR_REF_RE.findall(value)
-                if ref not in os.environ and ref not in defined_in_file
-            ]  # fmt: skip
-            if missing:
-                _unresolved_refs[name] = missing
-        defined_in_file.add(name)
-    dotenv.load_dotenv(path, override=False)
-
-
-def env_value(name: str, default: str | None = None) -> str:
-    """The value of environment variable ``name`` (after loading ``.env``).
-
-    Raises ConfigError when it is unset and has no default, is empty, or was built in
-    ``.env`` from a variable that is not set.
-    """
-    load_env_file()
-    value = os.environ.get(name)
-    if value is None:
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"environment variable {name} is not set: set it or add it to .env (see {ENV_EXAMPLE})"
-        )
-    if name in _unresolved_refs:
-        refs = ", ".join(f"${{{ref}}}" for ref in _unresolved_refs[name])
-        raise ConfigError(
-            f"environment variable {name} in .env refers to {refs}, which is not set "
-            f"(see {ENV_EXAMPLE})"
-        )
-    if not value.strip():
-        raise ConfigError(f"environment variable {name} is empty (see {ENV_EXAMPLE})")
-    return value.strip()
-
-
-def env_int(name: str, default: int | None = None, minimum: int | None = None) -> int:
-    """An integer environment variable; malformed or too small values raise ConfigError."""
-    text = env_value(name, None if default is None else str(default))
-    try:
-        number = int(text)
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {name} must be an integer, got {text!r} (see {ENV_EXAMPLE})"
-        ) from None
-    if minimum is not None and number < minimum:
-        raise ConfigError(
-            f"environment variable {name} must be at least {minimum}, got {number} "
-            f"(see {ENV_EXAMPLE})"
-        )
-    return number
-
-
-def env_path(name: str) -> Path:
-    """A path environment variable, with ``~`` expanded."""
-    return Path(env_value(name)).expanduser()
-
-
-# Lower-case letters, digits, dots, hyphens and (Ceph/Allas legacy) underscores, 3-63 chars.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
-
-
-def env_bucket(name: str) -> str:
-    """An S3 bucket name environment variable, checked against S3 naming rules."""
-    bucket = env_value(name)
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
-        raise ConfigError(
-            f"environment variable {name} is not a valid S3 bucket name: {bucket!r} "
-            f"(3-63 lower-case letters, digits, '.', '-', '_'; see {ENV_EXAMPLE})"
-        )
-    return bucket
-
-
-def location_variable(storage: str, fmt: str) -> str:
-    """Name of the variable holding where ``fmt`` lives on ``storage``."""
-    if storage not in STORAGES:
-        raise ConfigError(f"unknown storage {storage!r}; choose from {', '.join(STORAGES)}")
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if storage == "s3":
-        return f"DSLAB_S2L1C_S3_{fmt.upper()}_BUCKET"
-    return f"DSLAB_S2L1C_{storage.upper()}_{fmt.upper()}_PATH"
-
-
-def storage_path(storage: str, fmt: str) -> Path:
-    """Folder (or zip file, for ``zipzarr``) of ``fmt`` on the ``network`` or ``temp`` storage."""
-    if storage == "s3":
-        raise ConfigError("the s3 storage has buckets, not paths: use s3_bucket()")
-    return env_path(location_variable(storage, fmt))
-
-
-def s3_bucket(fmt: str) -> str:
-    """Bucket holding ``fmt`` on the ``s3`` storage."""
-    return env_bucket(location_variable("s3", fmt))
-
-
-def s3_zipzarr_key() -> str:
-    """Object key of the zipped Zarr in its bucket."""
-    return env_value("DSLAB_S2L1C_S3_ZIPZARR_KEY", "sentinel2_l1c_zipzarr.zip")
-
-
-def s3_profile() -> str:
-    """boto3 profile of the ``s3`` storage (endpoint in the AWS config file)."""
-    return env_value("DSLAB_S2L1C_S3_PROFILE")
-
-
-def log_folder() -> Path:
-    """Folder of timestamped result files."""
-    return env_path("DSLAB_LOG_FOLDER")
-
-
-def stac_url() -> str:
-    """STAC API searched by intake (default: CDSE)."""
-    return env_value("DSLAB_S2L1C_STAC_URL", DEFAULT_STAC_URL).rstrip("/")
-
-
-def cdse_profile() -> str:
-    """boto3 profile of the CDSE S3 source (endpoint in the AWS config file)."""
-    return env_value("DSLAB_S2L1C_CDSE_PROFILE", "cdse")
 
 
 # --------------------------------------------------------------------------------------
@@ -339,21 +188,6 @@ def hidden(relative: PurePosixPath | Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def producing_step(storage: str, fmt: str) -> str:
-    """The command that puts ``fmt`` on ``storage``, for error messages."""
-    if storage == "s3":
-        return "python -m sentinel2_l1c.publish_s3"
-    if storage == "temp":
-        return "python -m sentinel2_l1c.stage"
-    return {
-        "safe": "python -m sentinel2_l1c.intake_cdse_s3_year",
-        "cog": "python -m sentinel2_l1c.convert_safe_to_cog",
-        "zarr": "python -m sentinel2_l1c.convert_safe_to_zarr",
-        "zarr_sharded": "python -m sentinel2_l1c.convert_safe_to_zarr --sharded",
-        "zipzarr": "python -m sentinel2_l1c.zip_zarr",
-    }[fmt]
-
-
 @dataclass
 class Tally:
     """What a copy did: files and bytes written, and those found already in place."""
@@ -366,24 +200,6 @@ class Tally:
     def add(self, files: int, size: int) -> None:
         self.files += files
         self.bytes += size
-
-
-class ActionLog:
-    """A timestamped results JSON of timed actions, rewritten (atomically) after each one."""
-
-    def __init__(self, folder: Path, prefix: str, config: dict[str, Any]) -> None:
-        started = datetime.now(UTC)
-        self.path = result_path(folder, prefix, started)
-        self.data: dict[str, Any] = {
-            "started": started.isoformat(),
-            "config": config,
-            "environment": run_environment(),
-            "actions": [],
-        }
-
-    def add(self, record: dict[str, Any]) -> None:
-        self.data["actions"].append(record)
-        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict:
@@ -439,7 +255,6 @@ def run_parallel(pool: Executor, function: Callable[[T], Any], items: Iterable[T
         raise
 
 
-DEFAULT_CONNECTIONS = 8  # concurrent transfers of publish_s3 and stage
 SCHEDULER_TIMEOUT = "10s"  # distributed retries a refused connection until then
 
 
@@ -499,127 +314,8 @@ def compute_in_batches(
 
 
 # --------------------------------------------------------------------------------------
-# Command-line plumbing
+# Progress
 # --------------------------------------------------------------------------------------
-
-
-def parse_bool(text: str) -> bool:
-    """argparse ``type=`` for ``true|false`` flags (``bool('False')`` would be True)."""
-    value = text.strip().lower()
-    if value in ("true", "yes", "1", "on"):
-        return True
-    if value in ("false", "no", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def common_parser() -> argparse.ArgumentParser:
-    """Options every command shares (use as a parent parser)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(
-        "--log_level",
-        default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="Logging level of messages on stderr.",
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="No progress bars and only warnings and errors."
-    )
-    return parser
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows real defaults; not "None" (the help says where the value comes from) or flags'."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if (
-            action.default is None
-            or isinstance(action.default, bool)
-            or "(default" in (action.help or "")
-        ):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def new_parser(description: str, prog: str) -> argparse.ArgumentParser:
-    """An argument parser with the shared options and defaults shown in ``--help``."""
-    return argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        parents=[common_parser()],
-        formatter_class=_HelpFormatter,
-    )
-
-
-def add_conversion_arguments(parser: argparse.ArgumentParser, target_help: str) -> None:
-    """Options of the converters: what to convert, where from and to, on which Dask workers."""
-    parser.add_argument("--tile", default=None, help="Only this tile (default: every tile found).")
-    parser.add_argument(
-        "--year", type=int, default=None, help="Only this UTC year (default: every year found)."
-    )
-    parser.add_argument(
-        "--source",
-        type=Path,
-        default=None,
-        help="SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
-    )
-    parser.add_argument("--target", type=Path, default=None, help=target_help)
-    parser.add_argument(
-        "--workers", type=int, default=None, help="Dask threads (default: CPU count)."
-    )
-    parser.add_argument(
-        "--scheduler",
-        default=None,
-        help="Address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
-        "threads; its workers must see the same files.",
-    )
-
-
-def add_transfer_arguments(parser: argparse.ArgumentParser, connections_help: str) -> None:
-    """Options of the commands that move data and log timings: concurrency, results folder."""
-    parser.add_argument(
-        "--connections", type=int, default=DEFAULT_CONNECTIONS, help=connections_help
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="Results folder (default: $DSLAB_LOG_FOLDER)."
-    )
-
-
-def options_from_args(options_class: type[T], args: argparse.Namespace) -> T:
-    """Build an options dataclass from the parsed arguments named like its fields."""
-    names = {field.name for field in dataclasses.fields(options_class)}
-    return options_class(**{name: value for name, value in vars(args).items() if name in names})
-
-
-def configure_logging(level: str = "INFO", quiet: bool = False) -> None:
-    """Diagnostics to stderr; only ``main`` functions call this."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    if level != "DEBUG":  # their INFO lines (credential lookups, connections) are noise here
-        for name in ("botocore", "boto3", "s3transfer", "urllib3", "rasterio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def run_cli(
-    parser: argparse.ArgumentParser,
-    argv: list[str] | None,
-    command: Callable[[argparse.Namespace], int | None],
-) -> int:
-    """Parse ``argv``, set up logging, run ``command``; expected errors become one line."""
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.quiet)
-    try:
-        return command(args) or 0
-    except DslabError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
 
 
 def progress_bar(

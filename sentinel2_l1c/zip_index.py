@@ -207,7 +207,7 @@ def _zip64_extra(
 def _check_layout(entries: list[Entry], cd_offset: int) -> None:
     """Entries must lie before the central directory and must not overlap each other."""
     ordered = sorted(entries, key=lambda entry: entry.header_offset)
-    for entry, following in zip(ordered, ordered[1:] + [None], strict=True):
+    for entry, following in zip(ordered, [*ordered[1:], None], strict=False):
         smallest_end = entry.header_offset + LOCAL_SIZE + entry.name_length + entry.compressed_size
         limit = following.header_offset if following is not None else cd_offset
         if entry.header_offset < 0 or smallest_end > limit:

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import zarr
 
+from . import formats, storages
+from .cli import new_parser, run_cli
 from .errors import InputDataError
-from .utils import atomic_output, new_parser, progress_bar, run_cli, storage_path
+from .locations import Locations
+from .utils import atomic_output, progress_bar
 from .zarr_store import is_complete
 
 COMMENT_PREFIX = b"dslab-zarr-fingerprint:"
@@ -103,6 +106,11 @@ def zip_store(source: Path, target: Path, show_progress: bool = True) -> str:
     )
 
 
+def make(fmt: formats.Format, source: Path, target: Path, show_progress: bool) -> list[str]:
+    """The format registry's hook: pack the Zarr store ``source`` into the archive ``target``."""
+    return [zip_store(source, target, show_progress)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(
         "Pack a Zarr store into one uncompressed (ZIP_STORED) zip archive.",
@@ -124,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    source = args.source or storage_path("network", "zarr")
-    target = args.target or storage_path("network", "zipzarr")
+    locations = Locations.from_environment()
+    source = args.source or storages.NETWORK.path(locations, formats.ZARR)
+    target = args.target or storages.NETWORK.path(locations, formats.ZIPZARR)
     print(zip_store(source, target, show_progress=not args.quiet))
     return 0
 

@@ -1,23 +1,28 @@
-"""Shared fixtures: a small synthetic archive written once per test session."""
+"""Shared fixtures: a small synthetic archive, the local CDSE and a lab, once per session.
+
+Library code gets a ``Locations`` (``lab_locations``, ``LocalCdse.locations``); tests of a
+command's ``main`` set the environment it reads (``use_settings``).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, utils, zip_zarr
+from sentinel2_l1c import formats, storages
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import lab_environment
+from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.lab.schedule import Acquisition
 from sentinel2_l1c.lab.synthetic import ProductWriter, SyntheticOptions, generate
-from sentinel2_l1c.utils import FORMATS, location_variable
+
+#: Set by .ci/run: a test that needs an optional tool fails instead of skipping without it.
+REQUIRE_TOOLS = "DSLAB_TEST_REQUIRE_TOOLS"
 
 
 @dataclass(frozen=True)
@@ -64,51 +69,55 @@ def local_cdse(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Lo
 
 @pytest.fixture(scope="session")
 def network_lab(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lab folder whose network storage holds the archive in every format."""
+    """A lab folder whose network storage holds the archive in every registered format, each
+    made by the registry's own conversion from the one it is made from."""
     lab = tmp_path_factory.mktemp("lab")
-    network = {fmt: storage(lab, "network", fmt) for fmt in FORMATS}
-    shutil.copytree(archive.root, network["safe"])
-    convert_safe_to_cog.convert(
-        convert_safe_to_cog.CogOptions(network["safe"], network["cog"]), False
-    )
-    for fmt in ("zarr", "zarr_sharded"):
-        options = convert_safe_to_zarr.ZarrOptions(
-            network["safe"], network[fmt], sharded=fmt == "zarr_sharded"
-        )
-        convert_safe_to_zarr.convert(options, False)
-    zip_zarr.zip_store(network["zarr"], network["zipzarr"], show_progress=False)
+    locations = lab_locations(lab)
+    shutil.copytree(archive.root, storage(lab, "network", "safe"))
+    for fmt in formats.FORMATS.values():
+        if fmt.made_from is not None:
+            source = storages.NETWORK.path(locations, formats.get(fmt.made_from))
+            fmt.convert(source, storages.NETWORK.path(locations, fmt), show_progress=False)
     return lab
-
-
-def storage(lab: Path, storage: str, fmt: str) -> Path:
-    """Where the lab settings put ``fmt`` on the ``network`` or ``temp`` storage."""
-    return Path(lab_environment(lab)[location_variable(storage, fmt)])
-
-
-@contextlib.contextmanager
-def lab_settings(lab: Path, *extra: dict[str, str]) -> Iterator[None]:
-    """The lab's DSLAB_* settings (and ``extra`` ones) for fixtures wider than a test."""
-    with pytest.MonkeyPatch.context() as patch:
-        for settings in (lab_environment(lab), *extra):
-            for name, value in settings.items():
-                patch.setenv(name, value)
-        yield
 
 
 @pytest.fixture()
 def cdse_environment(local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch) -> LocalCdse:
-    """Point this test's configuration at the local CDSE."""
-    for name, value in local_cdse.environment().items():
-        monkeypatch.setenv(name, value)
+    """Point the commands run by this test (their ``main``) at the local CDSE."""
+    use_settings(monkeypatch, local_cdse.environment())
     return local_cdse
+
+
+def storage(lab: Path, storage_name: str, format_name: str) -> Path:
+    """Where the lab's settings put a format on a folder storage (network, temp)."""
+    folder = storages.STORAGES[storage_name]
+    assert isinstance(folder, storages.FolderStorage)
+    return folder.path(lab_locations(lab), formats.get(format_name))
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, *settings: dict[str, str]) -> None:
+    """Set environment variables for a command's ``main`` (restored after the test)."""
+    for group in settings:
+        for name, value in group.items():
+            monkeypatch.setenv(name, value)
+
+
+def tool(name: str, package: str) -> str:
+    """The path of an optional command-line tool; skips the test without it (fails in CI)."""
+    beside = Path(sys.executable).parent / name  # installed into the venv (s3cmd from PyPI)
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found:
+        return found
+    reason = f"{name} not found: install the Debian package {package}"
+    if os.environ.get(REQUIRE_TOOLS):
+        pytest.fail(f"{reason} ({REQUIRE_TOOLS} is set)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's DSLAB_* variables or .env file, nor another test's."""
     for name in list(os.environ):
-        if name.startswith("DSLAB_"):
+        if name.startswith("DSLAB_") and name != REQUIRE_TOOLS:
             monkeypatch.delenv(name)
-    monkeypatch.setattr(utils, "_loaded_env_files", set())
-    monkeypatch.setattr(utils, "_unresolved_refs", {})
     monkeypatch.chdir(tmp_path)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import struct
 import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,20 +18,21 @@ import rioxarray  # noqa: F401 - registers .rio
 import s3fs
 import xarray as xr
 import zarr
-from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
-from zarr.storage import FsspecStore
+from zarr.storage import FsspecStore, ZipStore
 
-from sentinel2_l1c import convert_safe_to_zarr, zip_zarr
+from sentinel2_l1c import convert_safe_to_zarr, formats, zip_zarr
 from sentinel2_l1c.async_zipfs import AsyncZipFileSystem, ZipFormatError
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.formats.zarr import StoreReader
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE
-from sentinel2_l1c.stores import FileObjectZipStore, open_local, open_s3
+from sentinel2_l1c.lab.layout import lab_locations
+from sentinel2_l1c.loaders import close_store
+from sentinel2_l1c.storages import BucketPlace, FolderPlace
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
 from sentinel2_l1c.zarr_store import group_path
 
-from .conftest import Archive
+from .conftest import Archive, tool
 
 SOURCE_FILES = {
     "zarr.json": b'{"zarr_format": 3}',
@@ -53,13 +55,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def info_zip(source: Path, target: Path, *flags: str, streamed: bool = False) -> Path:
     """An archive made by Info-ZIP ``zip`` (streamed to stdout: with data descriptors)."""
+    zip_command = tool("zip", "zip")
     if streamed:
         data = subprocess.run(
-            ["zip", "-q", *flags, "-r", "-", "."], cwd=source, check=True, capture_output=True
+            [zip_command, "-q", *flags, "-r", "-", "."], cwd=source, check=True, capture_output=True
         ).stdout
         target.write_bytes(data)
     else:
-        subprocess.run(["zip", "-q", *flags, "-r", str(target), "."], cwd=source, check=True)
+        subprocess.run([zip_command, "-q", *flags, "-r", str(target), "."], cwd=source, check=True)
     return target
 
 
@@ -198,7 +201,7 @@ def test_extract_whole_archives(kind: str, span: int, source: Path, tmp_path: Pa
     fs = open_fs(ARCHIVES[kind](source, tmp_path / "a.zip"))
     names = [name.lstrip("/") for name in fs.find("")]
     done: list[tuple[int, int]] = []
-    sync(fs.loop, fs._extract, names, str(tmp_path / "out"), lambda f, b: done.append((f, b)), span)
+    fs.extract(names, str(tmp_path / "out"), lambda f, b: done.append((f, b)), span)
     with zipfile.ZipFile(tmp_path / "a.zip") as reference:
         for info in reference.infolist():
             if not info.is_dir():
@@ -214,23 +217,41 @@ def test_extract_checks_crc_and_names(source: Path, tmp_path: Path) -> None:
     archive.write_bytes(bytes(data))
     fs = open_fs(archive)
     with pytest.raises(ZipFormatError, match="'top.txt' fails its CRC-32 check"):
-        sync(fs.loop, fs._extract, ["top.txt"], str(tmp_path / "out"))
+        fs.extract(["top.txt"], str(tmp_path / "out"))
     assert not (tmp_path / "out" / "top.txt").exists()
     with zipfile.ZipFile(tmp_path / "evil.zip", "w") as evil:
         evil.writestr("ok.txt", b"fine")
         evil.writestr("../escaped.txt", b"gotcha")
     fs = open_fs(tmp_path / "evil.zip")
     with pytest.raises(ZipFormatError, match="would be written outside the target folder"):
-        sync(fs.loop, fs._extract, ["ok.txt", "../escaped.txt"], str(tmp_path / "out2"))
+        fs.extract(["ok.txt", "../escaped.txt"], str(tmp_path / "out2"))
     assert not (tmp_path / "out2").exists() and not (tmp_path / "escaped.txt").exists()
 
 
 def test_fsspec_construction_by_protocol(source: Path, tmp_path: Path) -> None:
+    """Known to fsspec through the package's entry point, without importing it here first."""
     archive = python_zip(source, tmp_path / "a.zip")
+    code = (
+        "import fsspec, sys; fs = fsspec.filesystem('dslabzip', fo=sys.argv[1], "
+        "target_protocol='file'); print(fs.cat_file('top.txt').decode())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(archive)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == SOURCE_FILES["top.txt"].decode()
     fs = fsspec.filesystem(
         "dslabzip", fo=str(archive), target_protocol="file", skip_instance_cache=True
     )
     assert fs.cat_file("top.txt") == SOURCE_FILES["top.txt"]
+
+
+def test_empty_archive_is_an_empty_filesystem(tmp_path: Path) -> None:
+    zipfile.ZipFile(tmp_path / "empty.zip", "w").close()
+    fs = open_fs(tmp_path / "empty.zip")
+    assert fs.find("") == [] and fs.ls("", detail=False) == [] and fs.isdir("")
+    fs.extract([], str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("anything")
 
 
 # -- corrupt archives -------------------------------------------------------------------
@@ -316,18 +337,27 @@ def test_zarr_and_xarray_through_the_zip_on_local_disk(zipped_zarr: tuple[Path, 
     _assert_same_dataset(FsspecStore(fs, read_only=True, path=""), plain)
 
 
-def test_zarr_and_xarray_through_the_zip_on_s3(
-    zipped_zarr: tuple[Path, Path], cdse_environment: LocalCdse
-) -> None:
-    plain, zipped = zipped_zarr
-    client = cdse_environment.store.client(cdse_environment.storage_user)
+@pytest.fixture(scope="module")
+def zip_on_s3(
+    zipped_zarr: tuple[Path, Path], local_cdse: LocalCdse, tmp_path_factory
+) -> BucketPlace:
+    """The zipped store as one object of the lab's S3 storage."""
+    _, zipped = zipped_zarr
+    client = local_cdse.store.client(local_cdse.storage_user)
     if "zip-test" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket="zip-test")
     client.upload_file(str(zipped), "zip-test", "store.zip")
+    locations = local_cdse.locations(lab_locations(tmp_path_factory.mktemp("lab")))
+    return BucketPlace(locations.s3_account, "zip-test", "store.zip")
+
+
+def test_zarr_and_xarray_through_the_zip_on_s3(
+    zipped_zarr: tuple[Path, Path], zip_on_s3: BucketPlace
+) -> None:
+    plain, _ = zipped_zarr
     fs = AsyncZipFileSystem(
         "zip-test/store.zip",
-        target_protocol="s3",
-        target_options={"profile": LAB_S3_PROFILE},
+        fs=zip_on_s3.account.filesystem(asynchronous=True),
         asynchronous=True,
         skip_instance_cache=True,
     )
@@ -341,24 +371,31 @@ def test_zarr_and_xarray_through_the_zip_on_s3(
     assert array.shape[0] > 4
 
 
-def test_stores_open_every_combination(
-    zipped_zarr: tuple[Path, Path], cdse_environment: LocalCdse
+def test_every_store_reader_on_every_place(
+    zipped_zarr: tuple[Path, Path], zip_on_s3: BucketPlace
 ) -> None:
-    """Plain folder, zip via async_zipfs, zip via zarr's ZipStore, locally and on S3: same data."""
+    """Every registered reader that opens a Zarr store, on a local file or folder and on S3,
+    reads the same array; zarr's own ZipStore locally, Python's zipfile remotely."""
     plain, zipped = zipped_zarr
     path = f"{group_path('35VLH', 2024, SMALL[0])}/data"
     expected = zarr.open_array(str(plain), path=path, mode="r")[:]
-    client = cdse_environment.store.client(cdse_environment.storage_user)
-    if "zip-test" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket="zip-test")
-    client.upload_file(str(zipped), "zip-test", "store.zip")
-    opened = [
-        open_local(plain),
-        open_local(zipped, zipped=True),
-        open_local(zipped, zipped=True, async_zipfs=False),
-        open_s3(LAB_S3_PROFILE, "zip-test", "store.zip"),
-        open_s3(LAB_S3_PROFILE, "zip-test", "store.zip", async_zipfs=False),
-    ]
-    assert isinstance(opened[4], FileObjectZipStore)
-    for store in opened:
-        np.testing.assert_array_equal(zarr.open_array(store, path=path, mode="r")[:], expected)
+    places = {
+        formats.ZARR.name: [FolderPlace(plain)],
+        formats.ZIPZARR.name: [FolderPlace(zipped), zip_on_s3],
+    }
+    opened = 0
+    for name, fmt_places in places.items():
+        for reader in formats.get(name).readers:
+            assert isinstance(reader, StoreReader)
+            for place in fmt_places:
+                store, close = reader.store(place)
+                if reader.name == "zipstore" and isinstance(place, FolderPlace):
+                    assert isinstance(store, ZipStore)
+                try:
+                    array = zarr.open_array(store, path=path, mode="r")
+                    np.testing.assert_array_equal(array[:], expected)
+                finally:
+                    close_store(store)
+                    close()
+                opened += 1
+    assert opened == 5

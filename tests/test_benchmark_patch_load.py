@@ -13,17 +13,20 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+from sentinel2_l1c import benchmark, formats, loaders, publish_s3, stage
 from sentinel2_l1c import benchmark_patch_load as bench
-from sentinel2_l1c import publish_s3, stage
-from sentinel2_l1c.benchmark_patch_load import BenchmarkConfig, plan_order, plan_patch
+from sentinel2_l1c.benchmark import BenchmarkConfig, plan_order, plan_patch
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
+from sentinel2_l1c.lab.layout import lab_environment, lab_locations
+from sentinel2_l1c.locations import Locations
+from sentinel2_l1c.results import read_benchmark
 from sentinel2_l1c.safe import read_band
-from sentinel2_l1c.stores import FileObjectZipStore, gdal_s3_options
-from sentinel2_l1c.utils import BAND_GROUPS, FORMATS
+from sentinel2_l1c.utils import BAND_GROUPS
 
-from .conftest import lab_settings
+from .conftest import use_settings
+
+FORMATS = list(formats.FORMATS)
 
 PATCH = 1800  # metres: fits the 3.66 km test tiles
 
@@ -31,16 +34,14 @@ PATCH = 1800  # metres: fits the 3.66 km test tiles
 @pytest.fixture(scope="module")
 def lab(network_lab: Path) -> Path:
     """The shared lab: every format on the network drive, staged to temp by the stage module."""
-    with lab_settings(network_lab):
-        options = stage.StageOptions(from_network=tuple(FORMATS))
-        stage.stage(options, network_lab / "logs", show_progress=False)
+    options = stage.StageOptions(copies=tuple(("network", fmt) for fmt in FORMATS))
+    stage.stage(options, lab_locations(network_lab), network_lab / "logs", show_progress=False)
     return network_lab
 
 
 @pytest.fixture()
 def configured(lab: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, value in lab_environment(lab).items():
-        monkeypatch.setenv(name, value)
+    use_settings(monkeypatch, lab_environment(lab))
     return lab
 
 
@@ -87,14 +88,18 @@ def test_every_local_storage_and_format(
         assert len(record["checksums"]) == 2 * len(FORMATS)
     assert data["config"]["seed"] == 5 and data["environment"]["cpu_count"] >= 1
     assert BenchmarkConfig.from_json(data["config"]).to_json() == data["config"]
+    readers = {key: entry["reader"] for key, entry in data["results"]["network"].items()}
+    assert readers["zipzarr"]["store"] == "FsspecStore > AsyncZipFileSystem > LocalFileSystem"
+    assert readers["zarr"]["store"] == "LocalStore" and "GDAL" in readers["cog"]["library"]
+    assert data["ideal"]["network"]["beside"] == "zarr"
 
 
 def test_touched_chunks() -> None:
     window = Window(500, 600, 30, 30)  # columns 500-529 cross the 512 chunk border
-    assert bench.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
+    assert loaders.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
         (t, 0, 1, x) for t in range(3) for x in (0, 1)
     ]
-    assert bench.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
+    assert loaders.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
         (0, 0, 0, 0), (1, 0, 0, 0),
     ]  # fmt: skip
 
@@ -121,49 +126,37 @@ def test_same_seed_same_patches_and_order() -> None:
     assert [plan_patch(other, r) for r in range(3)] != [plan_patch(config, r) for r in range(3)]
 
 
-def test_async_zipfs_false_uses_zarr_zipstore(
+def test_async_zipfs_false_reads_through_zipfile(
     configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in published.environment().items():
-        monkeypatch.setenv(name, value)
-    config = BenchmarkConfig(
-        ("network", "s3"),
-        ("zipzarr",),
-        2,
-        "35VLH",
-        2024,
-        (300000, 6800040, 303660, 6796380),
-        patch_size=PATCH,
-    )
-    sync = BenchmarkConfig.from_json({**config.to_json(), "async_zipfs": False})
-    from zarr.storage import ZipStore
-
-    assert isinstance(
-        bench.open_loader("network", "zipzarr", sync).arrays["B01_B09_B10"].store, ZipStore
-    )
-    assert isinstance(
-        bench.open_loader("s3", "zipzarr", sync).arrays["B01_B09_B10"].store, FileObjectZipStore
-    )
-    assert not isinstance(
-        bench.open_loader("s3", "zipzarr", config).arrays["B01_B09_B10"].store, ZipStore
-    )
-    target, run = bench.run_benchmark(sync, configured / "logs-zip", quiet=True)
-    assert bench.mismatches(run) == []
+    """The first version's --async_zipfs false: zipped Zarr as zipzarr@zipstore, on every
+    storage (zarr's ZipStore locally, Python's zipfile over an S3 file object remotely)."""
+    use_settings(monkeypatch, published.environment())
+    argv = ["--storages", "network", "s3", "--formats", "zipzarr", "zarr", "--num_repeats", "2"]
+    assert run_main([*argv, "--async_zipfs", "false", "--output", str(configured / "l-zip")]) == 0
+    data = read_benchmark(next((configured / "l-zip").glob("*.json")))
+    assert data.config["formats"] == ["zipzarr@zipstore", "zarr"]
+    assert data.results["network"]["zipzarr@zipstore"].reader["store"] == "ZipStore"
+    remote = data.results["s3"]["zipzarr@zipstore"].reader["store"]
+    assert remote == "FsspecStore > AsyncFileSystemWrapper > ZipFileSystem"
+    assert data.mismatches() == [] and len(data.repeats[0].checksums) == 4
+    old = BenchmarkConfig.from_json({**data.config, "formats": ["zipzarr"], "async_zipfs": False})
+    assert old.formats == ("zipzarr@zipstore",)
 
 
 def test_interrupted_run_leaves_valid_json(
     configured: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    original = bench.ZarrLoader.load
+    original = loaders.ZarrLoader.load
 
-    def stop_in_third_repeat(self: bench.ZarrLoader, patch: bench.Patch) -> dict:
+    def stop_in_third_repeat(self: loaders.ZarrLoader, patch: loaders.Patch) -> dict:
         calls["n"] += 1
         if calls["n"] == 4:  # warm-up, repeat 0, repeat 1, then the interruption
             raise KeyboardInterrupt
         return original(self, patch)
 
-    monkeypatch.setattr(bench.ZarrLoader, "load", stop_in_third_repeat)
+    monkeypatch.setattr(loaders.ZarrLoader, "load", stop_in_third_repeat)
     assert (
         run_main(
             [
@@ -187,14 +180,14 @@ def test_interrupted_run_leaves_valid_json(
 def test_different_pixels_fail_the_run(
     configured: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    original = bench.FileLoader.load
+    original = loaders.FileLoader.load
 
-    def corrupted(self: bench.FileLoader, patch: bench.Patch) -> dict:
+    def corrupted(self: loaders.FileLoader, patch: loaders.Patch) -> dict:
         pixels = original(self, patch)
         pixels["B01_B09_B10"][0, 0, 0, 0] += 1
         return pixels
 
-    monkeypatch.setattr(bench.FileLoader, "load", corrupted)
+    monkeypatch.setattr(loaders.FileLoader, "load", corrupted)
     assert (
         run_main(["--storages", "network", "--formats", "zarr", "cog", "--num_repeats", "2"]) == 1
     )
@@ -224,21 +217,22 @@ def test_bad_arguments(configured: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "does not fit" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--async_zipfs", "maybe"])
-    with pytest.raises(ConfigError):
+    with pytest.raises(SystemExit):
+        bench.main(["--formats", "zarr@nothing"])
+    with pytest.raises(ConfigError, match="unknown storage 'nvme'"):
         BenchmarkConfig(("nvme",), ("zarr",), 2, "35VLH", 2024, (0, 6000, 6000, 0))
+    with pytest.raises(ConfigError, match="unknown reader 'zarr@nothing'"):
+        BenchmarkConfig(("temp",), ("zarr@nothing",), 2, "35VLH", 2024, (0, 6000, 6000, 0))
+    other_tile = BenchmarkConfig(("network",), ("zarr",), 2, "35VLG", 2024, (0, 6000, 6000, 0))
     with pytest.raises(InputDataError):
-        bench.open_loader(
-            "network",
-            "zarr",
-            BenchmarkConfig(("network",), ("zarr",), 2, "35VLG", 2024, (0, 6000, 6000, 0)),
-        )
+        benchmark.catalogue(other_tile, lab_locations(configured))
 
 
 @pytest.fixture(scope="module")
 def published(lab: Path, local_cdse: LocalCdse) -> LocalCdse:
     """Every network format published to its bucket in the lab S3 store."""
-    with lab_settings(lab, local_cdse.environment()):
-        publish_s3.publish(publish_s3.PublishOptions(), lab / "logs", show_progress=False)
+    locations = local_cdse.locations(lab_locations(lab))
+    publish_s3.publish(publish_s3.PublishOptions(), locations, lab / "logs", show_progress=False)
     return local_cdse
 
 
@@ -246,8 +240,7 @@ def test_every_format_on_s3(
     configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SAFE and COG through GDAL /vsis3/, Zarr formats through s3fs: the same pixels."""
-    for name, value in published.environment().items():
-        monkeypatch.setenv(name, value)
+    use_settings(monkeypatch, published.environment())
     assert (
         run_main(
             [
@@ -276,21 +269,24 @@ def test_unpublished_s3_files_are_named(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in local_cdse.environment().items():
-        monkeypatch.setenv(name, value)
+    use_settings(monkeypatch, local_cdse.environment())
     monkeypatch.setenv("DSLAB_S2L1C_S3_COG_BUCKET", "never-published")
     assert run_main(["--storages", "s3", "--formats", "cog", "--num_repeats", "2"]) == 1
-    assert "/vsis3/never-published/35VLH/2024/" in capsys.readouterr().err
+    assert (
+        "s3://never-published/ (s3 cog) does not exist: run python -m sentinel2_l1c.publish_s3"
+        in capsys.readouterr().err
+    )
 
 
 def test_cold_runs_evict_local_files(
     configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in published.environment().items():
-        monkeypatch.setenv(name, value)
+    use_settings(monkeypatch, published.environment())
     evicted: list[int] = []
-    original = bench.evict
-    monkeypatch.setattr(bench, "evict", lambda files: evicted.append(len(files)) or original(files))
+    original = benchmark.evict
+    monkeypatch.setattr(
+        benchmark, "evict", lambda files: evicted.append(len(files)) or original(files)
+    )
     argv = ["--storages", "network", "s3", "--formats", "zarr", "--num_repeats", "2", "--cold"]
     assert run_main([*argv, "--output", str(configured / "logs-cold")]) == 0
     (path,) = (configured / "logs-cold").glob("*.json")
@@ -316,8 +312,6 @@ def test_remote_jp2_tiles_read_in_threads_are_right(
     Without GDAL_NUM_THREADS=1 GDAL's decode threads fetched tiles without the thread's S3
     settings and left them zero (seen on scale-2 tiles; the test archive has one tile per file).
     """
-    for name, value in local_cdse.environment().items():
-        monkeypatch.setenv(name, value)
     rng = np.random.default_rng(1)
     pixels = rng.integers(1, 4000, (512, 512), dtype=np.uint16)
     path = tmp_path / "tiled.jp2"
@@ -329,7 +323,11 @@ def test_remote_jp2_tiles_read_in_threads_are_right(
     if "jp2-tiles" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket="jp2-tiles")
     client.upload_file(str(path), "jp2-tiles", "tiled.jp2")
-    options = gdal_s3_options(LAB_S3_PROFILE)
+    options = (
+        local_cdse.locations(Locations())
+        .with_settings({"DSLAB_S2L1C_S3_PROFILE": "dslab-lab-storage"})
+        .s3_account.gdal_options()
+    )
     windows = [Window(x, y, 200, 200) for x in (0, 100, 300) for y in (50, 250)]
 
     def read(window: Window) -> np.ndarray:

@@ -23,14 +23,20 @@ from rio_cogeo.cogeo import cog_validate
 from zarr.storage import LocalStore, ZipStore
 
 from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, utils, zip_zarr
-from sentinel2_l1c.convert_safe_to_cog import CogOptions, cog_path
+from sentinel2_l1c.convert_safe_to_cog import CogOptions
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
 from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.formats.cog import cog_file
 from sentinel2_l1c.safe import SafeProduct, list_products, read_band
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
 from sentinel2_l1c.zarr_store import COMPLETE, DONE, Layout, blocks, group_path
 
-from .conftest import Archive
+from .conftest import Archive, tool
+
+
+def cog_path(root: Path, product: SafeProduct, band_group: BandGroup) -> Path:
+    return root / cog_file(product, band_group)
+
 
 REPO = Path(__file__).resolve().parents[1]
 # Small chunks and blocks, so the small test tiles (366/183/61 px) span several blocks.
@@ -344,7 +350,7 @@ class TestZip:
         self, converted: Converted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         result = subprocess.run(
-            ["unzip", "-tq", str(converted.zipped)], capture_output=True, text=True
+            [tool("unzip", "unzip"), "-tq", str(converted.zipped)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout + result.stderr
         with zipfile.ZipFile(converted.zipped) as archive:
@@ -377,7 +383,8 @@ class TestZip:
         assert (
             b"PK\x06\x06" in data[-200:] and b"PK\x06\x07" in data[-200:]
         )  # ZIP64 end record and locator
-        assert subprocess.run(["unzip", "-tq", str(target)], capture_output=True).returncode == 0
+        unzip = tool("unzip", "unzip")
+        assert subprocess.run([unzip, "-tq", str(target)], capture_output=True).returncode == 0
         with ZipStore(target, mode="r") as store:
             np.testing.assert_array_equal(
                 data_array(store, SMALL_GROUPS[1])[:],

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from sentinel2_l1c import demo
+from sentinel2_l1c.formats import FORMATS
 from sentinel2_l1c.lab import serve
 from sentinel2_l1c.lab.layout import lab_environment, source_root
 from sentinel2_l1c.safe import list_products, safe_folders
-from sentinel2_l1c.utils import FORMATS, STORAGES
+from sentinel2_l1c.storages import STORAGES
 
 
 def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,9 @@ from sentinel2_l1c.intake_cdse_s3_year import day_windows
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.object_store import write_aws_files
 from sentinel2_l1c.lab.proxy import FaultProxy
+from sentinel2_l1c.locations import Locations
 from sentinel2_l1c.remote import RetryPolicy
+from sentinel2_l1c.s3_account import S3Account
 from sentinel2_l1c.safe import SafeName, product_paths, safe_folders
 
 from .conftest import Archive
@@ -108,8 +110,8 @@ class TestTileYear:
             "PYTHONPATH": str(REPO),
         }
         command = [
-            sys.executable, "-m", "sentinel2_l1c.intake_cdse_s3", "--tile_id", "35VLH",
-            "--time_start", "2024-05-01T00:00:00Z", "--time_end", "2024-07-01T00:00:00Z",
+            sys.executable, "-m", "sentinel2_l1c.intake_cdse_s3", "--tile", "35VLH",
+            "--time-start", "2024-05-01T00:00:00Z", "--time-end", "2024-07-01T00:00:00Z",
             "--connections", "1", "--quiet",
         ]  # fmt: skip
         process = subprocess.Popen(command, env=environment, cwd=tmp_path)
@@ -151,14 +153,12 @@ class TestTileYear:
             files = write_aws_files(
                 tmp_path / "aws", proxy.endpoint, {"cdse-faulty": cdse_environment.cdse_user}
             )
-            for name, value in files.items():
-                monkeypatch.setenv(name, value)
             options = IntakeOptions(
                 tile="35VLH",
                 windows=(ARCHIVE_WINDOW,),
                 safe_root=tmp_path / "safe",
                 stac_url=cdse_environment.stac.url,
-                profile="cdse-faulty",
+                account=S3Account("cdse-faulty", files.config, files.credentials),
                 retry=FAST_RETRY,
             )
             summary = run_intake(options, show_progress=False)
@@ -176,7 +176,7 @@ class TestBadInput:
             (["--tile_id", "35VLX"], "invalid tile id '35VLX'"),
             (
                 ["--time_start", "2024-03-01T00:00:00Z", "--time_end", "2024-02-01T00:00:00Z"],
-                "must be after time_start",
+                "must be after --time-start",
             ),
             (["--connections", "0"], "connections must be at least 1"),
         ],
@@ -209,9 +209,9 @@ class TestBadInput:
     ) -> None:
         monkeypatch.setenv("DSLAB_S2L1C_NETWORK_SAFE_PATH", str(tmp_path))
         assert (
-            intake_cdse_s3_year.main(["--year_start", "2024", "--year_end", "2024", "--quiet"]) == 2
+            intake_cdse_s3_year.main(["--year-start", "2024", "--year-end", "2024", "--quiet"]) == 2
         )
-        assert "year_end 2024 must be after year_start 2024" in capsys.readouterr().err
+        assert "--year-end 2024 must be after --year-start 2024" in capsys.readouterr().err
 
     def test_missing_network_path(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert intake_cdse_s3.main(["--quiet"]) == 2
@@ -221,19 +221,19 @@ class TestBadInput:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         files = write_aws_files(tmp_path / "aws", "http://127.0.0.1:9", {})
-        for name, value in files.items():
+        for name, value in files.environment().items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DSLAB_S2L1C_NETWORK_SAFE_PATH", str(tmp_path))
         assert intake_cdse_s3.main(["--quiet"]) == 2
         assert "AWS profile 'cdse' not found" in capsys.readouterr().err
 
-    def test_unreachable_stac_api(self, cdse_environment: LocalCdse, tmp_path: Path) -> None:
+    def test_unreachable_stac_api(self, local_cdse: LocalCdse, tmp_path: Path) -> None:
         options = IntakeOptions(
             tile="35VLH",
             windows=(ARCHIVE_WINDOW,),
             safe_root=tmp_path,
             stac_url="http://127.0.0.1:9",
-            profile="cdse",
+            account=local_cdse.locations(Locations()).cdse_account,
             retry=RetryPolicy(attempts=2, first_wait=0.01),
         )
         with pytest.raises(

@@ -12,15 +12,22 @@ from pathlib import Path
 import pytest
 import requests
 
-from sentinel2_l1c import publish_s3, remote, stage
+from sentinel2_l1c import formats, publish_s3, remote, stage, storages
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
 from sentinel2_l1c.lab.object_store import s3cmd_config_path
 from sentinel2_l1c.remote import RemoteObject
-from sentinel2_l1c.utils import FORMATS, is_safe_relative, location_variable
+from sentinel2_l1c.utils import is_safe_relative
 
-from .conftest import storage
+from .conftest import storage, tool, use_settings
+
+FORMATS = list(formats.FORMATS)
+
+
+def variable(storage_name: str, fmt: str) -> str:
+    """The variable naming where ``fmt`` lives on a storage (its bucket on S3)."""
+    return storages.get(storage_name).variables(formats.get(fmt))[0]
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -38,18 +45,15 @@ def configured(
     network_lab: Path, local_cdse: LocalCdse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Network storage of the shared lab; this test's own buckets, temp and log folders."""
-    settings = {
-        **lab_environment(network_lab),
-        **local_cdse.environment(),
-        **{location_variable("temp", fmt): str(storage(tmp_path, "temp", fmt)) for fmt in FORMATS},
+    own = {
+        **{variable("temp", fmt): str(storage(tmp_path, "temp", fmt)) for fmt in FORMATS},
         **{
-            location_variable("s3", fmt): f"t-{tmp_path.name[-20:].lower().replace('_', '-')}-{i}"
+            variable("s3", fmt): f"t-{tmp_path.name[-20:].lower().replace('_', '-')}-{i}"
             for i, fmt in enumerate(FORMATS)
         },
         "DSLAB_LOG_FOLDER": str(tmp_path / "logs"),
     }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
+    use_settings(monkeypatch, lab_environment(network_lab), local_cdse.environment(), own)
     return tmp_path
 
 
@@ -58,7 +62,7 @@ def last_results(folder: Path, prefix: str) -> dict:
 
 
 def bucket(fmt: str) -> str:
-    return os.environ[location_variable("s3", fmt)]
+    return os.environ[variable("s3", fmt)]
 
 
 def test_publish_then_stage_from_s3_gives_identical_trees(
@@ -109,8 +113,8 @@ def test_stage_from_network_unzip_and_stream_unzip(configured: Path, network_lab
 
     # a rerun without --overwrite finds everything in place (the Zarr copy from the network
     # is left out: the extractions gave its files new modification times, so it would copy)
-    formats = [fmt for fmt in FORMATS if fmt != "zarr"]
-    assert stage.main(["--quiet", "--from-network", *formats, "--unzip", "--stream-unzip"]) == 0
+    others = [fmt for fmt in FORMATS if fmt != "zarr"]
+    assert stage.main(["--quiet", "--from-network", *others, "--unzip", "--stream-unzip"]) == 0
     rerun = last_results(configured / "logs", "stage")["actions"]
     assert sum(a["files"] for a in rerun) == 0 and all(a["skipped_files"] for a in rerun)
 
@@ -119,7 +123,7 @@ def test_interrupted_download_resumes(
     configured: Path, network_lab: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert publish_s3.main(["--quiet", "--formats", "zarr"]) == 0
-    original = stage.download_object
+    original = storages.download_object
     calls = {"n": 0}
 
     def failing(*args: object, **kwargs: object) -> int:
@@ -128,11 +132,11 @@ def test_interrupted_download_resumes(
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(stage, "download_object", failing)
+    monkeypatch.setattr(storages, "download_object", failing)
     assert stage.main(["--quiet", "--from-s3", "zarr", "--connections", "1"]) == 130
     target = storage(configured, "temp", "zarr")
     assert not target.exists() and stage.partial_path(target).is_dir()
-    monkeypatch.setattr(stage, "download_object", original)
+    monkeypatch.setattr(storages, "download_object", original)
     assert stage.main(["--quiet", "--from-s3", "zarr"]) == 0
     record = last_results(configured / "logs", "stage")["actions"][0]
     # the 19 objects fetched before the interruption (and the one a worker may have begun) stay
@@ -168,10 +172,11 @@ def test_s3cmd_lists_and_gets_what_was_published(
 ) -> None:
     assert publish_s3.main(["--quiet", "--formats", "zarr", "zipzarr"]) == 0
     config = s3cmd_config_path(local_cdse.lab / "aws", LAB_S3_PROFILE)
+    command = tool("s3cmd", "s3cmd")
 
     def s3cmd(*args: str) -> str:
         done = subprocess.run(
-            ["s3cmd", "-c", str(config), *args], capture_output=True, text=True, timeout=120
+            [command, "-c", str(config), *args], capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -213,7 +218,7 @@ def test_changed_file_is_uploaded_again(
 ) -> None:
     source = tmp_path / "zarr-copy"
     shutil.copytree(storage(network_lab, "network", "zarr"), source)
-    monkeypatch.setenv(location_variable("network", "zarr"), str(source))
+    monkeypatch.setenv(variable("network", "zarr"), str(source))
     assert publish_s3.main(["--quiet", "--formats", "zarr"]) == 0
     chunk = next(p for p in sorted(source.rglob("c/*/*/*/*")) if p.is_file())
     data = bytearray(chunk.read_bytes())
@@ -247,7 +252,7 @@ def test_missing_sources_and_bad_arguments(
     assert "run python -m sentinel2_l1c.stage first" in capsys.readouterr().err
     assert stage.main(["--quiet", "--from-s3", "cog"]) == 1
     assert "run python -m sentinel2_l1c.publish_s3 first" in capsys.readouterr().err
-    monkeypatch.setenv(location_variable("network", "cog"), str(configured / "none"))
+    monkeypatch.setenv(variable("network", "cog"), str(configured / "none"))
     assert publish_s3.main(["--quiet", "--formats", "cog"]) == 1
     assert "convert_safe_to_cog first" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -267,7 +272,7 @@ def test_sync_plan_and_policy_are_pure_logic(tmp_path: Path) -> None:
         {"a": a, "b": b}, remote_objects, lambda p, o: True
     )
     assert uploads == [(b, "b")] and skipped.files == 1 and stale == ["old"]
-    template = (Path(publish_s3.__file__).parent.parent / "public-read-policy.json").read_text()
+    template = publish_s3.policy_template()
     assert "arn:aws:s3:::my-bucket/*" in publish_s3.policy_for("my-bucket", template)
     with pytest.raises(ConfigError, match="reaches beyond bucket"):
         publish_s3.policy_for("my-bucket", template.replace("${BUCKET}/*", "*"))

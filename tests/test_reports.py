@@ -10,6 +10,9 @@ import pytest
 
 from sentinel2_l1c import file_size_histogram, report, throughput
 from sentinel2_l1c.lab.layout import lab_environment
+from sentinel2_l1c.results import ActionLog, BenchmarkResults, read_benchmark
+
+from .conftest import use_settings
 
 # The first version's inputs (its README and throughput.ods): mean load times of one
 # tile-year patch on S3 and NVMe, and staging minutes per tile-year.
@@ -72,8 +75,8 @@ def test_throughput_reads_results_and_stage_files(tmp_path: Path) -> None:
     }
     (tmp_path / "r.json").write_text(json.dumps(results))
     (tmp_path / "s.json").write_text(json.dumps(stage))
-    loads = throughput.loads_from_results(results)
-    minutes = throughput.staging_from_stage(stage)
+    loads = throughput.loads_from_results(BenchmarkResults.from_json(results))
+    minutes = throughput.staging_from_stage(ActionLog.read(tmp_path / "s.json"))
     assert minutes == {"stream-unzip:s3:zipzarr": 2.0}
     estimates = {
         e.route.label: e
@@ -121,7 +124,7 @@ def test_report_charts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     first = results_file(tmp_path)
     second = tmp_path / "other.json"
     second.write_text(first.read_text())
-    assert report.main([str(first), str(second), "--output", str(tmp_path / "img"), "--quiet"]) == 0
+    assert report.main([str(first), str(second), "--img", str(tmp_path / "img"), "--quiet"]) == 0
     for name in (
         f"load_times_{first.stem}.png",
         "load_times_other.png",
@@ -129,7 +132,7 @@ def test_report_charts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     ):
         png = tmp_path / "img" / name
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
-    assert [row[0] for row in report.rows(json.loads(first.read_text()))][:2] == [
+    assert [row[0] for row in report.rows(read_benchmark(first))][:2] == [
         "network ideal", "network zarr",
     ]  # fmt: skip
     assert "network ideal" in capsys.readouterr().out
@@ -141,10 +144,9 @@ def test_file_size_histogram_local_and_s3(
     network_lab: Path, local_cdse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    for name, value in {**lab_environment(network_lab), **local_cdse.environment()}.items():
-        monkeypatch.setenv(name, value)
+    use_settings(monkeypatch, lab_environment(network_lab), local_cdse.environment())
     target = tmp_path / "h.png"
-    assert file_size_histogram.main(["--format", "zarr", "--output", str(target), "--quiet"]) == 0
+    assert file_size_histogram.main(["--format", "zarr", "--chart", str(target), "--quiet"]) == 0
     out = capsys.readouterr().out
     for group in ("B02_B03_B04_B08", "B05_B06_B07_B8A_B11_B12", "B01_B09_B10"):
         assert f"{group}: 1 object, mean" in out  # one time chunk: 16 dates < 20/40/80
@@ -152,6 +154,9 @@ def test_file_size_histogram_local_and_s3(
     monkeypatch.setenv("DSLAB_S2L1C_S3_ZARR_SHARDED_BUCKET", "never-published")
     argv = ["--storage", "s3", "--format", "zarr_sharded", "--quiet"]
     assert file_size_histogram.main(argv) == 1
-    assert "s3://never-published (s3 zarr_sharded) is empty" in capsys.readouterr().err
+    assert (
+        "s3://never-published/ (s3 zarr_sharded) does not exist: run python -m "
+        "sentinel2_l1c.publish_s3 first" in capsys.readouterr().err
+    )
     objects = [("35VLH/2024/B01_B09_B10/data/c/0/0/0/0", 5), ("35VLH/2024/zarr.json", 9)]
     assert file_size_histogram.sizes_by_group(objects) == {"B01_B09_B10": [5]}

@@ -249,7 +249,7 @@ class TestOptionsAndCli:
     def test_bad_options(
         self, argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
-        assert synthetic.main([*argv, "--output", str(tmp_path)]) == 2
+        assert synthetic.main([*argv, "--target", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
         assert list(tmp_path.iterdir()) == []
@@ -262,7 +262,7 @@ class TestOptionsAndCli:
 
     def test_cli_writes_products(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         argv = ["--tile", "34WFA", "--start", "2023-07-01", "--end", "2023-08-01", "--count", "2",
-                "--scale", "61", "--quiet", "--output", str(tmp_path)]  # fmt: skip
+                "--scale", "61", "--quiet", "--target", str(tmp_path)]  # fmt: skip
         assert synthetic.main(argv) == 0
         assert "2 products of tile 34WFA" in capsys.readouterr().out
         products = sorted(tmp_path.glob("Sentinel-2/MSI/L1C/2023/07/*/*.SAFE"))

@@ -1,4 +1,5 @@
-"""utils: band groups, configuration from the environment and .env, atomic outputs, CLI."""
+"""utils, locations, cli: band groups, configuration from the environment and .env, atomic
+outputs, the command-line style."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sentinel2_l1c import utils
+from sentinel2_l1c import cli, formats, storages, utils
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.layout import lab_environment
+from sentinel2_l1c.locations import Locations
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,29 +61,42 @@ class TestTileId:
             utils.parse_tile_id(text)
 
 
+def network(fmt: str) -> Path:
+    return storages.NETWORK.path(Locations.from_environment(), formats.get(fmt))
+
+
+def temp(fmt: str) -> Path:
+    return storages.TEMP.path(Locations.from_environment(), formats.get(fmt))
+
+
 class TestConfiguration:
     def test_reads_dotenv_in_working_directory(self, tmp_path: Path) -> None:
         (tmp_path / ".env").write_text("DSLAB_LOG_FOLDER=/data/logs\n")
-        assert utils.log_folder() == Path("/data/logs")
+        assert Locations.from_environment().results_folder() == Path("/data/logs")
+        assert "DSLAB_LOG_FOLDER" not in os.environ, "DSLAB_* values of .env stay in Locations"
 
     def test_environment_wins_over_dotenv(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         (tmp_path / ".env").write_text("DSLAB_S2L1C_S3_PROFILE=from-file\n")
         monkeypatch.setenv("DSLAB_S2L1C_S3_PROFILE", "from-environment")
-        assert utils.s3_profile() == "from-environment"
+        assert Locations.from_environment().s3_account.profile == "from-environment"
 
-    def test_read_on_demand_not_at_import(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_resolved_when_built_not_at_import(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DSLAB_S2L1C_S3_PROFILE", "first")
-        assert utils.s3_profile() == "first"
+        first = Locations.from_environment()
         monkeypatch.setenv("DSLAB_S2L1C_S3_PROFILE", "second")
-        assert utils.s3_profile() == "second"
+        assert first.s3_account.profile == "first"
+        assert Locations.from_environment().s3_account.profile == "second"
+
+    def test_flags_override(self) -> None:
+        locations = Locations({"DSLAB_LOG_FOLDER": "/a"})
+        assert locations.results_folder(Path("/b")) == Path("/b")
+        assert locations.with_settings({"DSLAB_LOG_FOLDER": "/c"}).results_folder() == Path("/c")
 
     def test_missing_variable_names_it_and_the_example(self) -> None:
         with pytest.raises(ConfigError) as caught:
-            utils.storage_path("network", "safe")
+            network("safe")
         assert str(caught.value) == (
             "environment variable DSLAB_S2L1C_NETWORK_SAFE_PATH is not set: set it or add it "
             "to .env (see .env.example)"
@@ -90,57 +105,68 @@ class TestConfiguration:
     def test_empty_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DSLAB_LOG_FOLDER", "  ")
         with pytest.raises(ConfigError, match="DSLAB_LOG_FOLDER is empty"):
-            utils.log_folder()
+            Locations.from_environment().results_folder()
 
-    def test_malformed_integer(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("DSLAB_TEST_WORKERS", "four")
+    def test_malformed_integer(self) -> None:
+        locations = Locations({"DSLAB_TEST_WORKERS": "four", "DSLAB_TEST_ZERO": "0"})
         with pytest.raises(ConfigError, match="DSLAB_TEST_WORKERS must be an integer, got 'four'"):
-            utils.env_int("DSLAB_TEST_WORKERS")
-        monkeypatch.setenv("DSLAB_TEST_WORKERS", "0")
+            locations.integer("DSLAB_TEST_WORKERS")
         with pytest.raises(ConfigError, match="must be at least 1, got 0"):
-            utils.env_int("DSLAB_TEST_WORKERS", minimum=1)
-        assert utils.env_int("DSLAB_TEST_UNSET", default=4) == 4
+            locations.integer("DSLAB_TEST_ZERO", minimum=1)
+        assert locations.integer("DSLAB_TEST_UNSET", default=4) == 4
 
-    def test_malformed_bucket(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("DSLAB_S2L1C_S3_ZARR_BUCKET", "Sentinel2/Zarr")
+    def test_malformed_bucket(self) -> None:
+        zarr = formats.ZARR
         with pytest.raises(
             ConfigError, match="DSLAB_S2L1C_S3_ZARR_BUCKET is not a valid S3 bucket name"
         ):
-            utils.s3_bucket("zarr")
-        monkeypatch.setenv("DSLAB_S2L1C_S3_ZARR_BUCKET", "sentinel2_l1c_zarr")  # Allas style
-        assert utils.s3_bucket("zarr") == "sentinel2_l1c_zarr"
+            storages.S3.place(Locations({"DSLAB_S2L1C_S3_ZARR_BUCKET": "Sentinel2/Zarr"}), zarr)
+        allas = Locations(
+            {"DSLAB_S2L1C_S3_ZARR_BUCKET": "sentinel2_l1c_zarr", "DSLAB_S2L1C_S3_PROFILE": "p"}
+        )
+        assert storages.S3.place(allas, zarr).bucket == "sentinel2_l1c_zarr"  # Allas style
 
     def test_dotenv_interpolation(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("LOCAL_SCRATCH", "/run/nvme/job_1")
         (tmp_path / ".env").write_text("DSLAB_S2L1C_TEMP_ZARR_PATH=${LOCAL_SCRATCH}/zarr\n")
-        assert utils.storage_path("temp", "zarr") == Path("/run/nvme/job_1/zarr")
+        assert temp("zarr") == Path("/run/nvme/job_1/zarr")
 
     def test_dotenv_reference_to_unset_variable(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.delenv("LOCAL_SCRATCH", raising=False)
-        (tmp_path / ".env").write_text("DSLAB_S2L1C_TEMP_ZARR_PATH=${LOCAL_SCRATCH}/zarr\n")
-        with pytest.raises(
-            ConfigError,
-            match=r"DSLAB_S2L1C_TEMP_ZARR_PATH in .env refers to \$\{LOCAL_SCRATCH\}, which is not set",
-        ):
-            utils.storage_path("temp", "zarr")
+        (tmp_path / ".env").write_text(
+            "DSLAB_S2L1C_TEMP_ZARR_PATH=${LOCAL_SCRATCH}/zarr\nDSLAB_LOG_FOLDER=logs\n"
+        )
+        for _ in range(2):  # the same answer however often it is read
+            locations = Locations.from_environment()
+            assert locations.results_folder() == Path("logs")  # other settings still work
+            with pytest.raises(
+                ConfigError,
+                match=r"DSLAB_S2L1C_TEMP_ZARR_PATH in .env refers to \$\{LOCAL_SCRATCH\}, which is not set",
+            ):
+                storages.TEMP.path(locations, formats.ZARR)
 
     def test_location_variables(self) -> None:
-        assert (
-            utils.location_variable("network", "zarr_sharded")
-            == "DSLAB_S2L1C_NETWORK_ZARR_SHARDED_PATH"
+        assert storages.NETWORK.variables(formats.ZARR_SHARDED) == (
+            "DSLAB_S2L1C_NETWORK_ZARR_SHARDED_PATH",
         )
-        assert utils.location_variable("temp", "zipzarr") == "DSLAB_S2L1C_TEMP_ZIPZARR_PATH"
-        assert utils.location_variable("s3", "cog") == "DSLAB_S2L1C_S3_COG_BUCKET"
+        assert storages.TEMP.variables(formats.ZIPZARR) == ("DSLAB_S2L1C_TEMP_ZIPZARR_PATH",)
+        assert storages.S3.variables(formats.COG) == ("DSLAB_S2L1C_S3_COG_BUCKET",)
+        assert storages.S3.variables(formats.ZIPZARR) == (
+            "DSLAB_S2L1C_S3_ZIPZARR_BUCKET",
+            "DSLAB_S2L1C_S3_ZIPZARR_KEY",
+        )
         with pytest.raises(ConfigError, match="unknown storage 'nvme'"):
-            utils.location_variable("nvme", "cog")
+            storages.get("nvme")
         with pytest.raises(ConfigError, match="unknown format 'netcdf'"):
-            utils.location_variable("temp", "netcdf")
+            formats.get("netcdf")
 
     def test_defaults_for_source(self) -> None:
-        assert utils.stac_url() == "https://stac.dataspace.copernicus.eu/v1"
-        assert utils.cdse_profile() == "cdse"
+        locations = Locations()
+        assert locations.stac_url == "https://stac.dataspace.copernicus.eu/v1"
+        assert locations.cdse_account.profile == "cdse"
+        assert locations.cdse_connections == 4
 
 
 class TestEnvExample:
@@ -165,11 +191,12 @@ class TestEnvExample:
 
     def test_example_loads_without_errors(self, tmp_path: Path) -> None:
         (tmp_path / ".env").write_text((REPO / ".env.example").read_text())
-        for storage in ("network", "temp"):
-            for fmt in utils.FORMATS:
-                assert utils.storage_path(storage, fmt).parts[0] == "lab"
-        assert all(utils.s3_bucket(fmt) for fmt in utils.FORMATS)
-        assert utils.s3_profile() == "dslab-lab-storage"
+        locations = Locations.from_environment()
+        for storage in storages.STORAGES.values():
+            for fmt in formats.FORMATS.values():
+                place = storage.place(locations, fmt)
+                assert str(place).startswith(("lab/", "s3://sentinel2-l1c-"))
+        assert locations.s3_account.profile == "dslab-lab-storage"
 
 
 class TestAtomicOutput:
@@ -205,25 +232,46 @@ class TestCommandLine:
         "text,value", [("true", True), ("False", False), ("1", True), ("no", False)]
     )
     def test_parse_bool(self, text: str, value: bool) -> None:
-        assert utils.parse_bool(text) is value
+        assert cli.parse_bool(text) is value
 
     def test_parse_bool_rejects(self) -> None:
         with pytest.raises(argparse.ArgumentTypeError, match="expected true or false, got 'maybe'"):
-            utils.parse_bool("maybe")
+            cli.parse_bool("maybe")
 
     def test_expected_error_is_one_line(self, capsys: pytest.CaptureFixture[str]) -> None:
         def fail(args: argparse.Namespace) -> int:
             raise InputDataError("x.SAFE/MTD_MSIL1C.xml: metadata file missing")
 
-        parser = utils.new_parser("test", prog="dslab-test")
-        assert utils.run_cli(parser, ["--quiet"], fail) == 1
+        parser = cli.new_parser("test", prog="dslab-test")
+        assert cli.run_cli(parser, ["--quiet"], fail) == 1
         err = capsys.readouterr().err
         assert err == "dslab-test: error: x.SAFE/MTD_MSIL1C.xml: metadata file missing\n"
 
     def test_config_error_exit_code(self, capsys: pytest.CaptureFixture[str]) -> None:
-        parser = utils.new_parser("test", prog="dslab-test")
-        assert utils.run_cli(parser, [], lambda args: utils.s3_profile()) == 2
+        parser = cli.new_parser("test", prog="dslab-test")
+        command = lambda args: Locations.from_environment().s3_account  # noqa: E731
+        assert cli.run_cli(parser, [], command) == 2
         assert "DSLAB_S2L1C_S3_PROFILE is not set" in capsys.readouterr().err
+
+    def test_old_spellings_and_switches(self) -> None:
+        parser = cli.new_parser("test", prog="dslab-test")
+        parser.add_argument("--num-repeats", type=int, default=10)
+        parser.add_argument("--tile", default=None)
+        parser.add_alias("--tile_id", "--tile")
+        cli.add_switch(parser, "--async-zipfs", True, "Read through async_zipfs")
+        parser.add_argument("command", nargs="*")
+        args = parser.parse_args(
+            ["--num_repeats=3", "--tile_id", "35VLH", "--log_level", "DEBUG", "--async_zipfs",
+             "false", "--", "--num_repeats", "x"]
+        )  # fmt: skip
+        assert (args.num_repeats, args.tile, args.log_level, args.async_zipfs) == (
+            3, "35VLH", "DEBUG", False,
+        )  # fmt: skip
+        assert args.command == ["--num_repeats", "x"], "a command after -- is left alone"
+        assert parser.parse_args(["--async-zipfs"]).async_zipfs is True
+        assert parser.parse_args([]).async_zipfs is True
+        help_text = parser.format_help()
+        assert help_text.count("(default: true)") == 1 and "snake_case" in help_text
 
 
 def test_blocks_align_with_chunks_and_esa_jp2_tiles() -> None:

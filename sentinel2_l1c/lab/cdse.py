@@ -2,19 +2,23 @@
 
 SeaweedFS serves the synthetic products under ``eodata`` in CDSE's key layout, and the STAC
 API indexes every product of the source folder (duplicates included, as CDSE lists them).
-``environment()`` gives the variables that point the intake modules at it: they use the
-same profile name (``cdse``) and code path as against the real CDSE; only endpoints differ.
+``locations()`` points a ``Locations`` at it (``environment()`` does the same for a child
+process): intake uses the same profile name (``cdse``) and code path as against the real
+CDSE; only endpoints differ.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
+from ..locations import CDSE_PROFILE as CDSE_PROFILE_VARIABLE
+from ..locations import STAC_URL, Locations
 from ..safe import SafeName, SafeProduct, safe_folders
 from .layout import LAB_S3_PROFILE
-from .object_store import Identity, SeaweedFS, write_aws_files
+from .object_store import AwsFiles, Identity, SeaweedFS, write_aws_files
 from .stac_api import SOURCE_BUCKET, StacApi
 
 log = logging.getLogger(__name__)
@@ -37,12 +41,12 @@ class LocalCdse:
             self.lab / "seaweedfs", [self.admin, self.cdse_user, self.storage_user]
         )
         self.stac: StacApi | None = None
-        self.aws_environment: dict[str, str] = {}
+        self.aws_files: AwsFiles | None = None
 
     def start(self) -> LocalCdse:
         self.store.start()
         try:
-            self.aws_environment = write_aws_files(
+            self.aws_files = write_aws_files(
                 self.lab / "aws",
                 self.store.endpoint,
                 {
@@ -71,14 +75,26 @@ class LocalCdse:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def environment(self) -> dict[str, str]:
-        """Variables that point intake (and boto3, s3fs, GDAL) at this stand-in."""
+    def settings(self) -> dict[str, str]:
+        """The ``DSLAB_*`` settings that point intake at this stand-in."""
         assert self.stac is not None, "start() first"
-        return {
-            **self.aws_environment,
-            "DSLAB_S2L1C_STAC_URL": self.stac.url,
-            "DSLAB_S2L1C_CDSE_PROFILE": CDSE_PROFILE,
-        }
+        return {STAC_URL: self.stac.url, CDSE_PROFILE_VARIABLE: CDSE_PROFILE}
+
+    def locations(self, base: Locations) -> Locations:
+        """``base`` pointed at this stand-in and the lab's AWS files (profiles of both the
+        CDSE source and the lab's own S3 storage)."""
+        assert self.aws_files is not None, "start() first"
+        return replace(
+            base.with_settings(self.settings()),
+            aws_config_file=self.aws_files.config,
+            aws_credentials_file=self.aws_files.credentials,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The same for a child process: the settings and the variables naming the AWS files
+        (read by boto3, s3fs and GDAL)."""
+        assert self.aws_files is not None, "start() first"
+        return {**self.aws_files.environment(), **self.settings()}
 
     def admin_client(self):  # -> botocore S3 client
         return self.store.client(self.admin)

@@ -1,17 +1,19 @@
-"""Where things live in an offline lab folder, and the ``DSLAB_*`` settings that point there.
+"""Where things live in an offline lab folder: the ``DSLAB_*`` settings and ``Locations``.
 
-One definition, used by the demo and the tests; ``.env.example`` carries the same values for
-the default lab folder ``lab`` (a test keeps the two in step).
+One definition, used by the demo, ``lab.serve`` and the tests, following the registries: every
+storage × format gets the storage's own naming (``storages.Storage.lab_settings``).
+``.env.example`` carries the same values for the default lab folder ``lab`` (a test keeps the
+two in step).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..utils import FORMATS, location_variable
+from .. import formats, storages
+from ..locations import LOG_FOLDER, S3_PROFILE, Locations
 
 LAB_S3_PROFILE = "dslab-lab-storage"
-_FILE_NAMES = {"zipzarr": "sentinel2_l1c_zipzarr.zip"}
 
 
 def source_root(lab: Path) -> Path:
@@ -20,15 +22,16 @@ def source_root(lab: Path) -> Path:
 
 
 def lab_environment(lab: Path) -> dict[str, str]:
-    """Every ``DSLAB_*`` setting for a lab folder (network and temp storages are folders)."""
+    """Every ``DSLAB_*`` setting of a lab folder (network and temp storages are folders)."""
     settings: dict[str, str] = {}
-    for storage in ("network", "temp"):
-        for fmt in FORMATS:
-            name = _FILE_NAMES.get(fmt, f"sentinel2_l1c_{fmt}")
-            settings[location_variable(storage, fmt)] = str(lab / storage / name)
-    for fmt in FORMATS:
-        settings[location_variable("s3", fmt)] = f"sentinel2-l1c-{fmt.replace('_', '-')}"
-    settings["DSLAB_S2L1C_S3_ZIPZARR_KEY"] = _FILE_NAMES["zipzarr"]
-    settings["DSLAB_S2L1C_S3_PROFILE"] = LAB_S3_PROFILE
-    settings["DSLAB_LOG_FOLDER"] = str(lab / "logs")
+    for storage in storages.STORAGES.values():
+        for fmt in formats.FORMATS.values():
+            settings.update(storage.lab_settings(lab, fmt))
+    settings[S3_PROFILE] = LAB_S3_PROFILE
+    settings[LOG_FOLDER] = str(lab / "logs")
     return settings
+
+
+def lab_locations(lab: Path) -> Locations:
+    """The lab folder's ``Locations`` (add the local CDSE's with ``LocalCdse.locations``)."""
+    return Locations(lab_environment(lab))

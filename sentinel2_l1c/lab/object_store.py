@@ -3,7 +3,8 @@
 Bound to 127.0.0.1 on free ports (every service port set, so nothing else is opened), with a
 data folder, access keys of the lab's own, readiness polled with a deadline, and stopped by
 its own PID. ``write_aws_files`` writes the lab's AWS config and credentials files; callers
-point ``AWS_CONFIG_FILE``/``AWS_SHARED_CREDENTIALS_FILE`` at them, so ``~/.aws`` is never used.
+name them in ``Locations`` (or, for a child process, in ``AWS_CONFIG_FILE`` and
+``AWS_SHARED_CREDENTIALS_FILE``), so ``~/.aws`` is never used.
 """
 
 from __future__ import annotations
@@ -197,11 +198,21 @@ def write_s3cmd_config(path: Path, endpoint: str, identity: Identity) -> None:
     os.chmod(path, 0o600)
 
 
-def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) -> dict[str, str]:
-    """Write AWS config/credentials files with ``profiles`` at ``endpoint``.
+@dataclass(frozen=True)
+class AwsFiles:
+    config: Path
+    credentials: Path
 
-    Returns the environment variables that point boto3, s3fs and GDAL at them.
-    """
+    def environment(self) -> dict[str, str]:
+        """The variables that point boto3, s3fs and GDAL of a child process at these files."""
+        return {
+            "AWS_CONFIG_FILE": str(self.config),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials),
+        }
+
+
+def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) -> AwsFiles:
+    """Write AWS config/credentials files with ``profiles`` at ``endpoint``."""
     folder.mkdir(parents=True, exist_ok=True)
     config_lines, credential_lines = [], []
     for name, identity in profiles.items():
@@ -223,4 +234,4 @@ def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) 
     os.chmod(credentials, 0o600)
     for name, identity in profiles.items():
         write_s3cmd_config(s3cmd_config_path(folder, name), endpoint, identity)
-    return {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
+    return AwsFiles(config, credentials)

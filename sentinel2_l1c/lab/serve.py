@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..cli import new_parser, run_cli
 from ..errors import ConfigError
-from ..utils import new_parser, run_cli
 from .cdse import LocalCdse
 from .layout import lab_environment, source_root
 

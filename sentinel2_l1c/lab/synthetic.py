@@ -30,6 +30,7 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform as warp_transform
 
+from ..cli import new_parser, options_from_args, run_cli
 from ..errors import ConfigError
 from ..safe import Grid
 from ..utils import (
@@ -37,12 +38,9 @@ from ..utils import (
     RESOLUTIONS,
     atomic_output,
     band_resolution,
-    new_parser,
-    options_from_args,
     parse_tile_id,
     progress_bar,
     remove_tree,
-    run_cli,
 )
 from . import safe_xml
 from .scene import Scene
@@ -388,15 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end", type=_iso_date, default=defaults.end, help="End date, excluded.")
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument(
-        "--interval_days",
+        "--interval-days",
         type=int,
         default=defaults.interval_days,
-        help="Days between acquisitions.",
+        help=f"Days between acquisitions (default: {defaults.interval_days}).",
     )
     timing.add_argument(
         "--count",
         type=int,
-        help="Number of acquisitions, spread evenly (instead of --interval_days).",
+        help="Number of acquisitions, spread evenly (instead of --interval-days).",
     )
     parser.add_argument(
         "--scale",
@@ -414,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Extra reprocessed products of existing datatakes.",
     )
     parser.add_argument(
-        "--cloudy_share",
+        "--cloudy-share",
         type=float,
         default=defaults.cloudy_share,
         help="Share of cloudy acquisitions.",
@@ -425,15 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Write TLM markers in the JP2 files (products since 2026).",
     )
     parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="SAFE root to write into."
+        "--target", type=Path, default=DEFAULT_OUTPUT, help="SAFE root to write into."
     )
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     options = options_from_args(SyntheticOptions, args)
-    products = list(generate(options, args.output, show_progress=not args.quiet))
-    print(f"{len(products)} products of tile {options.tile} under {args.output}")
+    products = list(generate(options, args.target, show_progress=not args.quiet))
+    print(f"{len(products)} products of tile {options.tile} under {args.target}")
     return 0
 
 

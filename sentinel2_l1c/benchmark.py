@@ -1,0 +1,269 @@
+"""Timing random patch time-series loads for storages × formats (the benchmark's engine).
+
+A patch is one random 60 m-aligned window of ``patch_size`` metres, read for every band group
+and every date of the tile-year. For a seed and repeat the patch and the shuffled order of
+storage × key pairs are always the same. Every loader is opened before timing; one uncounted
+warm-up loads every pair; each load's pixels are hashed, so formats that disagree are found.
+Beside a format with an ideal reference (Zarr) the run times that ideal on the same storage.
+Results are rewritten (atomically) after every repeat, so an interrupted run keeps what it
+measured. ``benchmark_patch_load`` is the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import formats, storages
+from .errors import ConfigError, InputDataError
+from .loaders import GRID, Catalogue, IdealLoader, Loader, Patch, ZarrLoader, checksum
+from .locations import Locations
+from .results import IDEAL, BenchmarkResults, IdealMeasurement, Repeat
+from .safe import list_products
+from .utils import result_path, run_environment
+
+NOT_LOCAL = "not applicable (remote)"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """The run's parameters; written into the results and read back by reports."""
+
+    storages: tuple[str, ...]
+    formats: tuple[str, ...]  # results keys: formats and format@reader variants
+    num_repeats: int
+    tile: str
+    year: int
+    bounds: tuple[float, float, float, float]  # x1 (left), y1 (top), x2 (right), y2 (bottom)
+    seed: int = 0
+    patch_size: int = 5100
+    workers: int = 8
+    cold: bool = False
+
+    def __post_init__(self) -> None:
+        for name in self.storages:
+            storages.get(name)
+        for key in self.formats:
+            formats.reader(key)
+        if self.num_repeats < 2:
+            raise ConfigError(
+                f"num_repeats must be at least 2 (for a standard error), got {self.num_repeats}"
+            )
+        if self.patch_size <= 0 or self.patch_size % GRID:
+            raise ConfigError(
+                f"patch_size must be a positive multiple of {GRID} m, got {self.patch_size}"
+            )
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        x1, y1, x2, y2 = self.bounds
+        if x2 - x1 < self.patch_size or y1 - y2 < self.patch_size:
+            raise ConfigError(
+                f"a {self.patch_size} m patch does not fit in the bounds {self.bounds} (x1 y1 x2 y2)"
+            )
+
+    @property
+    def ideal_beside(self) -> str | None:
+        """The key the ideal reference is timed beside (a format with an ideal, default reader)."""
+        return next(
+            (key for key in self.formats if key in formats.FORMATS and formats.get(key).ideal),
+            None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchmarkConfig:
+        """A config written by this tool; older ones with ``async_zipfs: false`` name the
+        zipped Zarr they read through ZipStore ``zipzarr@zipstore``."""
+        values = dict(data)
+        for name in ("storages", "formats", "bounds"):
+            values[name] = tuple(values[name])
+        if values.pop("async_zipfs", True) is False:
+            values["formats"] = with_zip_reader(values["formats"], False)
+        return cls(**values)
+
+
+def with_zip_reader(keys: tuple[str, ...], async_zipfs: bool) -> tuple[str, ...]:
+    """``--async-zipfs false`` of the first version: zipped Zarr read through ZipStore."""
+    if async_zipfs:
+        return keys
+    return tuple(f"{key}@zipstore" if key == formats.ZIPZARR.name else key for key in keys)
+
+
+def plan_patch(config: BenchmarkConfig, repeat: int) -> Patch:
+    """The patch of ``repeat`` (-1: warm-up): the same for the same seed, aligned to 60 m."""
+    rng = random.Random(f"{config.seed}/{repeat}/patch")
+    x1, y1, x2, y2 = config.bounds
+    columns = int((x2 - x1 - config.patch_size) // GRID)
+    rows = int((y1 - y2 - config.patch_size) // GRID)
+    return Patch(
+        x1 + rng.randint(0, columns) * GRID, y1 - rng.randint(0, rows) * GRID, config.patch_size
+    )
+
+
+def plan_order(config: BenchmarkConfig, repeat: int) -> list[tuple[str, str]]:
+    """Storage × key pairs (and the ideal reference on each storage), shuffled."""
+    pairs = [(storage, key) for storage in config.storages for key in config.formats]
+    if config.ideal_beside is not None:
+        pairs += [(storage, IDEAL) for storage in config.storages]
+    random.Random(f"{config.seed}/{repeat}/order").shuffle(pairs)
+    return pairs
+
+
+def catalogue(config: BenchmarkConfig, locations: Locations) -> Catalogue:
+    """The tile-year's products, from the network SAFE copy (the catalogue a job would have)."""
+    safe_root = storages.NETWORK.path(locations, formats.SAFE)
+    products = list_products(safe_root, config.tile, config.year)
+    if not products:
+        raise InputDataError(f"{safe_root}: no products of {config.tile} in {config.year}")
+    return Catalogue(config.tile, config.year, tuple(products), config.workers)
+
+
+def open_loader(storage_name: str, key: str, locations: Locations, found: Catalogue) -> Loader:
+    """Open one storage × key; missing data is an error naming where and what makes it."""
+    storage = storages.get(storage_name)
+    fmt, reader = formats.reader(key)
+    place = storage.place(locations, fmt)
+    made_by = storage.step_for(fmt)
+    if not place.exists():
+        raise InputDataError(
+            f"{place} ({storage.name} {fmt.name}) does not exist: run {made_by} first"
+        )
+    return reader.open(place, found, made_by)
+
+
+class Run:
+    """One benchmark run: loaders opened, then timed repeats into a results file."""
+
+    def __init__(self, config: BenchmarkConfig, locations: Locations, output: Path) -> None:
+        self.config = config
+        self.locations = locations
+        started = datetime.now(UTC)
+        self.target = result_path(output, "sentinel2_l1c", started)
+        self.results = BenchmarkResults(
+            config.tile,
+            config.year,
+            config=config.to_json(),
+            environment=run_environment(),
+            started=started.isoformat(),
+        )
+        self.loaders: dict[tuple[str, str], Loader] = {}
+        self.cold_files: dict[tuple[str, str], list[Path] | None] = {}
+
+    def open(self) -> None:
+        found = catalogue(self.config, self.locations)
+        for storage in self.config.storages:
+            for key in self.config.formats:
+                self.loaders[(storage, key)] = open_loader(storage, key, self.locations, found)
+            beside = self.config.ideal_beside
+            if beside is not None:
+                zarr_loader = self.loaders[(storage, beside)]
+                assert isinstance(zarr_loader, ZarrLoader)
+                self.loaders[(storage, IDEAL)] = IdealLoader(zarr_loader)
+
+    def close(self) -> None:
+        for loader in self.loaders.values():
+            loader.close()
+
+    def local_files(self, storage: str, key: str) -> list[Path] | None:
+        """The files a load on a local storage may read (None for remote storages)."""
+        if (storage, key) not in self.cold_files:
+            fmt, _ = formats.reader(self.config.ideal_beside if key == IDEAL else key)
+            path = storages.get(storage).place(self.locations, fmt).local_path()
+            files = None
+            if path is not None:
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            self.cold_files[(storage, key)] = files
+        return self.cold_files[(storage, key)]
+
+    def repeat(self, repeat: int) -> None:
+        patch = plan_patch(self.config, repeat)
+        record = Repeat(repeat, asdict(patch), cold={} if self.config.cold else None)
+        for storage, key in plan_order(self.config, repeat):
+            if record.cold is not None:
+                files = self.local_files(storage, key)
+                record.cold[f"{storage}/{key}"] = NOT_LOCAL if files is None else evict(files)
+            loader = self.loaders[(storage, key)]
+            begin = time.perf_counter()
+            loaded = loader.load(patch)
+            elapsed = time.perf_counter() - begin
+            if key == IDEAL:
+                beside = self.config.ideal_beside or ""
+                ideal = self.results.ideal.setdefault(
+                    storage, IdealMeasurement(beside=beside, reader=loader.stack)
+                )
+                ideal.add(elapsed)
+                ideal.chunks = loaded["chunks"]
+                ideal.compressed_bytes = loaded["compressed_bytes"]
+                ideal.decompressed_bytes = loaded["decompressed_bytes"]
+                continue
+            entry = self.results.measurement(storage, key)
+            entry.add(elapsed)
+            entry.band_group_shapes = {name: list(a.shape) for name, a in loaded.items()}
+            entry.reader = {"reader": formats.label(key), **loader.stack}
+            record.checksums[f"{storage}/{key}"] = checksum(loaded)
+            record.bytes[f"{storage}/{key}"] = int(sum(a.nbytes for a in loaded.values()))
+        self.results.repeats.append(record)
+        self.results.write(self.target)
+
+
+def run_benchmark(
+    config: BenchmarkConfig, locations: Locations, output: Path, quiet: bool = False
+) -> tuple[Path, BenchmarkResults]:
+    """Open everything, warm up, time ``num_repeats`` patches; returns the results file."""
+    run = Run(config, locations, output)
+    try:
+        run.open()
+        warm_up = plan_patch(config, -1)
+        for pair in plan_order(config, -1):
+            run.loaders[pair].load(warm_up)
+        for repeat in range(config.num_repeats):
+            run.repeat(repeat)
+            if not quiet:
+                print(
+                    f"repeat {repeat + 1}/{config.num_repeats} written to {run.target}",
+                    file=sys.stderr,
+                )
+    finally:
+        run.close()
+    return run.target, run.results
+
+
+def evict(files: list[Path]) -> bool:
+    """Drop the files' pages from the OS page cache; False where the platform cannot."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for path in files:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+    return True
+
+
+def table(results: BenchmarkResults) -> list[str]:
+    """Mean ± stderr per storage × key (and ideal), ratios to the fastest and to the ideal."""
+    rows = results.rows()
+    fastest = min(timing.mean for _, key, timing in rows if key != IDEAL)
+    lines = [f"{'storage':8} {'format':18} {'mean (s)':>10} {'± stderr':>10} {'× fastest':>10}"]
+    for storage, key, timing in rows:
+        lines.append(
+            f"{storage:8} {key:18} {timing.mean:10.3f} {timing.stderr:10.3f} "
+            f"{timing.mean / fastest:10.2f}"
+        )
+    for storage, ideal in results.ideal.items():
+        measured = results.results.get(storage, {}).get(ideal.beside)
+        if measured is not None:
+            lines.append(
+                f"{storage} {ideal.beside} / ideal (its {ideal.chunks} chunks fetched and "
+                f"decompressed): {measured.mean / ideal.mean:.2f}"
+            )
+    return lines

@@ -1,0 +1,179 @@
+"""The command-line style every module shares.
+
+- Options are kebab-case (``--num-repeats``); the first version's snake_case spellings
+  (``--num_repeats``) and renamed options (``--tile_id`` for ``--tile``) are accepted too.
+- ``--output`` is always a folder of results files; charts are ``--img`` (a folder) or
+  ``--chart`` (a file); data folders are ``--source``/``--target``.
+- Switches are flags; where the first version took ``true|false`` the value is still accepted.
+- ``--help`` shows each real default once; expected errors end with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import DslabError
+
+T = TypeVar("T")
+DEFAULT_CONNECTIONS = 8  # concurrent transfers of publish_s3 and stage
+ALIAS_NOTE = "Options also accept snake_case spellings (--log_level for --log-level)."
+
+
+def parse_bool(text: str) -> bool:
+    """argparse ``type=`` for ``true|false`` values (``bool('False')`` would be True)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that shows each option's real default once in ``--help`` and maps
+    accepted old spellings onto the options' own names."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases: dict[str, str] = {}
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """As argparse's, with ``(default: …)`` added to the help of options whose default is
+        a value (not None, a switch's False, an empty list) unless the help says it. (Options
+        in argument groups write their default into their help themselves.)"""
+        default, text = kwargs.get("default"), kwargs.get("help")
+        shown = default not in (None, [], argparse.SUPPRESS) and not isinstance(default, bool)
+        if text and text != argparse.SUPPRESS and shown and "(default" not in text:
+            kwargs["help"] = f"{text} (default: {_shown(default)})"
+        return super().add_argument(*args, **kwargs)
+
+    def add_alias(self, alias: str, option: str) -> None:
+        """Accept ``alias`` for ``option`` (without listing it in ``--help``)."""
+        self.aliases[alias] = option
+
+    def spelling(self, token: str) -> str:
+        """``token`` with an accepted alias or a snake_case option name rewritten (every
+        option is kebab-case, so that is the only meaning a snake_case one can have)."""
+        name, sep, value = token.partition("=")
+        if name in self.aliases:
+            return self.aliases[name] + sep + value
+        return "--" + name[2:].replace("_", "-") + sep + value
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        tokens = list(sys.argv[1:] if args is None else args)
+        end = tokens.index("--") if "--" in tokens else len(tokens)  # a command after -- is kept
+        tokens[:end] = [self.spelling(t) if t.startswith("--") else t for t in tokens[:end]]
+        return super().parse_known_args(tokens, namespace)
+
+
+def _shown(default: Any) -> str:
+    return " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+
+
+def new_parser(description: str, prog: str) -> Parser:
+    """A parser with the shared options (--log-level, --quiet) and defaults shown in --help."""
+    parser = Parser(prog=prog, description=description, epilog=ALIAS_NOTE)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="Logging level of messages on stderr.",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="No progress bars; only warnings and errors."
+    )
+    return parser
+
+
+def add_switch(parser: argparse.ArgumentParser, option: str, default: bool, help: str) -> None:
+    """A flag that also takes ``true|false`` (``--async-zipfs``, ``--async-zipfs false``)."""
+    parser.add_argument(
+        option,
+        nargs="?",
+        const=True,
+        default=default,
+        type=parse_bool,
+        metavar="true|false",
+        help=f"{help} (default: {str(default).lower()})",
+    )
+
+
+def add_results_folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output", type=Path, default=None, help="Results folder (default: $DSLAB_LOG_FOLDER)."
+    )
+
+
+def add_conversion_arguments(
+    parser: argparse.ArgumentParser, source_help: str, target_help: str
+) -> None:
+    """Options of the converters: what to convert, where from and to, on which Dask workers."""
+    parser.add_argument("--tile", default=None, help="Only this tile (default: every tile found).")
+    parser.add_argument(
+        "--year", type=int, default=None, help="Only this UTC year (default: every year found)."
+    )
+    parser.add_argument("--source", type=Path, default=None, help=source_help)
+    parser.add_argument("--target", type=Path, default=None, help=target_help)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Dask threads (default: CPU count)."
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="Address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
+        "threads; its workers must see the same files.",
+    )
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser, connections_help: str) -> None:
+    """Options of the commands that move data and log timings: concurrency, results folder."""
+    parser.add_argument(
+        "--connections", type=int, default=DEFAULT_CONNECTIONS, help=connections_help
+    )
+    add_results_folder(parser)
+
+
+def options_from_args(options_class: type[T], args: argparse.Namespace, **values: Any) -> T:
+    """Build an options dataclass from the parsed arguments named like its fields."""
+    names = {field.name for field in dataclasses.fields(options_class)}  # type: ignore[arg-type]
+    found = {name: value for name, value in vars(args).items() if name in names}
+    return options_class(**{**found, **values})
+
+
+def configure_logging(level: str = "INFO", quiet: bool = False) -> None:
+    """Diagnostics to stderr; only ``main`` functions call this."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if level != "DEBUG":  # their INFO lines (credential lookups, connections) are noise here
+        for name in ("botocore", "boto3", "s3transfer", "urllib3", "rasterio"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_cli(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    command: Callable[[argparse.Namespace], int | None],
+) -> int:
+    """Parse ``argv``, set up logging, run ``command``; expected errors become one line."""
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.quiet)
+    try:
+        return command(args) or 0
+    except DslabError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130

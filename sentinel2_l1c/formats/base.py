@@ -1,0 +1,89 @@
+"""What every format is: its names, how it is made, packaged and read."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..loaders import Catalogue, Loader
+    from ..storages import Place
+
+
+class Packaging(Enum):
+    """How a format is stored, published (to S3) and staged (to temp)."""
+
+    TREE = "a folder of files, or the objects of a bucket"
+    ARCHIVE = "one file, or one object"
+
+
+class Reader(ABC):
+    """One way of reading a format in the benchmark: a library stack, named by ``key``.
+
+    A format's first reader is its default, keyed by the format's name; the others are keyed
+    ``format@name`` and appear in results as formats of their own.
+    """
+
+    name: str  # "" for the default reader
+    label: str
+
+    @abstractmethod
+    def open(self, place: Place, catalogue: Catalogue, made_by: str) -> Loader:
+        """A loader of the tile-year on ``place`` (``made_by`` names the command that writes
+        it, for errors); ConfigError when this reader cannot read that place."""
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # key in results and variable names
+    label: str  # in tables and charts
+    packaging: Packaging
+    #: the module that makes it on the network drive (python -m sentinel2_l1c.<module>); a
+    #: converter module has ``make(fmt, source, target, show_progress) -> list[str]``
+    maker: str
+    maker_args: tuple[str, ...] = ()
+    #: the format it is made from by ``convert`` (None: not converted, e.g. fetched by intake)
+    made_from: str | None = None
+    #: for an archive: the format its unpacked entries form
+    unpacks_to: str | None = None
+    #: its objects are the chunks or shards of a Zarr store (object-size histograms)
+    chunk_objects: bool = False
+    #: the benchmark times the ideal reference (its chunks fetched and decompressed) beside it
+    ideal: bool = False
+    readers: tuple[Reader, ...] = field(default=(), repr=False)
+
+    @property
+    def step(self) -> str:
+        """The command that makes this format on the network drive."""
+        return " ".join(("python -m", f"sentinel2_l1c.{self.maker}", *self.maker_args))
+
+    @property
+    def is_archive(self) -> bool:
+        return self.packaging is Packaging.ARCHIVE
+
+    @property
+    def file_name(self) -> str:
+        """Default name of its folder (or file) on a storage."""
+        return f"sentinel2_l1c_{self.name}{'.zip' if self.is_archive else ''}"
+
+    def convert(self, source: Path, target: Path, show_progress: bool) -> list[str]:
+        """Make the format at ``target`` from ``made_from`` at ``source`` with its maker
+        (resumable, skips what is done); returns summary lines."""
+        if self.made_from is None:
+            raise NotImplementedError(f"{self.name} is not made by conversion but by {self.step}")
+        maker = importlib.import_module(f"sentinel2_l1c.{self.maker}")
+        return maker.make(self, source, target, show_progress)
+
+    def reader(self, name: str = "") -> Reader:
+        for reader in self.readers:
+            if reader.name == name:
+                return reader
+        raise KeyError(name)
+
+    def key(self, reader: Reader) -> str:
+        """The results key of this format read by ``reader``."""
+        return self.name if reader is self.readers[0] else f"{self.name}@{reader.name}"

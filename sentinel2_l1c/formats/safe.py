@@ -1,0 +1,25 @@
+"""SAFE: the products as downloaded from CDSE, one JPEG 2000 file per band."""
+
+from __future__ import annotations
+
+from ..safe import SafeProduct
+from ..utils import BandGroup
+from .base import Format, Packaging
+from .gdal_files import GdalReader
+
+
+def band_files(product: SafeProduct, group: BandGroup) -> list[str]:
+    """The group's band files, relative to the SAFE root (CDSE layout)."""
+    return [
+        (product.name.cdse_path / product.band_path(band).relative_to(product.path)).as_posix()
+        for band in group.bands
+    ]
+
+
+SAFE = Format(
+    name="safe",
+    label="SAFE",
+    packaging=Packaging.TREE,
+    maker="intake_cdse_s3_year",
+    readers=(GdalReader(band_files),),
+)

@@ -1,0 +1,260 @@
+"""Loading one patch time series: the loaders the benchmark times, opened before timing.
+
+A loader returns, per band group, the (time, band, y, x) pixels of a patch: ``ZarrLoader``
+from any Zarr store (plain, sharded, zipped, local or remote), ``FileLoader`` by windowed
+GDAL reads of per-product files (SAFE band files, COGs) in parallel threads. ``IdealLoader``
+is the reference beside a Zarr store: it only fetches and decompresses the chunks a patch
+touches. Formats open these through their readers (``formats``); nothing here knows where
+data lives or how it was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import rasterio
+import zarr
+from numcodecs import blosc
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from zarr.abc.store import Store
+from zarr.codecs import BloscCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync as zarr_sync
+from zarr.storage import FsspecStore
+
+from .errors import InputDataError
+from .safe import SafeProduct
+from .storages import Place
+from .utils import BAND_GROUPS, BandGroup
+from .zarr_store import group_path, is_complete
+
+GRID = 60  # patches align to the coarsest grid, so every band group gets whole pixels
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Upper-left corner and side, in metres of the tile's CRS."""
+
+    x: float
+    y: float
+    size: int
+
+    def window(self, ulx: float, uly: float, resolution: int) -> Window:
+        return Window(
+            round((self.x - ulx) / resolution),
+            round((uly - self.y) / resolution),
+            self.size // resolution,
+            self.size // resolution,
+        )
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What a loader needs to know of the tile-year: its products (for per-product files)."""
+
+    tile: str
+    year: int
+    products: tuple[SafeProduct, ...]
+    workers: int = 8  # threads of windowed file reads
+
+
+class Loader(Protocol):
+    #: what reads the data: libraries, store and filesystem classes (recorded in results)
+    stack: dict[str, str]
+
+    def load(self, patch: Patch) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def checksum(pixels: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a patch's pixels, band group by band group."""
+    digest = hashlib.sha256()
+    for name in sorted(pixels):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(pixels[name]).tobytes())
+    return digest.hexdigest()
+
+
+def store_stack(store: Store) -> dict[str, str]:
+    """The store and the filesystems under it, outermost first, and zarr's codec pipeline."""
+    layers, inner = [type(store).__name__], getattr(store, "fs", None)
+    while inner is not None:
+        layers.append(type(inner).__name__)
+        inner = getattr(inner, "fs", None) or getattr(inner, "sync_fs", None)
+    return {
+        "library": f"zarr {zarr.__version__}",
+        "store": " > ".join(layers),
+        "codec_pipeline": str(zarr.config.get("codec_pipeline.path")),
+    }
+
+
+def close_store(store: Store) -> None:
+    """Close a store and the async S3 client under an fsspec store (on zarr's loop, where it
+    lives; s3fs hands it out through ``set_session``)."""
+    fs = getattr(store, "fs", None) if isinstance(store, FsspecStore) else None
+    for candidate in (fs, getattr(fs, "fs", None)):
+        if candidate is not None and candidate.async_impl and hasattr(candidate, "set_session"):
+            client = zarr_sync(candidate.set_session())
+            zarr_sync(client.close())
+    store.close()
+
+
+class ZarrLoader:
+    """A tile-year's band groups from a Zarr store; refuses missing or incomplete groups."""
+
+    def __init__(
+        self,
+        store: Store,
+        catalogue: Catalogue,
+        where: str,
+        made_by: str,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.on_close = on_close
+        self.stack = store_stack(store)
+        root = zarr.open_group(store, mode="r", zarr_format=3)
+        self.arrays, self.origins = {}, {}
+        for group in BAND_GROUPS:
+            path = group_path(catalogue.tile, catalogue.year, group)
+            try:
+                node = root[path]
+            except KeyError:
+                raise InputDataError(f"{where}: no group {path}: run {made_by}") from None
+            if not is_complete(node):
+                raise InputDataError(f"{where}: group {path} is not complete: rerun {made_by}")
+            self.arrays[group.name] = node["data"]
+            x, y = node["x"][:2], node["y"][:2]
+            self.origins[group.name] = (
+                float(x[0]) - group.resolution / 2,
+                float(y[0]) + group.resolution / 2,
+            )
+
+    def close(self) -> None:
+        close_store(self.store)
+        self.on_close()
+
+    def load(self, patch: Patch) -> dict[str, np.ndarray]:
+        pixels = {}
+        for group in BAND_GROUPS:
+            w = patch.window(*self.origins[group.name], group.resolution)
+            rows = slice(w.row_off, w.row_off + w.height)
+            cols = slice(w.col_off, w.col_off + w.width)
+            pixels[group.name] = self.arrays[group.name][:, :, rows, cols]
+        return pixels
+
+
+def touched_chunks(
+    shape: tuple[int, ...], chunks: tuple[int, ...], window: Window
+) -> list[tuple[int, int, int, int]]:
+    """Indices of the (time, band, y, x) chunks a window over every time and band touches."""
+    times, bands = (-(-shape[i] // chunks[i]) for i in (0, 1))
+    rows = range(window.row_off // chunks[2], (window.row_off + window.height - 1) // chunks[2] + 1)
+    cols = range(window.col_off // chunks[3], (window.col_off + window.width - 1) // chunks[3] + 1)
+    return list(itertools.product(range(times), range(bands), rows, cols))
+
+
+class IdealLoader:
+    """The floor of a Zarr patch load: fetch and decompress only the chunks the patch touches,
+    all concurrently (decompression on every core), without slicing or assembling pixels."""
+
+    def __init__(self, zarr_loader: ZarrLoader) -> None:
+        self.zarr = zarr_loader
+        self.stack = {**zarr_loader.stack, "decompression": "numcodecs Blosc in threads"}
+        for array in zarr_loader.arrays.values():
+            codecs = array.metadata.codecs
+            if not isinstance(codecs[-1], BloscCodec):
+                raise InputDataError(
+                    f"{array.path}: the ideal reference needs a plain Blosc Zarr, got {codecs}"
+                )
+
+    def close(self) -> None:
+        pass  # the Zarr loader owns the store
+
+    def chunk_keys(self, patch: Patch) -> list[str]:
+        keys = []
+        for group in BAND_GROUPS:
+            array = self.zarr.arrays[group.name]
+            window = patch.window(*self.zarr.origins[group.name], group.resolution)
+            for index in touched_chunks(array.shape, array.chunks, window):
+                keys.append(f"{array.path}/{array.metadata.encode_chunk_key(index)}")
+        return keys
+
+    def load(self, patch: Patch) -> dict[str, int]:
+        """Fetch and decompress; returns counts (chunks, compressed and decompressed bytes)."""
+        return zarr_sync(self._fetch_and_decode(self.chunk_keys(patch)))
+
+    async def _fetch_and_decode(self, keys: list[str]) -> dict[str, int]:
+        store, prototype = self.zarr.store, default_buffer_prototype()
+
+        async def one(key: str) -> tuple[int, int]:
+            buffer = await store.get(key, prototype=prototype)
+            if buffer is None:  # never written: fill value, nothing to read
+                return 0, 0
+            raw = buffer.to_bytes()
+            return len(raw), len(await asyncio.to_thread(blosc.decompress, raw))
+
+        sizes = await asyncio.gather(*(one(key) for key in keys))
+        return {
+            "chunks": len(keys),
+            "compressed_bytes": sum(s[0] for s in sizes),
+            "decompressed_bytes": sum(s[1] for s in sizes),
+        }
+
+
+#: The files of a product that hold a band group, relative to the place (bands in order).
+FilesOf = Callable[[SafeProduct, BandGroup], list[str]]
+
+
+class FileLoader:
+    """Windowed GDAL reads of per-product files, products in parallel threads."""
+
+    def __init__(self, catalogue: Catalogue, files_of: FilesOf, place: Place) -> None:
+        self.products = catalogue.products
+        self.files_of = files_of
+        self.place = place
+        self.options = place.gdal_options()
+        self.pool = ThreadPoolExecutor(catalogue.workers)
+        self.stack = {
+            "library": f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__})",
+            "files": place.gdal_path("…"),
+            "threads": str(catalogue.workers),
+        }
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def _read(self, product: SafeProduct, group: BandGroup, window: Window) -> np.ndarray:
+        bands = []
+        with rasterio.Env(**self.options):
+            for name in self.files_of(product, group):
+                path = self.place.gdal_path(name)
+                try:
+                    with rasterio.open(path) as dataset:
+                        bands.append(dataset.read(window=window))
+                except RasterioError as err:
+                    raise InputDataError(f"{path}: cannot read ({err})") from err
+        return np.concatenate(bands)
+
+    def load(self, patch: Patch) -> dict[str, np.ndarray]:
+        pixels = {}
+        for group in BAND_GROUPS:
+            grid = self.products[0].grid(group.resolution)
+            window = patch.window(grid.ulx, grid.uly, group.resolution)
+            parts = self.pool.map(
+                self._read,
+                self.products,
+                [group] * len(self.products),
+                [window] * len(self.products),
+            )
+            pixels[group.name] = np.stack(list(parts))
+        return pixels
