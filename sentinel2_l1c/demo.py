@@ -39,7 +39,7 @@ class DemoOptions:
     year: int = 2024
     # 732 px at 10 m (7.3 km): larger than a 5.1 km benchmark patch, small enough for minutes.
     scale: int = 15
-    interval_days: int = 5
+    interval_days: int = 8
     dates: int | None = None  # instead of interval_days: this many acquisitions, evenly spread
     duplicates: int = 2
     seed: int = 0
@@ -177,14 +177,14 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
 
 
 def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], BenchmarkResults]:
-    """Patch loads from every storage in every format."""
+    """Patch loads from every storage in every format, with every reader."""
     safe_root = storages.NETWORK.path(locations, formats.SAFE)
     products = list_products(safe_root, options.tile, options.year)
     left, bottom, right, top = products[0].grid(10).bounds
     fits = int((right - left) // 2 // 60 * 60)  # small lab tiles get smaller patches
     config = BenchmarkConfig(
         storages=tuple(storages.STORAGES),
-        formats=tuple(formats.FORMATS),
+        formats=tuple(formats.reader_keys()),
         num_repeats=options.repeats,
         tile=options.tile,
         year=options.year,
