@@ -156,3 +156,48 @@ def test_no_branch_on_a_format_or_storage_name_outside_the_registries() -> None:
             if BRANCH.search(line) or LITERAL_TEST.search(line):
                 found.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert found == []
+
+
+def test_a_storage_registered_at_runtime_is_staged_from_and_benchmarked(
+    network_lab: Path, tmp_path: Path
+) -> None:
+    """A second shared drive: one registry entry and its variables, nothing else."""
+    lustre = storages.FolderStorage("lustre", "Lustre", "#aa44aa", "a second shared drive")
+    saved = dict(storages.STORAGES)
+    storages.STORAGES[lustre.name] = lustre
+    try:
+        locations = lab_locations(network_lab)
+        same_files = {  # the new storage's variables point at the network copies
+            lustre.variables(fmt)[0]: str(storages.NETWORK.path(locations, fmt))
+            for fmt in formats.FORMATS.values()
+        }
+        temp = {  # this test's own temp storage
+            storages.TEMP.variables(fmt)[0]: str(tmp_path / "temp" / fmt.file_name)
+            for fmt in formats.FORMATS.values()
+        }
+        locations = locations.with_settings({**same_files, **temp})
+        assert "--from-lustre" in stage.build_parser().format_help()
+        options = stage.StageOptions((("lustre", "zarr"), ("lustre", "cog")))
+        staged = stage.stage(options, locations, tmp_path / "logs", show_progress=False)
+        assert [a.key for a in ActionLog.read(staged).actions] == [
+            "copy:lustre:zarr",
+            "copy:lustre:cog",
+        ]
+        products = list_products(storages.NETWORK.path(locations, formats.SAFE), "35VLH", 2024)
+        left, bottom, right, top = products[0].grid(10).bounds
+        config = BenchmarkConfig(
+            ("network", "lustre", "temp"), ("zarr", "cog"), 2, "35VLH", 2024,
+            (left, top, right, bottom), patch_size=PATCH,
+        )  # fmt: skip
+        target, results = run_benchmark(config, locations, tmp_path / "logs", quiet=True)
+        assert results.mismatches() == [] and set(results.results) == {"network", "lustre", "temp"}
+        estimates = throughput.estimate(
+            results.means(),
+            throughput.staging_from_stage(ActionLog.read(staged)),
+            throughput.Assumptions(),
+        )
+        assert {"Lustre Zarr", "Lustre Zarr → temp Zarr"} <= {e.route.label for e in estimates}
+        assert report.colour("lustre") == "#aa44aa"
+    finally:
+        storages.STORAGES.clear()
+        storages.STORAGES.update(saved)

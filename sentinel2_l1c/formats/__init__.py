@@ -2,7 +2,7 @@
 
 A format is defined in one place, its module here (names, packaging, the command that makes
 it, conversion, readers), and listed once in ``FORMATS``. Everything else (converters'
-defaults, stores, publish_s3, stage, the benchmark, throughput, report, the demo) asks this
+defaults, storages, publish_s3, stage, the benchmark, throughput, report, the demo) asks this
 registry. Reader variants are keyed ``format@reader`` (``zipzarr@zipstore``) and appear in
 results as formats of their own.
 
