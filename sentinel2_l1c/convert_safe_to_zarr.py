@@ -5,7 +5,9 @@ The arrays are planned from the full product list, then written in blocks of one
 the JP2 windows it needs and writes whole chunks (or whole shards), so every chunk is
 written exactly once. Progress is recorded per block in the group's attributes: a rerun after
 a crash resumes with the blocks not yet written; a run with new products appends their dates
-(rewriting at most the last partial time chunk); a run with nothing new writes nothing.
+(rewriting at most the last partial time chunk); a run with nothing new writes nothing. The
+time axis is committed only when its arrays agree (``zarr_store``), so a run killed at any
+point leaves a state the rerun repairs, never a group marked complete with missing data.
 
     python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded] [--tile 35VLH] [--year 2024]
 """
@@ -36,11 +38,12 @@ from .zarr_store import (
     DONE,
     Block,
     Layout,
+    arrays_agree,
     blocks,
     check_same_grid,
+    committed_products,
     create_group,
     group_path,
-    product_ids,
     set_times,
 )
 
@@ -127,30 +130,29 @@ def _prepare_group(
     for product in products:
         if product.grid(band_group.resolution) != grid or product.crs != first.crs:
             raise InputDataError(f"{product.path}: grid differs from {first.path} of the same tile")
-    if path in root and options.overwrite:
-        del root[path]
-    if path not in root:
+    committed = None if options.overwrite or path not in root else committed_products(root[path])
+    wanted = [p.product_id for p in products]
+    if committed is None:  # new, rebuilt, or a creation that never committed
         group = create_group(root, path, band_group, grid, first.crs, layout)
-        set_times(group, products)
-        done: set[str] = set()
+        committed = []
     else:
         group = root[path]
         check_same_grid(group, grid, f"{options.target}/{path}")
-        existing = product_ids(group)
-        wanted = [p.product_id for p in products]
-        if wanted[: len(existing)] != existing:
+        if wanted[: len(committed)] != committed:
             raise InputDataError(
                 f"{options.target}/{path} holds products that are not the first of the SAFE "
                 "root's (dates before its last one were added, or products removed); rerun with "
                 "--overwrite to rebuild it"
             )
-        done = set(group.attrs.get(DONE, []))
-        if len(wanted) > len(existing):
-            set_times(group, products)
-            step = layout.chunks[0]
-            partial_start = len(existing) - len(existing) % step
-            done = {key for key in done if int(key.split("/")[0]) != partial_start}
-            group.attrs.update({DONE: sorted(done), COMPLETE: False})
+    done = set(group.attrs.get(DONE, []))
+    if wanted != committed or not arrays_agree(group, len(wanted)):
+        # Completeness is withdrawn before the time axis changes: blocks from the last,
+        # partial time chunk of the committed axis on are written again.
+        step = layout.chunks[0]
+        partial_start = len(committed) - len(committed) % step
+        done = {key for key in done if int(key.split("/")[0]) < partial_start}
+        group.attrs.update({DONE: sorted(done), COMPLETE: False})
+        set_times(group, products)
     todo = [b for b in blocks(len(products), grid.shape, layout) if b.key not in done]
     if not todo and not group.attrs.get(COMPLETE):
         group.attrs[COMPLETE] = True

@@ -10,7 +10,11 @@ A store holds groups ``/{tile}/{year}/{band_group}``, each with
 
 Conversion writes the data in blocks (one time chunk × ``block``² pixels, whole chunks or
 shards); the group attribute ``dslab_done_blocks`` lists the blocks written, and
-``dslab_complete`` is true only when all are. Readers should refuse incomplete groups.
+``dslab_complete`` is true only when all are. ``dslab_products`` is the commit point of the
+time axis: the product ids the arrays hold, written only after ``data``, ``time`` and
+``product_id`` agree in length, so a conversion killed at any write leaves either the last
+committed state or a group without it (whose creation never finished). Readers refuse a
+group unless it is complete and its arrays agree with its committed products.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ TIME_UNITS = "milliseconds since 1970-01-01T00:00:00"
 COORDINATE_CHUNK = 4096  # one chunk holds every date of a tile-year
 DONE = "dslab_done_blocks"
 COMPLETE = "dslab_complete"
+PRODUCTS = "dslab_products"
+TIME_ARRAYS = ("data", "time", "product_id")  # the arrays with a time axis
+ARRAYS = (*TIME_ARRAYS, "band", "y", "x", "spatial_ref")  # every array of a group
 
 
 def group_path(tile: str, year: int, band_group: BandGroup) -> str:
@@ -96,8 +103,10 @@ def blocks(
 def create_group(
     root: zarr.Group, path: str, band_group: BandGroup, grid: Grid, crs: str, layout: Layout
 ) -> zarr.Group:
-    """Empty arrays and fixed coordinates of one group (time coordinates come with products)."""
-    group = root.require_group(path)
+    """Empty arrays and fixed coordinates of one group (time coordinates come with products);
+    whatever an interrupted creation left at ``path`` is removed first."""
+    parent, _, name = path.rpartition("/")
+    group = root.require_group(parent).create_group(name, overwrite=True)
     group.attrs.update({DONE: [], COMPLETE: False})
     group.create_array(
         "data",
@@ -181,19 +190,47 @@ def _coordinate(
 
 
 def set_times(group: zarr.Group, products: Sequence[SafeProduct]) -> None:
-    """Grow the time axis to ``products`` and (re)write its coordinates."""
+    """Size the time axis to ``products``, (re)write its coordinates, then commit them.
+
+    Callers withdraw completeness first: until ``dslab_products`` is written, a crash leaves
+    the previous commit, which the next run repeats this from.
+    """
     times = np.array([p.start_time64 for p in products], dtype="datetime64[ms]").astype("int64")
-    ids = np.array([p.product_id for p in products])
+    ids = [p.product_id for p in products]
     for name in ("time", "product_id"):
         group[name].resize((len(products),))
     group["time"][:] = times
-    group["product_id"][:] = ids
+    group["product_id"][:] = np.array(ids)
     data = group["data"]
     data.resize((len(products), *data.shape[1:]))
+    group.attrs[PRODUCTS] = ids
 
 
 def product_ids(group: zarr.Group) -> list[str]:
     return [str(v) for v in group["product_id"][:]] if group["product_id"].shape[0] else []
+
+
+def arrays_agree(group: zarr.Group, count: int) -> bool:
+    """Whether every array with a time axis exists and has ``count`` time steps."""
+    try:
+        return all(group[name].shape[0] == count for name in TIME_ARRAYS)
+    except KeyError:
+        return False
+
+
+def committed_products(group: zarr.Group) -> list[str] | None:
+    """The product ids of the group's last commit; None if its creation never finished.
+
+    A group written before ``dslab_products`` existed is taken at its word when it has every
+    array and they agree.
+    """
+    committed = group.attrs.get(PRODUCTS)
+    if committed is not None:
+        return list(committed)
+    if DONE not in group.attrs or not all(name in group for name in ARRAYS):
+        return None
+    legacy = product_ids(group)
+    return legacy if arrays_agree(group, len(legacy)) else None
 
 
 def check_same_grid(group: zarr.Group, grid: Grid, path: str) -> None:
@@ -206,4 +243,10 @@ def check_same_grid(group: zarr.Group, grid: Grid, path: str) -> None:
 
 
 def is_complete(group: zarr.Group) -> bool:
-    return bool(group.attrs.get(COMPLETE, False))
+    """All blocks written, and the arrays agree with the committed products."""
+    committed = group.attrs.get(PRODUCTS)
+    return (
+        bool(group.attrs.get(COMPLETE, False))
+        and committed is not None
+        and arrays_agree(group, len(committed))
+    )

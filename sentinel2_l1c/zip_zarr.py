@@ -47,20 +47,19 @@ def fingerprint(store: Path, files: list[Path]) -> bytes:
 
 
 def incomplete_groups(store: Path) -> list[str]:
-    """Groups holding a ``data`` array whose conversion has not finished."""
+    """Band groups (the leaves of the tree of groups) whose conversion has not finished,
+    including those whose creation was interrupted before their arrays existed."""
     root = zarr.open_group(str(store), mode="r", zarr_format=3)
-    pending = []
-    for name, group in root.groups():
-        pending += _incomplete(group, name)
-    return pending
+    return _incomplete(root, "")
 
 
 def _incomplete(group: zarr.Group, path: str) -> list[str]:
-    if "data" in group:
-        return [] if is_complete(group) else [path]
+    children = list(group.groups())
+    if not children:
+        return [] if is_complete(group) else [path or "/"]
     found = []
-    for name, child in group.groups():
-        found += _incomplete(child, f"{path}/{name}")
+    for name, child in children:
+        found += _incomplete(child, f"{path}/{name}".lstrip("/"))
     return found
 
 

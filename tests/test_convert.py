@@ -29,7 +29,7 @@ from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.cog import cog_file
 from sentinel2_l1c.safe import SafeProduct, list_products, read_band
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
-from sentinel2_l1c.zarr_store import COMPLETE, DONE, Layout, blocks, group_path
+from sentinel2_l1c.zarr_store import COMPLETE, DONE, Layout, blocks, group_path, is_complete
 
 from .conftest import Archive, tool
 
@@ -309,6 +309,90 @@ class TestWrites:
         convert_safe_to_zarr.convert(
             ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS), False
         )
+        assert_same_store(target, converted.zarr)
+
+
+class Killed(BaseException):
+    """Stands for a kill -9: nothing in the converter handles it."""
+
+
+def link_products(root: Path, products: list[SafeProduct]) -> None:
+    for product in products:
+        link = root / product.name.cdse_path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(product.path)
+
+
+def kill_when(monkeypatch: pytest.MonkeyPatch, owner: type, method: str, hit: object) -> None:
+    """Raise Killed at the call of ``owner.method`` for which ``hit(self, *args)`` holds."""
+    original = getattr(owner, method)
+
+    def patched(self: object, *args: object, **kwargs: object) -> object:
+        if hit(self, *args):
+            raise Killed
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, method, patched)
+
+
+class TestCrashPoints:
+    """Kills at the exact writes that once left wrong data marked good (issue 16)."""
+
+    def test_killed_between_coordinates_and_data_resize_on_append(
+        self, converted: Converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        root, target = tmp_path / "safe", tmp_path / "zarr"
+        link_products(root, converted.products[:2])
+        options = ZarrOptions(root, target, band_groups=SMALL_GROUPS)
+        convert_safe_to_zarr.convert(options, False)
+        link_products(root, converted.products[2:])
+        with monkeypatch.context() as patch:  # product_id rewritten, data not yet resized
+            kill_when(patch, zarr.Array, "resize", lambda a, *_: a.path.endswith("/data"))
+            with pytest.raises(Killed):
+                convert_safe_to_zarr.convert(options, False)
+        group = zarr.open_group(str(target), mode="r")[group_path("35VLH", 2024, SMALL_GROUPS[0])]
+        assert group["product_id"].shape[0] == len(converted.products) != group["data"].shape[0]
+        assert not is_complete(group), "data and coordinates disagree: not complete"
+        with pytest.raises(InputDataError, match="is not complete: rerun convert_safe_to_zarr"):
+            zip_zarr.zip_store(target, tmp_path / "z.zip", show_progress=False)
+        convert_safe_to_zarr.convert(options, False)
+        assert_same_store(target, converted.zarr)
+
+    @pytest.mark.parametrize("array", ["data", "x", "spatial_ref"])
+    def test_killed_while_creating_a_group(
+        self,
+        array: str,
+        converted: Converted,
+        archive: Archive,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        target = tmp_path / "zarr"
+        options = ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS)
+        with monkeypatch.context() as patch:
+            kill_when(patch, zarr.Group, "create_array", lambda g, name, *_: name == array)
+            with pytest.raises(Killed):
+                convert_safe_to_zarr.convert(options, False)
+        with pytest.raises(InputDataError, match="is not complete: rerun convert_safe_to_zarr"):
+            zip_zarr.zip_store(target, tmp_path / "z.zip", show_progress=False)
+        assert not (tmp_path / "z.zip").exists()
+        convert_safe_to_zarr.convert(options, False)
+        assert_same_store(target, converted.zarr)
+
+    def test_killed_while_committing_times_of_a_new_group(
+        self,
+        converted: Converted,
+        archive: Archive,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        target = tmp_path / "zarr"
+        options = ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS)
+        with monkeypatch.context() as patch:  # coordinates written, data still 0 dates long
+            kill_when(patch, zarr.Array, "resize", lambda a, *_: a.path.endswith("/data"))
+            with pytest.raises(Killed):
+                convert_safe_to_zarr.convert(options, False)
+        convert_safe_to_zarr.convert(options, False)
         assert_same_store(target, converted.zarr)
 
 
