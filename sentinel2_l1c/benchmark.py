@@ -26,7 +26,7 @@ from .loaders import GRID, Catalogue, IdealLoader, Loader, Patch, ZarrLoader, ch
 from .locations import Locations
 from .results import IDEAL, BenchmarkResults, IdealMeasurement, Repeat
 from .safe import list_products
-from .utils import result_path, run_environment
+from .utils import new_result_file, run_environment
 
 NOT_LOCAL = "not applicable (remote)"
 
@@ -146,7 +146,6 @@ class Run:
         self.config = config
         self.locations = locations
         started = datetime.now(UTC)
-        self.target = result_path(output, "sentinel2_l1c", started)
         self.results = BenchmarkResults(
             config.tile,
             config.year,
@@ -154,6 +153,8 @@ class Run:
             environment=run_environment(),
             started=started.isoformat(),
         )
+        self.output, self.started = output, started
+        self.target: Path | None = None
         self.loaders: dict[tuple[str, str], Loader] = {}
         self.cold_files: dict[tuple[str, str], list[Path] | None] = {}
 
@@ -211,7 +212,12 @@ class Run:
             record.checksums[f"{storage}/{key}"] = checksum(loaded)
             record.bytes[f"{storage}/{key}"] = int(sum(a.nbytes for a in loaded.values()))
         self.results.repeats.append(record)
-        self.results.write(self.target)
+        if self.target is None:  # claimed with the first repeat's results
+            self.target = new_result_file(
+                self.output, "sentinel2_l1c", self.started, self.results.text()
+            )
+        else:
+            self.results.write(self.target)
 
 
 def run_benchmark(
@@ -233,6 +239,7 @@ def run_benchmark(
                 )
     finally:
         run.close()
+    assert run.target is not None, "written after the first repeat"
     return run.target, run.results
 
 

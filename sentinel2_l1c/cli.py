@@ -174,6 +174,16 @@ def run_cli(
     except DslabError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a full disk, a file where a folder should be, a refused connection
+        logging.getLogger(__name__).debug("%s failed", parser.prog, exc_info=True)
+        print(f"{parser.prog}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line: what failed and on which file (the traceback is logged at DEBUG)."""
+    what = error.strerror or str(error) or type(error).__name__
+    return f"{error.filename}: {what}" if error.filename else what

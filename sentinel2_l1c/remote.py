@@ -8,6 +8,8 @@ own retries are switched off so that this is the only retry layer.
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import hashlib
 import logging
 import os
@@ -275,24 +277,43 @@ def download_large(
             data = body["Body"].read()
             if len(data) != stop - start:
                 raise ConnectionError(f"short read: {len(data)} of {stop - start} bytes")
-            os.pwrite(descriptor, data, start)
+            write_at(descriptor, data, start)
 
         call_with_retries(f"GET s3://{bucket}/{key} bytes {start}-{stop - 1}", get, retry)
         done(stop - start)
 
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    futures = []
     try:
         os.ftruncate(descriptor, size)
-        for future in [pool.submit(get_part, start) for start in range(0, size, step)]:
+        futures = [pool.submit(get_part, start) for start in range(0, size, step)]
+        for future in futures:
             future.result()
         os.fsync(descriptor)
-    except BaseException:
+    except BaseException as error:
+        for future in futures:  # no part may still write when the descriptor is closed
+            future.cancel()
+        concurrent.futures.wait(futures)
         os.close(descriptor)
         remove_tree(temp)
+        if isinstance(error, OSError) and not isinstance(error, ConnectionError):
+            if error.filename is None:  # pwrite names no file: say which one
+                raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     os.close(descriptor)
     os.replace(temp, path)
     return size
+
+
+def write_at(descriptor: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset``: ``os.pwrite`` may write less (a full disk) and says so
+    only by its count; an OSError (ENOSPC) when nothing more can be written."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(descriptor, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[written:], offset + written
 
 
 def upload_object(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputDataError
-from .utils import atomic_write_text, read_json, result_path, run_environment
+from .utils import atomic_write_text, new_result_file, read_json, run_environment
 
 IDEAL = "ideal"  # the reference measured beside a Zarr format: only its chunks, decompressed
 
@@ -280,8 +280,11 @@ class BenchmarkResults:
             started=fields.get("started", str, ""),
         )
 
+    def text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
     def write(self, target: Path) -> None:
-        atomic_write_text(target, json.dumps(self.to_json(), indent=2) + "\n")
+        atomic_write_text(target, self.text())
 
 
 def _entries(storage: _Fields) -> dict[str, _Fields]:
@@ -364,14 +367,18 @@ class ActionLog:
 
     @classmethod
     def start(cls, folder: Path, prefix: str, config: dict[str, Any]) -> ActionLog:
+        """A new results file (its own name, even for runs started in the same second)."""
         started = datetime.now(UTC)
-        return cls(
-            result_path(folder, prefix, started), config, started.isoformat(), run_environment()
-        )
+        log = cls(Path(), config, started.isoformat(), run_environment())
+        log.path = new_result_file(folder, prefix, started, log.text())
+        return log
 
     def add(self, action: Action) -> None:
         self.actions.append(action)
-        atomic_write_text(self.path, json.dumps(self.to_json(), indent=2) + "\n")
+        atomic_write_text(self.path, self.text())
+
+    def text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
 
     def to_json(self) -> dict[str, Any]:
         return {

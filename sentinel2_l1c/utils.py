@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
@@ -212,9 +213,26 @@ def read_json(path: Path) -> dict:
         raise InputDataError(f"{path}: not JSON ({err})") from None
 
 
-def result_path(folder: Path, prefix: str, started: datetime) -> Path:
-    """``{folder}/{prefix}_YYYY-MM-DD_HH-MM-SS.json``: the name of a timestamped results file."""
-    return folder / f"{prefix}_{started:%Y-%m-%d_%H-%M-%S}.json"
+def new_result_file(folder: Path, prefix: str, started: datetime, text: str) -> Path:
+    """``{folder}/{prefix}_YYYY-MM-DD_HH-MM-SS.json`` holding ``text``, created whole and
+    exclusively: a second run started in the same second gets ``…_2.json``, never the first
+    run's file. (Written under a temporary name, then hard-linked to the first free name.)"""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{prefix}_{started:%Y-%m-%d_%H-%M-%S}"
+    temp = temp_sibling(folder / f"{stem}.json")
+    try:
+        temp.write_text(text)
+        _fsync_file(temp)
+        for number in itertools.count(1):
+            target = folder / (f"{stem}.json" if number == 1 else f"{stem}_{number}.json")
+            try:
+                os.link(temp, target)
+                return target
+            except FileExistsError:
+                continue
+    finally:
+        temp.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 def run_environment() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -297,3 +298,32 @@ def test_job_script_runs_with_bash(configured: Path) -> None:
     results = last_results(configured / "logs", "sentinel2_l1c")
     assert set(results["results"]["temp"]) == {"zarr", "zipzarr"}
     assert "× fastest" in done.stdout
+
+
+def test_full_disk_during_a_download_leaves_no_file(
+    configured: Path,
+    network_lab: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 16, item 4: a short write used to leave a right-sized zip of zeros in place."""
+    monkeypatch.setattr(remote, "PART_SIZE", 5 << 20)
+    assert publish_s3.main(["--quiet", "--formats", "zipzarr"]) == 0
+    real_pwrite = os.pwrite
+
+    def full_disk(descriptor: int, data: bytes, offset: int) -> int:
+        if offset < 5 << 20:  # the first part fits, the disk fills during the second
+            return real_pwrite(descriptor, data, offset)
+        if len(data) > 4096:
+            return real_pwrite(descriptor, bytes(data[: len(data) // 2]), offset)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(remote.os, "pwrite", full_disk)
+    target = storage(configured, "temp", "zipzarr")
+    assert stage.main(["--quiet", "--from-s3", "zipzarr", "--connections", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"python -m sentinel2_l1c.stage: error: {target}: No space left on device\n"
+    assert not target.exists() and not list(target.parent.glob(".*"))
+    monkeypatch.setattr(remote.os, "pwrite", real_pwrite)
+    assert stage.main(["--quiet", "--from-s3", "zipzarr"]) == 0  # the rerun fetches it whole
+    assert target.read_bytes() == storage(network_lab, "network", "zipzarr").read_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,16 @@ def test_blocks_align_with_chunks_and_esa_jp2_tiles() -> None:
         assert group.block % jp2_tile[group.resolution] == 0
     with pytest.raises(ValueError, match="multiple of the chunks"):
         utils.BandGroup(("B02",), 10, (20, 1, 512, 512), block=1000)
+
+
+def test_runs_started_in_the_same_second_keep_their_own_results(tmp_path: Path) -> None:
+    """Issue 16, item 5: the second run of a second used to overwrite the first's file."""
+    started = datetime(2026, 11, 22, 1, 2, 3, tzinfo=UTC)
+    paths = [utils.new_result_file(tmp_path, "stage", started, f"run {n}") for n in range(3)]
+    assert [p.name for p in paths] == [
+        "stage_2026-11-22_01-02-03.json",
+        "stage_2026-11-22_01-02-03_2.json",
+        "stage_2026-11-22_01-02-03_3.json",
+    ]
+    assert [p.read_text() for p in paths] == ["run 0", "run 1", "run 2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
