@@ -75,9 +75,8 @@ class IntakeOptions:
     windows: tuple[Window, ...]
     safe_root: Path
     stac_url: str
-    account: S3Account
+    account: S3Account  # its retry policy is intake's, STAC calls included
     connections: int = DEFAULT_CDSE_CONNECTIONS
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tile", parse_tile_id(self.tile))
@@ -124,8 +123,13 @@ def search_products(
     show_progress: bool = False,
 ) -> list[ProductSource]:
     """Products of ``tile`` in the time ``windows`` (start included, end excluded), one per datatake."""
-    io = StacApiIO(max_retries=0, timeout=60)  # call_with_retries is the retry layer
-    client = call_with_retries(f"STAC API {url}", lambda: Client.open(url, stac_io=io), retry)
+    # call_with_retries is the retry layer; Client.open sets the timeout of the StacApiIO it
+    # is given to its own argument, so both get the deadlines
+    timeout = (retry.connect_timeout, retry.read_timeout)
+    io = StacApiIO(max_retries=0, timeout=timeout)
+    client = call_with_retries(
+        f"STAC API {url}", lambda: Client.open(url, stac_io=io, timeout=timeout), retry
+    )
     found: dict[str, ProductSource] = {}
     with progress_bar(len(windows), "searching", enabled=show_progress and len(windows) > 1) as bar:
         for number, (start, end) in enumerate(windows, 1):
@@ -250,9 +254,11 @@ def run_intake(options: IntakeOptions, show_progress: bool = True) -> IntakeSumm
     client = options.account.client(options.connections)  # config errors before any call
     started = time.perf_counter()
     sources = search_products(
-        options.stac_url, options.tile, options.windows, options.retry, show_progress
+        options.stac_url, options.tile, options.windows, options.account.retry, show_progress
     )
-    downloader = ProductDownloader(client, options.safe_root, options.connections, options.retry)
+    downloader = ProductDownloader(
+        client, options.safe_root, options.connections, options.account.retry
+    )
     summary = IntakeSummary(found=len(sources))
     with progress_bar(len(sources), "products", show_progress, variables=("MB",)) as bar:
         bar.update(0, MB="0 MB")

@@ -31,6 +31,7 @@ from zarr.core.sync import sync as zarr_sync
 from zarr.storage import FsspecStore
 
 from .errors import InputDataError
+from .remote import call_with_retries, is_transient
 from .safe import SafeProduct
 from .storages import Place
 from .utils import BAND_GROUPS, BandGroup
@@ -234,16 +235,32 @@ class FileLoader:
         self.pool.shutdown()
 
     def _read(self, product: SafeProduct, group: BandGroup, window: Window) -> np.ndarray:
-        bands = []
-        with rasterio.Env(**self.options):
-            for name in self.files_of(product, group):
-                path = self.place.gdal_path(name)
-                try:
-                    with rasterio.open(path) as dataset:
-                        bands.append(dataset.read(window=window))
-                except RasterioError as err:
-                    raise InputDataError(f"{path}: cannot read ({err})") from err
-        return np.concatenate(bands)
+        return np.concatenate(
+            [self._read_file(name, window) for name in self.files_of(product, group)]
+        )
+
+    def _read_file(self, name: str, window: Window) -> np.ndarray:
+        """One file's window. On a remote place a failed read (GDAL retries 5xx answers but
+        not a body cut short) is read again under the place's retry policy, bypassing what
+        GDAL cached of the failed attempt (``CPL_VSIL_CURL_NON_CACHED``)."""
+        path = self.place.gdal_path(name)
+        calls = itertools.count()
+
+        def read() -> np.ndarray:
+            options = self.options
+            if next(calls):  # a retry: nothing GDAL cached of the failed attempt is used
+                options = {**options, "CPL_VSIL_CURL_NON_CACHED": path}
+            with rasterio.Env(**options), rasterio.open(path) as dataset:
+                return dataset.read(window=window)
+
+        retry = self.place.retry
+        if retry is not None:
+            transient = lambda error: isinstance(error, RasterioError) or is_transient(error)  # noqa: E731
+            return call_with_retries(f"read {path}", read, retry, transient)
+        try:
+            return read()
+        except RasterioError as err:
+            raise InputDataError(f"{path}: cannot read ({err})") from err
 
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
         pixels = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 import dotenv
 
 from .errors import ConfigError
+from .remote import RetryPolicy
 from .s3_account import S3Account
 
 ENV_EXAMPLE = ".env.example"
@@ -31,6 +32,8 @@ STAC_URL = "DSLAB_S2L1C_STAC_URL"
 CDSE_PROFILE = "DSLAB_S2L1C_CDSE_PROFILE"
 CDSE_CONNECTIONS = "DSLAB_S2L1C_CDSE_CONNECTIONS"
 S3_PROFILE = "DSLAB_S2L1C_S3_PROFILE"
+NETWORK_TIMEOUT = "DSLAB_NETWORK_TIMEOUT"
+NETWORK_ATTEMPTS = "DSLAB_NETWORK_ATTEMPTS"
 
 _VAR_REF_RE = re.compile(r"\$\{([^}:]+)(?::-[^}]*)?\}")
 # Lower-case letters, digits, dots, hyphens and (Ceph/Allas legacy) underscores, 3-63 chars.
@@ -144,7 +147,32 @@ class Locations:
 
     def account(self, name: str, default: str | None = None) -> S3Account:
         """The S3 account of the boto3 profile named by variable ``name``."""
-        return S3Account(self.text(name, default), self.aws_config_file, self.aws_credentials_file)
+        return S3Account(
+            self.text(name, default), self.aws_config_file, self.aws_credentials_file, self.retry
+        )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """Deadlines and attempts of every network call: DSLAB_NETWORK_TIMEOUT (seconds to wait
+        for an answer, default 60; connections get at most 10) and DSLAB_NETWORK_ATTEMPTS
+        (default 6)."""
+        default = RetryPolicy()
+        read = self.text(NETWORK_TIMEOUT, str(default.read_timeout))
+        try:
+            seconds = float(read)
+        except ValueError:
+            seconds = 0.0
+        if seconds <= 0:
+            raise ConfigError(
+                f"environment variable {NETWORK_TIMEOUT} must be a positive number of seconds, "
+                f"got {read!r} (see {ENV_EXAMPLE})"
+            )
+        attempts = self.integer(NETWORK_ATTEMPTS, default.attempts, minimum=1)
+        return RetryPolicy(
+            attempts=attempts,
+            connect_timeout=min(default.connect_timeout, seconds),
+            read_timeout=seconds,
+        )
 
     # -- settings every command shares ----------------------------------------------------
 

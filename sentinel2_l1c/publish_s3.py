@@ -38,7 +38,6 @@ from .locations import Locations
 from .remote import (
     PART_SIZE,
     RemoteObject,
-    RetryPolicy,
     call_with_retries,
     http_status,
     list_objects,
@@ -148,7 +147,6 @@ class PublishOptions:
     delete: bool = False
     dry_run: bool = False
     connections: int = DEFAULT_CONNECTIONS
-    retry: RetryPolicy = RetryPolicy()
 
     def __post_init__(self) -> None:
         for name in self.formats:
@@ -163,6 +161,7 @@ class Publisher:
     def __init__(self, options: PublishOptions, locations: Locations) -> None:
         self.options = options
         self.locations = locations
+        self.retry = locations.s3_account.retry
         self.client = locations.s3_account.client(options.connections * 2)
 
     def plan(self, name: str) -> Plan:
@@ -178,7 +177,7 @@ class Publisher:
         exists = self._bucket_exists(target.bucket, storages.S3.variables(fmt)[0])
         remote = {}
         if exists:
-            listed = list_objects(self.client, target.bucket, zip_key or "", self.options.retry)
+            listed = list_objects(self.client, target.bucket, zip_key or "", self.retry)
             remote = {o.key: o for o in listed if zip_key is None or o.key == zip_key}
         uploads, skipped, stale = sync_plan(
             local_objects(source, zip_key), remote, lambda path, o: matches_etag(path, o.etag)
@@ -200,11 +199,11 @@ class Publisher:
                     ) from None
                 raise
 
-        return call_with_retries(f"HEAD s3://{bucket}", head, self.options.retry)
+        return call_with_retries(f"HEAD s3://{bucket}", head, self.retry)
 
     def carry_out(self, plan: Plan, show_progress: bool) -> Tally:
         """Create the bucket, upload, delete, set the policy; returns what was uploaded."""
-        retry = self.options.retry
+        retry = self.retry
         if plan.create_bucket:
             call_with_retries(
                 f"create s3://{plan.bucket}",

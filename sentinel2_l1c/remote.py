@@ -53,15 +53,28 @@ _TRANSIENT_TYPES = (
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently to retry a transient failure."""
+    """How long to wait for an answer, and how often and how patiently to retry a transient
+    failure. Every client (boto3, s3fs, GDAL, the STAC client) gets the same deadlines, so an
+    endpoint that accepts connections and never answers ends a call after at most
+    ``attempts × (connect_timeout + read_timeout)`` plus the waits between attempts."""
 
     attempts: int = 6
     first_wait: float = 0.5  # seconds; doubles each time, with jitter
     max_wait: float = 20.0
+    connect_timeout: float = 10.0  # seconds to establish a connection
+    read_timeout: float = 60.0  # seconds without a byte of the answer
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ConfigError(f"retry attempts must be at least 1, got {self.attempts}")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ConfigError("network timeouts must be positive")
+
+    @property
+    def worst_case(self) -> float:
+        """Seconds a call to a silent endpoint can take before it gives up."""
+        waits = sum(min(self.max_wait, self.first_wait * 2**n) for n in range(self.attempts - 1))
+        return self.attempts * (self.connect_timeout + self.read_timeout) + waits
 
 
 def http_status(error: BaseException) -> int | None:
@@ -95,6 +108,9 @@ def is_transient(error: BaseException) -> bool:
 
 def describe(error: BaseException) -> str:
     """A short reason without request details (URLs may carry signatures)."""
+    cause = error.__cause__ or error.__context__
+    if isinstance(error, APIError) and http_status(error) is None and cause is not None:
+        return describe(cause)  # pystac-client wraps requests' errors
     status = http_status(error)
     if isinstance(error, botocore.exceptions.ClientError):
         code = error.response.get("Error", {}).get("Code", "")
@@ -104,8 +120,14 @@ def describe(error: BaseException) -> str:
     return type(error).__name__
 
 
-def call_with_retries(what: str, function: Callable[[], T], policy: RetryPolicy) -> T:
-    """Run ``function``; retry transient failures; RemoteError naming ``what`` when it gives up."""
+def call_with_retries(
+    what: str,
+    function: Callable[[], T],
+    policy: RetryPolicy,
+    transient: Callable[[BaseException], bool] = is_transient,
+) -> T:
+    """Run ``function``; retry ``transient`` failures; RemoteError naming ``what`` when it
+    gives up."""
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -119,7 +141,7 @@ def call_with_retries(what: str, function: Callable[[], T], policy: RetryPolicy)
         )
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_transient),
+        retry=tenacity.retry_if_exception(transient),
         wait=tenacity.wait_exponential_jitter(
             multiplier=policy.first_wait, max=policy.max_wait, jitter=policy.first_wait
         ),
@@ -130,7 +152,7 @@ def call_with_retries(what: str, function: Callable[[], T], policy: RetryPolicy)
     try:
         return retrying(function)
     except Exception as error:
-        if is_transient(error):
+        if transient(error):
             raise RemoteError(
                 f"{what}: gave up after {policy.attempts} attempts ({describe(error)})"
             ) from error

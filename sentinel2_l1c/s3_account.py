@@ -20,9 +20,11 @@ import s3fs
 from aiobotocore.session import AioSession
 
 from .errors import ConfigError
+from .remote import RetryPolicy, is_transient
 
-CONNECT_TIMEOUT = 10  # seconds
-READ_TIMEOUT = 60
+# s3fs retries its own list of errors (timeouts, cut bodies); with this it also retries what
+# every other client here does (5xx answers, throttling), so one classification holds.
+s3fs.core.set_custom_error_handler(is_transient)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class S3Account:
     profile: str
     config_file: Path | None = None
     credentials_file: Path | None = None
+    #: deadlines and retries of every client made here
+    retry: RetryPolicy = RetryPolicy()
 
     def _configure(self, session: botocore.session.Session) -> botocore.session.Session:
         if self.config_file is not None:
@@ -68,14 +72,16 @@ class S3Account:
         config = botocore.config.Config(
             retries={"total_max_attempts": 1},
             max_pool_connections=max(1, connections),
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
+            connect_timeout=self.retry.connect_timeout,
+            read_timeout=self.retry.read_timeout,
             s3={"addressing_style": "path"},
         )
         return self.boto3_session().client("s3", config=config)
 
     def filesystem(self, asynchronous: bool = True) -> s3fs.S3FileSystem:
-        """A fresh (uncached) s3fs filesystem of the account.
+        """A fresh (uncached) s3fs filesystem of the account, with the account's deadlines and
+        its number of attempts (s3fs retries, transient errors as classified in ``remote``;
+        botocore's own retries are off, so the two do not multiply).
 
         ``max_concurrency=1``: otherwise s3fs sends a HEAD before every whole-object GET (to
         split large objects), doubling the requests for Zarr chunks.
@@ -83,18 +89,25 @@ class S3Account:
         self.boto3_session()  # a bad profile fails here, in one line, not inside asyncio
         session = AioSession()
         self._configure(session)
-        return s3fs.S3FileSystem(
+        fs = s3fs.S3FileSystem(
             session=session,
             asynchronous=asynchronous,
             max_concurrency=1,
             skip_instance_cache=True,
-            config_kwargs={"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT},
+            config_kwargs={
+                "connect_timeout": self.retry.connect_timeout,
+                "read_timeout": self.retry.read_timeout,
+                "retries": {"total_max_attempts": 1},
+            },
         )
+        fs.retries = self.retry.attempts
+        return fs
 
     def gdal_options(self) -> dict[str, Any]:
         """``rasterio.Env`` settings for ``/vsis3/``: the account's keys and endpoint (through
         rasterio's AWSSession), path-style requests, no directory listing on open, a block
-        cache for remote reads, and GDAL's own retries of 5xx/429 answers.
+        cache for remote reads, GDAL's own retries of 5xx/429 answers, and the account's
+        deadlines (``GDAL_HTTP_TIMEOUT`` bounds a whole request).
 
         ``GDAL_NUM_THREADS=1``: rasterio sets these options for the calling thread only, and
         JPEG 2000 tiles decoded by GDAL's worker threads would be fetched without them (curl:
@@ -114,7 +127,11 @@ class S3Account:
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif",
             "VSI_CACHE": "TRUE",
             "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-            "GDAL_HTTP_MAX_RETRY": "5",
-            "GDAL_HTTP_RETRY_DELAY": "0.5",
+            "GDAL_HTTP_MAX_RETRY": str(self.retry.attempts - 1),
+            "GDAL_HTTP_RETRY_DELAY": str(self.retry.first_wait),
+            "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(self.retry.connect_timeout))),
+            "GDAL_HTTP_TIMEOUT": str(
+                max(1, round(self.retry.connect_timeout + self.retry.read_timeout))
+            ),
             "GDAL_NUM_THREADS": "1",
         }

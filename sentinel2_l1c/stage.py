@@ -43,7 +43,7 @@ from .cli import DEFAULT_CONNECTIONS, add_transfer_arguments, new_parser, run_cl
 from .errors import ConfigError, InputDataError, RemoteError
 from .formats import Format
 from .locations import Locations
-from .remote import PART_SIZE, RetryPolicy
+from .remote import PART_SIZE
 from .results import Action, ActionLog
 from .storages import FolderPlace, Place, Storage
 from .utils import Tally, is_safe_relative, progress_bar, remove_tree, run_parallel
@@ -139,7 +139,6 @@ class StageOptions:
     stream_unzip: bool = False
     overwrite: bool = False
     connections: int = DEFAULT_CONNECTIONS
-    retry: RetryPolicy = RetryPolicy()
 
     def __post_init__(self) -> None:
         if not (self.copies or self.unzip or self.stream_unzip):

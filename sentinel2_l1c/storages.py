@@ -107,6 +107,11 @@ class Place(ABC):
         """``rasterio.Env`` settings GDAL needs to read ``gdal_path``s."""
         return {}
 
+    @property
+    def retry(self) -> RetryPolicy | None:
+        """How reads of a remote place are retried (None: local, a failure is final)."""
+        return None
+
 
 @dataclass(frozen=True)
 class FolderPlace(Place):
@@ -185,7 +190,6 @@ class BucketPlace(Place):
     bucket: str
     key: str = ""
     connections: int = 64  # the client's connection pool: room for any caller's threads
-    retry: RetryPolicy = RetryPolicy()
     _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __str__(self) -> str:
@@ -200,7 +204,7 @@ class BucketPlace(Place):
 
     def _objects(self, prefix: str) -> list[Any]:
         try:
-            return list_objects(self.client, self.bucket, prefix, self.retry)
+            return list_objects(self.client, self.bucket, prefix, self.account.retry)
         except botocore.exceptions.ClientError as err:
             if http_status(err) == 404:
                 return []
@@ -215,7 +219,7 @@ class BucketPlace(Place):
                     return None
                 raise
 
-        return call_with_retries(f"HEAD s3://{self.bucket}/{key}", head, self.retry)
+        return call_with_retries(f"HEAD s3://{self.bucket}/{key}", head, self.account.retry)
 
     def exists(self) -> bool:
         if self.key:
@@ -224,7 +228,7 @@ class BucketPlace(Place):
             page = call_with_retries(
                 f"list s3://{self.bucket}",
                 lambda: self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1),
-                self.retry,
+                self.account.retry,
             )
         except botocore.exceptions.ClientError as err:
             if http_status(err) == 404:
@@ -246,13 +250,13 @@ class BucketPlace(Place):
         return names[0] if names and self._head(names[0]) is None else None
 
     def fetch(self, name: str, size: int, target: Path) -> None:
-        download_object(self.client, self.bucket, name, size, target, self.retry)
+        download_object(self.client, self.bucket, name, size, target, self.account.retry)
 
     def fetch_archive(
         self, target: Path, pool: ThreadPoolExecutor, done: Callable[[int], None]
     ) -> None:
         download_large(
-            self.client, self.bucket, self.key, self.size(), target, self.retry, pool, done
+            self.client, self.bucket, self.key, self.size(), target, self.account.retry, pool, done
         )
 
     def local_path(self) -> None:
@@ -269,6 +273,10 @@ class BucketPlace(Place):
 
     def gdal_options(self) -> dict[str, Any]:
         return self.account.gdal_options()
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.account.retry
 
 
 # --------------------------------------------------------------------------------------

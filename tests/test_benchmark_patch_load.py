@@ -18,8 +18,10 @@ from sentinel2_l1c import benchmark_patch_load as bench
 from sentinel2_l1c.benchmark import BenchmarkConfig, plan_order, plan_patch
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import lab_environment, lab_locations
-from sentinel2_l1c.locations import Locations
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment, lab_locations
+from sentinel2_l1c.lab.object_store import write_aws_files
+from sentinel2_l1c.lab.proxy import FaultProxy
+from sentinel2_l1c.locations import S3_PROFILE, Locations
 from sentinel2_l1c.results import read_benchmark
 from sentinel2_l1c.safe import read_band
 from sentinel2_l1c.utils import BAND_GROUPS
@@ -303,6 +305,28 @@ def test_cold_runs_evict_local_files(
     assert len(evicted) == 4 and evicted[0] > 10
 
 
+def test_s3_loads_recover_from_injected_faults(
+    configured: Path,
+    published: LocalCdse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every 7th S3 request fails (a 503, or a body cut short): GDAL, s3fs and async_zipfs
+    reads are retried and return the same pixels (COG on S3 used to fail every run)."""
+    with FaultProxy(published.store.s3_port, every=7) as proxy:
+        files = write_aws_files(
+            tmp_path / "aws", proxy.endpoint, {LAB_S3_PROFILE: published.storage_user}
+        )
+        use_settings(monkeypatch, files.environment(), {"DSLAB_NETWORK_ATTEMPTS": "8"})
+        argv = ["--storages", "network", "s3", "--formats", "cog", "zarr", "zipzarr"]
+        argv += ["--num_repeats", "2", "--output", str(tmp_path / "logs")]
+        assert run_main(argv) == 0, capsys.readouterr().err
+    assert proxy.faults["503"] > 0 and proxy.faults["reset"] > 0
+    data = read_benchmark(next((tmp_path / "logs").glob("*.json")))
+    assert data.mismatches() == [] and len(data.repeats[0].checksums) == 6
+
+
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_remote_jp2_tiles_read_in_threads_are_right(
     local_cdse: LocalCdse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -323,11 +347,8 @@ def test_remote_jp2_tiles_read_in_threads_are_right(
     if "jp2-tiles" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket="jp2-tiles")
     client.upload_file(str(path), "jp2-tiles", "tiled.jp2")
-    options = (
-        local_cdse.locations(Locations())
-        .with_settings({"DSLAB_S2L1C_S3_PROFILE": "dslab-lab-storage"})
-        .s3_account.gdal_options()
-    )
+    locations = local_cdse.locations(Locations({S3_PROFILE: LAB_S3_PROFILE}))
+    options = locations.s3_account.gdal_options()
     windows = [Window(x, y, 200, 200) for x in (0, 100, 300) for y in (50, 250)]
 
     def read(window: Window) -> np.ndarray:

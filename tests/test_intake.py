@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,8 +159,7 @@ class TestTileYear:
                 windows=(ARCHIVE_WINDOW,),
                 safe_root=tmp_path / "safe",
                 stac_url=cdse_environment.stac.url,
-                account=S3Account("cdse-faulty", files.config, files.credentials),
-                retry=FAST_RETRY,
+                account=S3Account("cdse-faulty", files.config, files.credentials, FAST_RETRY),
             )
             summary = run_intake(options, show_progress=False)
         expected = expected_products(archive, missing_product)
@@ -233,8 +233,10 @@ class TestBadInput:
             windows=(ARCHIVE_WINDOW,),
             safe_root=tmp_path,
             stac_url="http://127.0.0.1:9",
-            account=local_cdse.locations(Locations()).cdse_account,
-            retry=RetryPolicy(attempts=2, first_wait=0.01),
+            account=replace(
+                local_cdse.locations(Locations()).cdse_account,
+                retry=RetryPolicy(attempts=2, first_wait=0.01),
+            ),
         )
         with pytest.raises(
             RemoteError, match=r"^STAC API http://127.0.0.1:9: gave up after 2 attempts"

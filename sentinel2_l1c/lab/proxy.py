@@ -1,4 +1,5 @@
-"""An HTTP proxy in front of the lab's S3 store that counts requests and can break some.
+"""An HTTP proxy in front of the lab's S3 store that counts requests and can break some, and
+an endpoint that never answers.
 
 Counting gives requests per patch in benchmarks; breaking every n-th request (alternately an
 S3-style ``503 ServiceUnavailable`` and a connection reset in the middle of the body) proves
@@ -109,3 +110,33 @@ class FaultProxy:
                 pass
 
         return Handler
+
+
+class SilentEndpoint:
+    """Accepts connections and never answers: a hung server, for testing deadlines."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:  # closed by __exit__
+                return
+            self.connections.append(connection)  # held open, never read or answered
+
+    def __enter__(self) -> SilentEndpoint:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.socket.close()
+        for connection in self.connections:
+            connection.close()

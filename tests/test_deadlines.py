@@ -1,0 +1,101 @@
+"""Nothing hangs: an endpoint that accepts connections and never answers ends every tool
+within its deadline × attempts, with one error line (issue 16)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+from botocore.exceptions import ReadTimeoutError
+from rasterio.errors import RasterioError
+
+from sentinel2_l1c import benchmark_patch_load, intake_cdse_s3, stage
+from sentinel2_l1c.async_zipfs import AsyncZipFileSystem
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
+from sentinel2_l1c.lab.object_store import Identity, write_aws_files
+from sentinel2_l1c.lab.proxy import SilentEndpoint
+from sentinel2_l1c.remote import RetryPolicy
+from sentinel2_l1c.s3_account import S3Account
+
+from .conftest import use_settings
+
+TIMEOUT, ATTEMPTS = 1, 2
+POLICY = RetryPolicy(attempts=ATTEMPTS, connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
+# Python start-up and imports of a command, on top of the policy's worst case
+SLACK = 10.0
+
+
+@pytest.fixture()
+def silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SilentEndpoint:
+    """A hung endpoint that the lab's profiles (S3 storage and CDSE) point at."""
+    with SilentEndpoint() as endpoint:
+        identity = Identity("nobody", ("Read",))
+        files = write_aws_files(
+            tmp_path / "aws", endpoint.endpoint, {LAB_S3_PROFILE: identity, "cdse": identity}
+        )
+        use_settings(
+            monkeypatch,
+            files.environment(),
+            {"DSLAB_NETWORK_TIMEOUT": str(TIMEOUT), "DSLAB_NETWORK_ATTEMPTS": str(ATTEMPTS)},
+        )
+        yield endpoint
+
+
+def ends_in_time(command, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    started = time.monotonic()
+    code = command(argv)
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code != 0
+    assert seconds < POLICY.worst_case + SLACK, f"took {seconds:.1f} s"
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and "Traceback" not in err, err  # retries are logged as warnings
+    return errors[0]
+
+
+def test_intake_against_a_silent_stac_api(
+    silent: SilentEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_settings(
+        monkeypatch,
+        {"DSLAB_S2L1C_STAC_URL": silent.endpoint, "DSLAB_S2L1C_NETWORK_SAFE_PATH": str(tmp_path)},
+    )
+    line = ends_in_time(intake_cdse_s3.main, ["--quiet"], capsys)
+    assert f"STAC API {silent.endpoint}: gave up after {ATTEMPTS} attempts" in line
+
+
+def test_stream_unzip_and_benchmark_against_a_silent_s3(
+    silent: SilentEndpoint,
+    network_lab: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_settings(monkeypatch, lab_environment(network_lab))
+    line = ends_in_time(stage.main, ["--quiet", "--stream-unzip"], capsys)
+    assert "s3://sentinel2-l1c-zipzarr/" in line and "gave up after 2 attempts" in line
+    argv = ["--quiet", "--storages", "s3", "--num-repeats", "2", "--patch-size", "1800"]
+    for formats in (["zarr"], ["zipzarr"], ["cog"]):
+        line = ends_in_time(benchmark_patch_load.main, [*argv, "--formats", *formats], capsys)
+        assert "gave up after 2 attempts" in line
+
+
+def test_s3fs_and_gdal_have_the_deadlines(silent: SilentEndpoint, tmp_path: Path) -> None:
+    """The clients under Zarr and COG loads, called directly (the commands above stop at
+    their first S3 request, made with boto3)."""
+    account = S3Account(
+        LAB_S3_PROFILE, tmp_path / "aws" / "aws-config", tmp_path / "aws" / "aws-credentials", POLICY
+    )
+    started = time.monotonic()
+    with pytest.raises(ReadTimeoutError):  # s3fs gives up with the last timeout
+        account.filesystem(asynchronous=False).cat_file("bucket/key")
+    zip_fs = AsyncZipFileSystem("bucket/store.zip", fs=account.filesystem(asynchronous=False))
+    with pytest.raises(ReadTimeoutError):
+        zip_fs.find("")
+    with pytest.raises(RasterioError), rasterio.Env(**account.gdal_options()):
+        rasterio.open("/vsis3/bucket/file.tif")
+    assert time.monotonic() - started < 3 * POLICY.worst_case + SLACK
