@@ -15,7 +15,7 @@ unless the central directory lies in that tail, one read of the central director
 index is built once per instance. A stored entry's first read fetches its local header and
 the wanted bytes in one request (the header's length is read from the header, never
 guessed from the next entry); later reads are exact ranges. Deflated entries are inflated
-whole. Corrupt archives raise ``ZipFormatError``. Instances are bound to one event loop, as
+in bounded pieces, never past their declared size. Corrupt archives raise ``ZipFormatError``. Instances are bound to one event loop, as
 s3fs instances are: with zarr, pass ``asynchronous=True`` (and an asynchronous inner fs).
 ``extract`` unpacks many entries into a local folder with few, large requests.
 """
@@ -26,7 +26,7 @@ import asyncio
 import os
 import zlib
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
@@ -52,6 +52,7 @@ PROTOCOL = "dslabzip"
 HEADER_SLACK = 256  # local extra fields longer than this cost a second request, once
 SPECULATIVE_LIMIT = 1 << 20  # ranges starting later fetch the local header on its own
 COPY_CHUNK = 16 << 20
+INFLATE_PIECE = 1 << 20  # bytes inflated at a time
 
 __all__ = ["AsyncZipFileSystem", "ZipFormatError"]
 
@@ -425,11 +426,18 @@ class AsyncZipFileSystem(AsyncFileSystem):
         for name in names:
             if name not in files:
                 raise FileNotFoundError(f"{self.fo}: no entry {name}")
-            if not is_safe_relative(files[name].name.lstrip("/")):
+            if not is_safe_relative(files[name].name):
                 raise ZipFormatError(
                     f"{self.fo}: entry {files[name].name!r} would be written outside the "
-                    "target folder; refusing to extract"
+                    "target folder or is not a file name; refusing to extract"
                 )
+        folders = {str(parent) for name in names for parent in PurePosixPath(name).parents}
+        both = sorted(folders.intersection(names))
+        if both:
+            raise ZipFormatError(
+                f"{self.fo}: entry {both[0]!r} is both a file and a folder (a link with entries "
+                "under it?); refusing to extract"
+            )
         ends = _extent_ends(list(files.values()), self._cd_offset)
         groups: list[list[Entry]] = []
         for entry in sorted((files[n] for n in names), key=lambda e: e.header_offset):
@@ -525,17 +533,34 @@ class AsyncZipFileSystem(AsyncFileSystem):
         done(1, entry.size)
 
     def _inflate_bytes(self, entry: Entry, compressed: bytes) -> bytes:
+        """Inflate in bounded pieces, stopping as soon as the output passes the declared size:
+        a zip bomb (a few bytes declared, gigabytes inflated) costs no more memory than an
+        honest entry."""
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        pieces: list[bytes] = []
+        total, pending = 0, compressed
         try:
-            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(compressed)
+            while pending or not inflater.eof:
+                piece = inflater.decompress(pending, INFLATE_PIECE)
+                pending = inflater.unconsumed_tail
+                total += len(piece)
+                if total > entry.size:
+                    raise ZipFormatError(
+                        f"{self.fo}: entry {entry.name!r} inflates to more than its declared "
+                        f"{entry.size} bytes"
+                    )
+                pieces.append(piece)
+                if not piece and not pending:
+                    break  # no more input, and the stream is not complete: checked below
         except zlib.error as err:
             raise ZipFormatError(
                 f"{self.fo}: entry {entry.name!r} does not inflate ({err})"
             ) from None
-        if len(data) != entry.size:
+        if total != entry.size:
             raise ZipFormatError(
-                f"{self.fo}: entry {entry.name!r} inflates to {len(data)} bytes, not {entry.size}"
+                f"{self.fo}: entry {entry.name!r} inflates to {total} bytes, not {entry.size}"
             )
-        return data
+        return b"".join(pieces)
 
     def _check_crc(self, entry: Entry, crc: int) -> None:
         if crc != entry.crc:

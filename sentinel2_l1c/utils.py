@@ -179,9 +179,9 @@ def _fsync_file(path: Path) -> None:
 
 def is_safe_relative(name: str) -> bool:
     """True if the relative path ``name`` (``/``-separated) stays inside the folder it is
-    joined to: not empty, not absolute, no ``..`` parts."""
+    joined to and can be a file name there: not empty, not absolute, no ``..`` parts, no NUL."""
     parts = PurePosixPath(name).parts
-    return bool(parts) and not name.startswith("/") and ".." not in parts
+    return bool(parts) and not name.startswith("/") and ".." not in parts and "\0" not in name
 
 
 def hidden(relative: PurePosixPath | Path) -> bool:

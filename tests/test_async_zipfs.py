@@ -399,3 +399,77 @@ def test_every_store_reader_on_every_place(
                     close()
                 opened += 1
     assert opened == 5
+
+
+# -- hostile archives (issue 16) ------------------------------------------------------------
+
+
+def patched_sizes(data: bytes, name: bytes, declared: int) -> bytes:
+    """The archive with ``name``'s uncompressed size set to ``declared`` in both headers."""
+    out = bytearray(data)
+    local = out.index(b"PK\x03\x04" + out[4:8])  # the first local header is the entry's
+    assert out[local + 30 : local + 30 + len(name)] == name
+    struct.pack_into("<I", out, local + 22, declared)
+    central = out.index(b"PK\x01\x02")
+    struct.pack_into("<I", out, central + 24, declared)
+    return bytes(out)
+
+
+def test_zip_bomb_stops_at_the_declared_size(tmp_path: Path) -> None:
+    """A deflated entry declaring 100 bytes that inflates to 64 MB is refused after at most one
+    piece of output (it used to be inflated whole, 2.1 GB RSS for a 1 MB bomb)."""
+    import tracemalloc
+
+    buffer = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.bin", bytes(64 << 20))
+    buffer.write_bytes(patched_sizes(buffer.read_bytes(), b"bomb.bin", 100))
+    fs = open_fs(buffer)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ZipFormatError, match="inflates to more than its declared 100 bytes"):
+            fs.cat_file("bomb.bin")
+        with pytest.raises(ZipFormatError, match="inflates to more than its declared 100 bytes"):
+            fs.extract(["bomb.bin"], str(tmp_path / "out"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak / 1e6:.0f} MB"
+    assert not (tmp_path / "out" / "bomb.bin").exists()
+
+
+def hostile_archive(path: Path, kind: str) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("zarr.json", b"{}")
+        if kind == "absolute name":
+            archive.writestr(zipfile.ZipInfo("/tmp/evil.txt"), b"gotcha")
+        elif kind == "file and folder":
+            archive.writestr("a", b"file")
+            archive.writestr("a/b", b"child")
+        elif kind == "link with a child":
+            link = zipfile.ZipInfo("link")
+            link.external_attr = 0o120777 << 16  # a symbolic link to /etc
+            archive.writestr(link, b"/etc")
+            archive.writestr("link/passwd", b"gotcha")
+        elif kind == "NUL in a name":
+            archive.writestr("evil\x01name", b"x")  # \x01 becomes \x00 below
+    if kind == "NUL in a name":
+        path.write_bytes(path.read_bytes().replace(b"evil\x01name", b"evil\x00name"))
+    return path
+
+
+HOSTILE = {
+    "absolute name": "would be written outside the target folder",
+    "file and folder": "'a' is both a file and a folder",
+    "link with a child": "'link' is both a file and a folder",
+    "NUL in a name": "would be written outside the target folder or is not a file name",
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_names_are_refused_before_anything_is_written(kind: str, tmp_path: Path) -> None:
+    fs = open_fs(hostile_archive(tmp_path / "h.zip", kind))
+    names = [name.lstrip("/") for name in fs.find("")]
+    with pytest.raises(ZipFormatError, match=HOSTILE[kind]):
+        fs.extract(names, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and not (Path("/tmp") / "evil.txt").exists()

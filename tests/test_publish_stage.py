@@ -22,6 +22,7 @@ from sentinel2_l1c.remote import RemoteObject
 from sentinel2_l1c.utils import is_safe_relative
 
 from .conftest import storage, tool, use_settings
+from .test_async_zipfs import HOSTILE, hostile_archive
 
 FORMATS = list(formats.FORMATS)
 
@@ -230,16 +231,22 @@ def test_changed_file_is_uploaded_again(
     assert record["files"] == 1 and record["bytes"] == len(data)
 
 
-def test_zip_entries_escaping_the_target_are_refused(
-    configured: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("kind", ["escaping", *HOSTILE])
+def test_hostile_zip_entries_are_refused(
+    kind: str, configured: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     evil = storage(configured, "temp", "zipzarr")
     evil.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(evil, "w") as archive:
-        archive.writestr("zarr.json", b"{}")
-        archive.writestr("../escaped.txt", b"gotcha")
+    if kind == "escaping":
+        with zipfile.ZipFile(evil, "w") as archive:
+            archive.writestr("zarr.json", b"{}")
+            archive.writestr("../escaped.txt", b"gotcha")
+    else:
+        hostile_archive(evil, kind)
     assert stage.main(["--quiet", "--unzip"]) == 1
-    assert "'../escaped.txt' would be written outside" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m sentinel2_l1c.stage: error: ")
+    assert "refusing" in err and "Traceback" not in err
     assert not (evil.parent.parent / "escaped.txt").exists()
     assert not storage(configured, "temp", "zarr").exists()
 
