@@ -23,7 +23,7 @@ from rasterio.crs import CRS
 
 from . import formats, storages
 from .cli import add_conversion_arguments, new_parser, run_cli
-from .errors import InputDataError
+from .errors import ConfigError, InputDataError
 from .formats.cog import METADATA, product_folder
 from .locations import Locations
 from .safe import SafeProduct, format_utc, list_products
@@ -125,6 +125,8 @@ class CogOptions:
     scheduler: str | None = None
 
     def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.tile is not None:
             object.__setattr__(self, "tile", parse_tile_id(self.tile))
 

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 
 from . import formats, storages
 from .cli import add_conversion_arguments, new_parser, run_cli
-from .errors import InputDataError
+from .errors import ConfigError, InputDataError
 from .formats.zarr import ZarrFormat
 from .locations import Locations
 from .safe import SafeProduct, list_products, read_band
@@ -63,6 +63,8 @@ class ZarrOptions:
     band_groups: tuple[BandGroup, ...] = BAND_GROUPS
 
     def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.tile is not None:
             object.__setattr__(self, "tile", parse_tile_id(self.tile))
 

@@ -29,14 +29,24 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pystac
 from pystac_client import Client
+from pystac_client.errors import ClientTypeError
+from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 
 from . import formats, storages
 from .cli import Parser, new_parser, run_cli
 from .errors import ConfigError, InputDataError, RemoteError
-from .locations import DEFAULT_CDSE_CONNECTIONS, Locations
-from .remote import RetryPolicy, call_with_retries, download_object, list_objects
+from .locations import DEFAULT_CDSE_CONNECTIONS, STAC_URL, Locations
+from .remote import (
+    RetryPolicy,
+    call_with_retries,
+    describe,
+    download_object,
+    is_transient,
+    list_objects,
+)
 from .s3_account import S3Account
 from .safe import SafeName, parse_utc, resolve_duplicates
 from .utils import parse_tile_id, progress_bar
@@ -127,9 +137,22 @@ def search_products(
     # is given to its own argument, so both get the deadlines
     timeout = (retry.connect_timeout, retry.read_timeout)
     io = StacApiIO(max_retries=0, timeout=timeout)
-    client = call_with_retries(
-        f"STAC API {url}", lambda: Client.open(url, stac_io=io, timeout=timeout), retry
-    )
+
+    def open_client() -> Client:
+        try:
+            return Client.open(url, stac_io=io, timeout=timeout)
+        except APIError as err:
+            if is_transient(err):
+                raise
+            raise RemoteError(
+                f"{url} did not answer as a STAC API ({describe(err)}): check {STAC_URL}"
+            ) from err
+        except (ValueError, KeyError, TypeError, pystac.STACError, ClientTypeError) as err:
+            raise RemoteError(
+                f"{url} is not a STAC API ({type(err).__name__}): check {STAC_URL}"
+            ) from err
+
+    client = call_with_retries(f"STAC API {url}", open_client, retry)
     found: dict[str, ProductSource] = {}
     with progress_bar(len(windows), "searching", enabled=show_progress and len(windows) > 1) as bar:
         for number, (start, end) in enumerate(windows, 1):

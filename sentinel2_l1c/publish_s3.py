@@ -194,8 +194,9 @@ class Publisher:
                     return False
                 if http_status(err) == 403:
                     raise ConfigError(
-                        f"s3://{bucket} belongs to someone else or the profile may not use it: "
-                        f"choose another name in {variable}"
+                        f"s3://{bucket}: refused (HTTP 403): the profile's keys are not accepted, "
+                        f"or the bucket belongs to someone else (choose another name in "
+                        f"{variable})"
                     ) from None
                 raise
 

@@ -114,10 +114,31 @@ def describe(error: BaseException) -> str:
     status = http_status(error)
     if isinstance(error, botocore.exceptions.ClientError):
         code = error.response.get("Error", {}).get("Code", "")
-        return f"HTTP {status} {code}".strip()
+        return f"HTTP {status} {code}".strip() if code != str(status) else f"HTTP {status}"
     if status is not None:
         return f"HTTP {status}"
     return type(error).__name__
+
+
+_REFUSAL_HINTS = {
+    "SignatureDoesNotMatch": "the profile's secret key is not accepted",
+    "InvalidAccessKeyId": "the profile's access key is not known there",
+    "InvalidToken": "the profile's session token is not accepted",
+    "ExpiredToken": "the profile's session token has expired",
+    "AccessDenied": "the profile may not do this",
+    "AllAccessDisabled": "the profile may not do this",
+}
+
+
+def refusal(error: BaseException) -> str | None:
+    """Why a server refused a call (HTTP 401 or 403), with a hint; None for other errors."""
+    if http_status(error) not in (401, 403):
+        return None
+    code = ""
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+    hint = _REFUSAL_HINTS.get(code, "check the profile's keys and rights")
+    return f"refused ({describe(error)}): {hint}"
 
 
 def call_with_retries(
@@ -127,7 +148,7 @@ def call_with_retries(
     transient: Callable[[BaseException], bool] = is_transient,
 ) -> T:
     """Run ``function``; retry ``transient`` failures; RemoteError naming ``what`` when it
-    gives up."""
+    gives up or the server refuses (401, 403); other errors pass through."""
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -156,6 +177,9 @@ def call_with_retries(
             raise RemoteError(
                 f"{what}: gave up after {policy.attempts} attempts ({describe(error)})"
             ) from error
+        why = refusal(error)
+        if why is not None:
+            raise RemoteError(f"{what}: {why}") from error
         raise
 
 
