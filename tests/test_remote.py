@@ -80,14 +80,23 @@ def test_gives_up_with_one_clear_error(caplog: pytest.LogCaptureFixture) -> None
     )
 
 
-def test_permanent_errors_pass_at_once() -> None:
+def test_permanent_errors_are_not_retried() -> None:
+    """A refusal becomes one line naming the call and a hint; other errors pass through."""
     calls = []
 
-    def denied() -> None:
+    def fail(status: int, code: str) -> None:
         calls.append(1)
-        raise client_error(403, "AccessDenied")
+        raise client_error(status, code)
 
-    with pytest.raises(botocore.exceptions.ClientError):
-        call_with_retries("GET s3://b/k", denied, FAST)
-    assert len(calls) == 1
+    with pytest.raises(RemoteError) as refused:
+        call_with_retries("GET s3://b/k", lambda: fail(403, "AccessDenied"), FAST)
+    assert str(refused.value) == (
+        "GET s3://b/k: refused (HTTP 403 AccessDenied): the profile may not do this"
+    )
+    with pytest.raises(RemoteError, match="the profile's secret key is not accepted"):
+        call_with_retries("GET s3://b/k", lambda: fail(403, "SignatureDoesNotMatch"), FAST)
+    with pytest.raises(botocore.exceptions.ClientError):  # callers handle a missing object
+        call_with_retries("GET s3://b/k", lambda: fail(404, "NoSuchKey"), FAST)
+    assert len(calls) == 3
     assert describe(client_error(403, "AccessDenied")) == "HTTP 403 AccessDenied"
+    assert describe(client_error(403, "403")) == "HTTP 403"
