@@ -38,6 +38,7 @@ from .locations import Locations
 from .remote import (
     PART_SIZE,
     RemoteObject,
+    abort_stale_uploads,
     call_with_retries,
     http_status,
     list_objects,
@@ -118,18 +119,44 @@ def sync_plan(
     return uploads, skipped, stale
 
 
+READ_ACTIONS = {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+
+
 def policy_for(bucket: str, template: str) -> str:
-    """The public-read policy text with ``${BUCKET}`` replaced; it must name only ``bucket``."""
+    """The public-read policy text with ``${BUCKET}`` replaced. It may only allow reading
+    ``bucket``: every statement an Allow of read actions on the bucket or its objects, none
+    with NotAction, NotResource or NotPrincipal (which grant everything they do not name)."""
     try:
-        text = string.Template(template).substitute(BUCKET=bucket)
-        policy = json.loads(text)
+        policy = json.loads(string.Template(template).substitute(BUCKET=bucket))
     except (KeyError, ValueError) as err:
         raise ConfigError(
             f"{POLICY_FILE}: not a policy template with ${{BUCKET}} ({err})"
         ) from None
-    for statement in policy.get("Statement", []):
-        resources = statement.get("Resource", [])
-        for resource in [resources] if isinstance(resources, str) else resources:
+    statements = policy.get("Statement", []) if isinstance(policy, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list) or not statements:
+        raise ConfigError(f"{POLICY_FILE}: no Statement list")
+    for statement in statements:
+        if not isinstance(statement, dict):
+            raise ConfigError(f"{POLICY_FILE}: a statement is not an object: {statement!r}")
+        negated = sorted(key for key in statement if key.startswith("Not"))
+        if negated:
+            raise ConfigError(
+                f"{POLICY_FILE}: {negated[0]} is not allowed (it grants what it omits)"
+            )
+        if statement.get("Effect") != "Allow":
+            continue  # a Deny only takes away
+        actions = set(_strings(statement.get("Action")))
+        if not actions or not actions <= READ_ACTIONS:
+            raise ConfigError(
+                f"{POLICY_FILE}: actions {sorted(actions - READ_ACTIONS) or '(none)'} are not "
+                f"read-only (allowed: {', '.join(sorted(READ_ACTIONS))})"
+            )
+        resources = _strings(statement.get("Resource"))
+        if not resources:
+            raise ConfigError(f"{POLICY_FILE}: a statement names no Resource")
+        for resource in resources:
             if not (
                 resource == f"arn:aws:s3:::{bucket}"
                 or resource.startswith(f"arn:aws:s3:::{bucket}/")
@@ -138,6 +165,13 @@ def policy_for(bucket: str, template: str) -> str:
                     f"{POLICY_FILE}: resource {resource!r} reaches beyond bucket {bucket}"
                 )
     return json.dumps(policy)
+
+
+def _strings(value: object) -> list[str]:
+    """A policy field that is one string or a list of them."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 @dataclass(frozen=True)
@@ -211,6 +245,8 @@ class Publisher:
                 lambda: self.client.create_bucket(Bucket=plan.bucket),
                 retry,
             )
+        if not plan.create_bucket:  # a killed run's unfinished uploads of these keys
+            abort_stale_uploads(self.client, plan.bucket, {key for _, key in plan.uploads}, retry)
         uploaded = Tally()
         lock = threading.Lock()
         total = sum(path.stat().st_size for path, _ in plan.uploads)

@@ -423,5 +423,45 @@ def upload_object(
     except BaseException:
         for future in futures:
             future.cancel()
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+        concurrent.futures.wait(futures)
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+        except Exception as error:  # the failure that got here is the one to report
+            log.warning(
+                "s3://%s/%s: abort failed (%s); the next publish aborts it",
+                bucket,
+                key,
+                describe(error),
+            )
         raise
+
+
+def abort_stale_uploads(client: Any, bucket: str, keys: set[str], retry: RetryPolicy) -> int:
+    """Abort the bucket's unfinished multipart uploads of ``keys`` (a run killed while
+    uploading leaves them, and their parts are stored, and billed, until aborted); returns
+    how many."""
+    stale, markers = [], {}
+    while True:
+        page = call_with_retries(
+            f"list uploads s3://{bucket}",
+            lambda markers=markers: client.list_multipart_uploads(Bucket=bucket, **markers),
+            retry,
+        )
+        stale += [u for u in page.get("Uploads", []) if u["Key"] in keys]
+        if not page.get("IsTruncated"):
+            break
+        markers = {
+            "KeyMarker": page["NextKeyMarker"],
+            "UploadIdMarker": page["NextUploadIdMarker"],
+        }
+    for upload in stale:
+        call_with_retries(
+            f"abort upload s3://{bucket}/{upload['Key']}",
+            lambda upload=upload: client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            ),
+            retry,
+        )
+    if stale:
+        log.info("s3://%s: aborted %d unfinished uploads of earlier runs", bucket, len(stale))
+    return len(stale)

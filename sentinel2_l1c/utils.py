@@ -8,6 +8,7 @@ formats in their registries (``storages``, ``formats``).
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.metadata
 import itertools
 import json
@@ -134,8 +135,11 @@ def atomic_output(target: Path) -> Iterator[Path]:
 
     Works for a file or a folder written at the yielded path. On error the temporary output
     is removed and ``target`` is left as it was, so nothing half-written is taken as done.
+    Temporary outputs of ``target`` that a killed run left are removed first.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+        remove_tree(stale)
     temp = temp_sibling(target)
     try:
         yield temp

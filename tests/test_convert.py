@@ -519,3 +519,21 @@ def test_unreachable_scheduler(
     )
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         convert_safe_to_zarr.convert(options, False)
+
+
+def test_reruns_remove_temporary_outputs_of_killed_runs(
+    converted: Converted, archive: Archive, tmp_path: Path
+) -> None:
+    """A killed COG conversion or zip_zarr left hidden .*.tmp-* outputs that reruns never
+    deleted (issue 16)."""
+    product = converted.products[0]
+    cog_root = tmp_path / "cog"
+    leftover = cog_root / "35VLH" / "2024" / f".{product.product_id}.tmp-0123456789ab"
+    (leftover / "B01_B09_B10.tif").parent.mkdir(parents=True)
+    (leftover / "B01_B09_B10.tif").write_bytes(b"half a tiff")
+    zip_leftover = tmp_path / ".z.zip.tmp-0123456789ab"
+    zip_leftover.write_bytes(b"half a zip")
+    convert_safe_to_cog.convert(CogOptions(archive.root, cog_root), show_progress=False)
+    zip_zarr.zip_store(converted.zarr, tmp_path / "z.zip", show_progress=False)
+    assert not leftover.exists() and not zip_leftover.exists()
+    assert not [p for p in tmp_path.rglob(".*") if ".tmp-" in p.name]

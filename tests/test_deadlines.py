@@ -88,7 +88,10 @@ def test_s3fs_and_gdal_have_the_deadlines(silent: SilentEndpoint, tmp_path: Path
     """The clients under Zarr and COG loads, called directly (the commands above stop at
     their first S3 request, made with boto3)."""
     account = S3Account(
-        LAB_S3_PROFILE, tmp_path / "aws" / "aws-config", tmp_path / "aws" / "aws-credentials", POLICY
+        LAB_S3_PROFILE,
+        tmp_path / "aws" / "aws-config",
+        tmp_path / "aws" / "aws-credentials",
+        POLICY,
     )
     started = time.monotonic()
     with pytest.raises(ReadTimeoutError):  # s3fs gives up with the last timeout

@@ -81,3 +81,34 @@ def test_demo_rejects_bad_scale(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert demo.main(["--lab", str(tmp_path / "lab"), "--scale", "4", "--quiet"]) == 2
     assert "scale 4 must divide 1830" in capsys.readouterr().err
     assert not (tmp_path / "lab").exists()
+
+
+def test_serve_stops_servers_and_command_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (Slurm ending a job, kill) used to leave SeaweedFS and the command running."""
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    command = ["bash", "-c", "sleep 300 & wait"]  # a command with a child of its own
+    serve_process = subprocess.Popen(
+        [sys.executable, "-m", "sentinel2_l1c.lab.serve", "--lab", str(tmp_path / "lab"),
+         "--quiet", "--", *command],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    parent = psutil.Process(serve_process.pid)
+    deadline = time.monotonic() + 120
+    started: list[psutil.Process] = []
+    while time.monotonic() < deadline:
+        started = parent.children(recursive=True)
+        if any(p.name() == "sleep" for p in started):
+            break
+        time.sleep(0.2)
+    names = {p.name() for p in started}
+    assert {"weed", "sleep", "bash"} <= names, names
+    serve_process.send_signal(signal.SIGTERM)
+    assert serve_process.wait(60) == 130
+    assert "interrupted" in serve_process.stderr.read().decode()
+    gone, alive = psutil.wait_procs(started, timeout=30)
+    assert alive == [], [p.name() for p in alive]

@@ -284,6 +284,20 @@ def test_sync_plan_and_policy_are_pure_logic(tmp_path: Path) -> None:
     assert "arn:aws:s3:::my-bucket/*" in publish_s3.policy_for("my-bucket", template)
     with pytest.raises(ConfigError, match="reaches beyond bucket"):
         publish_s3.policy_for("my-bucket", template.replace("${BUCKET}/*", "*"))
+    statement = {"Effect": "Allow", "Principal": "*", "Resource": "arn:aws:s3:::my-bucket/*"}
+    for wrong, message in [
+        ({**statement, "Action": "s3:GetObject", "NotResource": "x"}, "NotResource is not allowed"),
+        ({**statement, "NotAction": "s3:PutObject"}, "NotAction is not allowed"),
+        ({**statement, "Action": "s3:*"}, "not read-only"),
+        ({**statement, "Action": ["s3:GetObject", "s3:PutObject"]}, "not read-only"),
+        ({**statement, "Action": "s3:GetObject", "Resource": []}, "names no Resource"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            publish_s3.policy_for("my-bucket", json.dumps({"Statement": wrong}))
+    one = {**statement, "Action": "s3:GetObject"}  # a single statement as an object is valid
+    assert json.loads(publish_s3.policy_for("my-bucket", json.dumps({"Statement": one})))
+    with pytest.raises(ConfigError, match="no Statement list"):
+        publish_s3.policy_for("my-bucket", json.dumps({"Statement": "everything"}))
     assert remote.matches_etag(a, "81dc9bdb52d04dc20036dbd8313ed055")
     assert not remote.matches_etag(a, "81dc9bdb52d04dc20036dbd8313ed056")
     assert [is_safe_relative(n) for n in ("a/b", "../a", "a/../../b", "/etc/x", "")] == [
@@ -334,3 +348,40 @@ def test_full_disk_during_a_download_leaves_no_file(
     monkeypatch.setattr(remote.os, "pwrite", real_pwrite)
     assert stage.main(["--quiet", "--from-s3", "zipzarr"]) == 0  # the rerun fetches it whole
     assert target.read_bytes() == storage(network_lab, "network", "zipzarr").read_bytes()
+
+
+def test_publish_aborts_uploads_a_killed_run_left(
+    configured: Path, local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish killed after CreateMultipartUpload left the upload (and its stored parts)."""
+    monkeypatch.setattr(remote, "PART_SIZE", 5 << 20)
+    key = lab_environment(configured)["DSLAB_S2L1C_S3_ZIPZARR_KEY"]
+    client = local_cdse.store.client(local_cdse.storage_user)
+    client.create_bucket(Bucket=bucket("zipzarr"))
+    orphan = client.create_multipart_upload(Bucket=bucket("zipzarr"), Key=key)["UploadId"]
+    client.upload_part(
+        Bucket=bucket("zipzarr"), Key=key, UploadId=orphan, PartNumber=1, Body=bytes(5 << 20)
+    )
+    assert publish_s3.main(["--quiet", "--formats", "zipzarr"]) == 0
+    assert not client.list_multipart_uploads(Bucket=bucket("zipzarr")).get("Uploads")
+
+
+def test_lab_files_and_ports_are_private(local_cdse: LocalCdse) -> None:
+    """Keys are in files only their owner reads; the filer's HTTP port serves no bucket."""
+    for path in [
+        *(local_cdse.lab / "aws").glob("*"),
+        local_cdse.store.data_dir / "s3-identities.json",
+    ]:
+        if "credentials" in path.name or path.suffix in (".cfg", ".json"):
+            assert path.stat().st_mode & 0o777 == 0o600, path
+    command = Path(f"/proc/{local_cdse.store.process.pid}/cmdline").read_text().split("\0")
+    filer = next(a for a in command if a.startswith("-filer.port=")).split("=")[1]
+    key = local_cdse.store.client(local_cdse.admin).list_objects_v2(Bucket="eodata", MaxKeys=1)
+    url = f"http://127.0.0.1:{filer}/buckets/eodata/{key['Contents'][0]['Key']}"
+    assert requests.get(url, timeout=10).status_code == 404
+    assert (
+        requests.put(
+            f"http://127.0.0.1:{filer}/buckets/eodata/x", data=b"x", timeout=10
+        ).status_code
+        == 404
+    )

@@ -83,8 +83,9 @@ class SeaweedFS:
     def start(self) -> SeaweedFS:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "s3-identities.json"
-        config.write_text(json.dumps({"identities": [_identity_json(i) for i in self.identities]}))
-        config.chmod(0o600)
+        write_private(
+            config, json.dumps({"identities": [_identity_json(i) for i in self.identities]})
+        )
         ports = free_ports(9)
         self.s3_port = ports[6]
         command = [
@@ -92,7 +93,7 @@ class SeaweedFS:
             f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports[0]}", f"-master.port.grpc={ports[1]}",
             f"-volume.port={ports[2]}", f"-volume.port.grpc={ports[3]}",
-            "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}",
+            "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}", "-filer.disableHttp",
             "-s3", f"-s3.port={ports[6]}", f"-s3.port.grpc={ports[7]}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             f"-debug.port={ports[8]}",
@@ -164,6 +165,14 @@ class SeaweedFS:
         self.stop()
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from the first byte (never 0644, then chmod)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older file of the same name keeps its mode otherwise
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 def _identity_json(identity: Identity) -> dict:
     return {
         "name": identity.name,
@@ -180,7 +189,8 @@ def s3cmd_config_path(folder: Path, profile: str) -> Path:
 def write_s3cmd_config(path: Path, endpoint: str, identity: Identity) -> None:
     """An s3cmd configuration for ``identity`` at ``endpoint`` (path-style, plain HTTP)."""
     host = endpoint.split("://", 1)[-1]
-    path.write_text(
+    write_private(
+        path,
         "\n".join(
             [
                 "[default]",
@@ -193,9 +203,8 @@ def write_s3cmd_config(path: Path, endpoint: str, identity: Identity) -> None:
                 "bucket_location = us-east-1",
                 "",
             ]
-        )
+        ),
     )
-    os.chmod(path, 0o600)
 
 
 @dataclass(frozen=True)
@@ -230,8 +239,7 @@ def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) 
         ]
     config, credentials = folder / "aws-config", folder / "aws-credentials"
     config.write_text("\n".join(config_lines))
-    credentials.write_text("\n".join(credential_lines))
-    os.chmod(credentials, 0o600)
+    write_private(credentials, "\n".join(credential_lines))
     for name, identity in profiles.items():
         write_s3cmd_config(s3cmd_config_path(folder, name), endpoint, identity)
     return AwsFiles(config, credentials)

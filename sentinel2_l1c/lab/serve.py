@@ -2,7 +2,8 @@
 
 Starts the lab's local CDSE and S3 storage (SeaweedFS, whose data stay in ``LAB/seaweedfs``,
 so buckets published earlier are still there, and the STAC API), sets the lab's ``DSLAB_*``
-settings and AWS files, runs the command, and stops the servers when it ends. So the
+settings and AWS files, runs the command, and stops the servers when it ends, or when it
+is interrupted or sent SIGTERM (the command is killed then too). So the
 modules and ``job.sh`` run on the lab exactly as elsewhere:
 
     python -m sentinel2_l1c.lab.serve --lab lab -- bash job.sh
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from .cdse import LocalCdse
 from .layout import lab_environment, source_root
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+STOP_TIMEOUT = 10.0  # seconds the command gets to end after SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,17 +34,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (Slurm, kill, a terminal closing) stops the command and the servers like ^C."""
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ConfigError("no command given: python -m sentinel2_l1c.lab.serve --lab LAB -- CMD")
+    signal.signal(signal.SIGTERM, _stop)
     source = source_root(args.lab)
     source.mkdir(parents=True, exist_ok=True)
     with LocalCdse(args.lab, source) as cdse:
         environment = {**os.environ, **lab_environment(args.lab), **cdse.environment()}
         paths = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
         environment["PYTHONPATH"] = os.pathsep.join(paths)  # python -m sentinel2_l1c… anywhere
-        return subprocess.run(command, env=environment).returncode
+        return run_in_group(command, environment)
+
+
+def run_in_group(command: list[str], environment: dict[str, str]) -> int:
+    """Run ``command`` in a process group of its own; if this process is interrupted or sent
+    SIGTERM, the whole group (``bash job.sh`` and what it started) is stopped too."""
+    process = subprocess.Popen(command, env=environment, start_new_session=True)
+    try:
+        return process.wait()
+    except BaseException:
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        raise
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:  # every process of the group has ended
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
