@@ -146,13 +146,21 @@ def test_full_disk_in_every_writing_tool(
             if target is not None:
                 assert not target.exists() or not any(target.rglob("*.SAFE"))
         assert not any((out / "c").rglob("*.tif")), "no COG under its final name"
-    use_settings(monkeypatch, {"DSLAB_S2L1C_NETWORK_ZARR_PATH": network["zarr"]})
-    use_settings(monkeypatch, {"DSLAB_S2L1C_NETWORK_COG_PATH": network["cog"]})
+    use_settings(monkeypatch, lab_environment(network_lab), {"DSLAB_LOG_FOLDER": str(out / "logs")})
+    monkeypatch.setenv("DSLAB_S2L1C_S3_ZARR_BUCKET", f"full-disk-{tmp_path.name[-8:].lower()}")
+    for name in ("TEMP_ZARR", "TEMP_COG"):
+        monkeypatch.setenv(f"DSLAB_S2L1C_{name}_PATH", str(out / name.lower()))
+    benchmark = ["--storages", "network", "--formats", "zarr", *PATCH]
     with monkeypatch.context() as patch:
         full_disk(patch)
-        line = one_error_line(stage.main, ["--from-network", "zarr", "cog"], capsys)
-        assert "No space left on device" in line
+        for main, argv in [
+            (stage.main, ["--from-network", "zarr", "cog"]),
+            (publish_s3.main, ["--formats", "zarr"]),  # its results file
+            (benchmark_patch_load.main, benchmark),  # its results file
+        ]:
+            assert "No space left on device" in one_error_line(main, argv, capsys)
     assert not (out / "temp_zarr").exists() and not (out / "temp_cog").exists()
+    assert not list((out / "logs").glob("*.json"))
 
 
 # -- servers that refuse or are not what they should be -----------------------------------

@@ -78,7 +78,7 @@ class Command:
     env: dict[str, str]
 
 
-def run(command: Command, crash_at: int = 0, count: Path | None = None, proxy: KillingProxy | None = None, s3_kill_at: int = 0) -> int:  # fmt: skip
+def run(command: Command, crash_at: int = 0, count: Path | None = None, proxy: KillingProxy | None = None, s3_kill_at: int = 0) -> tuple[int, str]:  # fmt: skip
     env = {
         **os.environ,
         **command.env,
@@ -100,7 +100,7 @@ def run(command: Command, crash_at: int = 0, count: Path | None = None, proxy: K
     _, err = process.communicate(timeout=300)
     if process.returncode not in (0, KILLED) and b"error:" not in err:
         pytest.fail(f"{command.argv}: exit {process.returncode}\n{err.decode()[-3000:]}")
-    return process.returncode
+    return process.returncode, err.decode()[-2000:]
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -261,36 +261,44 @@ class ZipZarr(Scenario):
 
 
 class Publish(Scenario):
+    """Into one pair of buckets per test, emptied before each point: every bucket is a
+    SeaweedFS collection holding volumes of its own, and the lab server has a few hundred."""
+
     name, s3 = "publish_s3", True
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, tag: str) -> None:
         self.lab = lab
-
-    def buckets(self, work: Path) -> dict[str, str]:
-        tag = hashlib.sha256(str(work).encode()).hexdigest()[:10]
-        return {fmt: f"crash-{tag}-{fmt.replace('_', '-')}" for fmt in ("zarr", "zipzarr")}
+        self.buckets = {fmt: f"crash-{tag}-{fmt.replace('_', '-')}" for fmt in ("zarr", "zipzarr")}
+        self.client = lab.cdse.store.client(lab.cdse.storage_user)
 
     def prepare(self, work: Path) -> Command:
+        present = {b["Name"] for b in self.client.list_buckets()["Buckets"]}
+        for bucket in set(self.buckets.values()) & present:
+            for upload in self.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                self.client.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            for item in self.client.list_objects_v2(Bucket=bucket).get("Contents", []):
+                self.client.delete_object(Bucket=bucket, Key=item["Key"])
         env = {
             **lab_environment(self.lab.network),
             **self.lab.aws,
             "DSLAB_LOG_FOLDER": str(work / "logs"),
         }
-        for fmt, bucket in self.buckets(work).items():
+        for fmt, bucket in self.buckets.items():
             env[storages.S3.variables(formats.get(fmt))[0]] = bucket
         return Command(["publish_s3", "--formats", "zarr", "zipzarr"], env)
 
     def result(self, work: Path) -> object:
-        client = self.lab.cdse.store.client(self.lab.cdse.storage_user)
         found = {}
-        for fmt, bucket in self.buckets(work).items():
+        for fmt, bucket in self.buckets.items():
             try:
-                listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
-            except client.exceptions.NoSuchBucket:
+                listed = self.client.list_objects_v2(Bucket=bucket).get("Contents", [])
+            except self.client.exceptions.NoSuchBucket:
                 listed = []
             found[fmt] = {
                 o["Key"]: hashlib.sha256(
-                    client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                    self.client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
                 ).hexdigest()
                 for o in listed
             }
@@ -356,14 +364,14 @@ def lab(archive: Archive, network_lab: Path, local_cdse: LocalCdse, tmp_path_fac
 SCENARIOS = ["intake", "cog", "zarr", "zarr_sharded", "zipzarr", "publish", "stage"]
 
 
-def scenario_of(name: str, lab: Lab) -> Scenario:
+def scenario_of(name: str, kind: str, lab: Lab) -> Scenario:
     return {
         "intake": lambda: Intake(lab),
         "cog": lambda: Cog(lab),
         "zarr": lambda: Zarr(lab, "zarr"),
         "zarr_sharded": lambda: Zarr(lab, "zarr_sharded"),
         "zipzarr": lambda: ZipZarr(lab),
-        "publish": lambda: Publish(lab),
+        "publish": lambda: Publish(lab, kind),
         "stage": lambda: Stage(lab),
     }[name]()
 
@@ -379,7 +387,7 @@ def points(total: int, kind: str, seed: str) -> list[int]:
 @pytest.mark.parametrize("kind", ["file", "s3"])
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_killed_anywhere_and_rerun(name: str, kind: str, lab: Lab, tmp_path: Path) -> None:
-    scenario = scenario_of(name, lab)
+    scenario = scenario_of(name, kind, lab)
     if kind == "s3" and not scenario.s3:
         pytest.skip(f"{scenario.name} makes no S3 requests")
     with KillingProxy(lab.cdse.store.s3_port) as proxy:
@@ -390,19 +398,20 @@ def test_killed_anywhere_and_rerun(name: str, kind: str, lab: Lab, tmp_path: Pat
         lab.aws = files.environment()
         command = scenario.prepare(tmp_path / "reference")
         counted = tmp_path / "events"
-        expected = run(command, count=counted, proxy=proxy)
+        expected, _ = run(command, count=counted, proxy=proxy)
         total = int(counted.read_text()) if kind == "file" else proxy.requests
         reference = scenario.result(tmp_path / "reference")
         tried, killed, false_completes = [], 0, []
         for k in points(total, kind, f"{name}/{kind}"):
             work = tmp_path / f"k{k}"
             command = scenario.prepare(work)
-            code = run(command, crash_at=k if kind == "file" else 0, proxy=proxy, s3_kill_at=k if kind == "s3" else 0)  # fmt: skip
+            code, _ = run(command, crash_at=k if kind == "file" else 0, proxy=proxy, s3_kill_at=k if kind == "s3" else 0)  # fmt: skip
             killed += code == KILLED
             false_completes += [
                 f"k={k}: {wrong}" for wrong in scenario.false_completes(work, reference)
             ]
-            assert run(command, proxy=proxy) == expected, f"rerun after k={k}"
+            code, err = run(command, proxy=proxy)
+            assert code == expected, f"rerun after a kill at {kind} event {k}: {err}"
             assert scenario.result(work) == reference, f"rerun after a kill at event {k}"
             tried.append(k)
     record = {"command": scenario.name, "kind": kind, "events": total, "tried": len(tried),

@@ -72,6 +72,9 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if body is not None and len(body) < length:
+                    self.close_connection = True  # the client went away mid-body: as a
+                    return  # network would, the store sees nothing of it
                 fault = proxy._fault_for(next(proxy.counter))
                 if proxy.latency:
                     time.sleep(proxy.latency)
