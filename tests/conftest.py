@@ -81,6 +81,20 @@ def network_lab(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> P
     return lab
 
 
+@pytest.fixture(autouse=True)
+def drop_new_buckets(request: pytest.FixtureRequest) -> None:
+    """Delete the buckets a test made: SeaweedFS gives every bucket 7 volumes of the server's
+    limited number, and no later test reads another test's buckets."""
+    if "local_cdse" not in request.fixturenames:
+        yield
+        return
+    client = request.getfixturevalue("local_cdse").admin_client()
+    before = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    yield
+    for bucket in {b["Name"] for b in client.list_buckets().get("Buckets", [])} - before:
+        client.delete_bucket(Bucket=bucket)  # SeaweedFS drops a bucket with its objects
+
+
 @pytest.fixture()
 def cdse_environment(local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch) -> LocalCdse:
     """Point the commands run by this test (their ``main``) at the local CDSE."""

@@ -147,7 +147,9 @@ def test_full_disk_in_every_writing_tool(
                 assert not target.exists() or not any(target.rglob("*.SAFE"))
         assert not any((out / "c").rglob("*.tif")), "no COG under its final name"
     use_settings(monkeypatch, lab_environment(network_lab), {"DSLAB_LOG_FOLDER": str(out / "logs")})
-    monkeypatch.setenv("DSLAB_S2L1C_S3_ZARR_BUCKET", f"full-disk-{tmp_path.name[-8:].lower()}")
+    monkeypatch.setenv(
+        "DSLAB_S2L1C_S3_ZARR_BUCKET", f"full-disk-{tmp_path.name[-8:].lower().replace('_', '-')}"
+    )
     for name in ("TEMP_ZARR", "TEMP_COG"):
         monkeypatch.setenv(f"DSLAB_S2L1C_{name}_PATH", str(out / name.lower()))
     benchmark = ["--storages", "network", "--formats", "zarr", *PATCH]

@@ -97,7 +97,8 @@ class SeaweedFS:
             "-s3", f"-s3.port={ports[6]}", f"-s3.port.grpc={ports[7]}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             f"-debug.port={ports[8]}",
-            "-volume.preStopSeconds=0", "-master.volumeSizeLimitMB=1024", "-volume.max=200",
+            "-volume.preStopSeconds=0", "-master.volumeSizeLimitMB=1024",
+            "-volume.max=1000",  # every bucket takes 7 volumes: room for ~140 buckets
         ]  # fmt: skip
         log_file = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
