@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 DEV_STAMP := $(VENV)/.dev-requirements-installed
+# Test processes (pytest-xdist): most tests wait on servers and child processes, so two per
+# core still pay off; `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test venv clean-lab
 
@@ -26,7 +29,7 @@ demo: $(STAMP)
 	$(PY) -m sentinel2_l1c.demo $(DEMO_ARGS)
 
 test: $(DEV_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean-lab:
 	rm -rf lab

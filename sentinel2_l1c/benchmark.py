@@ -71,7 +71,11 @@ class BenchmarkConfig:
     def ideal_beside(self) -> str | None:
         """The key the ideal reference is timed beside (a format with an ideal, default reader)."""
         return next(
-            (key for key in self.formats if key in formats.FORMATS and formats.get(key).ideal),
+            (
+                key
+                for key in self.formats
+                if key in formats.FORMATS and formats.get(key).ideal_reader
+            ),
             None,
         )
 
@@ -80,21 +84,23 @@ class BenchmarkConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchmarkConfig:
-        """A config written by this tool; older ones with ``async_zipfs: false`` name the
-        zipped Zarr they read through ZipStore ``zipzarr@zipstore``."""
+        """A config written by this tool; the first version's ``async_zipfs`` names the reader
+        its zipped Zarr was read with (``zipzarr@async_zipfs``, ``zipzarr@zipstore``)."""
         values = dict(data)
         for name in ("storages", "formats", "bounds"):
             values[name] = tuple(values[name])
-        if values.pop("async_zipfs", True) is False:
-            values["formats"] = with_zip_reader(values["formats"], False)
+        values["formats"] = with_zip_reader(values["formats"], values.pop("async_zipfs", None))
         return cls(**values)
 
 
-def with_zip_reader(keys: tuple[str, ...], async_zipfs: bool) -> tuple[str, ...]:
-    """``--async-zipfs false`` of the first version: zipped Zarr read through ZipStore."""
-    if async_zipfs:
+def with_zip_reader(keys: tuple[str, ...], async_zipfs: bool | None) -> tuple[str, ...]:
+    """The first version's ``--async_zipfs true|false``: zipped Zarr read through async_zipfs
+    or through ZipStore; None (not given): through the zipped Zarr's default reader."""
+    if async_zipfs is None:
         return keys
-    return tuple(f"{key}@zipstore" if key == formats.ZIPZARR.name else key for key in keys)
+    reader = formats.ZIPZARR.reader("async_zipfs" if async_zipfs else "zipstore")
+    variant = formats.ZIPZARR.key(reader)
+    return tuple(variant if key == formats.ZIPZARR.name else key for key in keys)
 
 
 def plan_patch(config: BenchmarkConfig, repeat: int) -> Patch:
@@ -165,7 +171,9 @@ class Run:
                 self.loaders[(storage, key)] = open_loader(storage, key, self.locations, found)
             beside = self.config.ideal_beside
             if beside is not None:
-                zarr_loader = self.loaders[(storage, beside)]
+                fmt = formats.get(beside)
+                ideal_key = fmt.key(fmt.reader(fmt.ideal_reader or ""))
+                zarr_loader = open_loader(storage, ideal_key, self.locations, found)
                 assert isinstance(zarr_loader, ZarrLoader)
                 self.loaders[(storage, IDEAL)] = IdealLoader(zarr_loader)
 
@@ -260,10 +268,13 @@ def table(results: BenchmarkResults) -> list[str]:
     """Mean ± stderr per storage × key (and ideal), ratios to the fastest and to the ideal."""
     rows = results.rows()
     fastest = min(timing.mean for _, key, timing in rows if key != IDEAL)
-    lines = [f"{'storage':8} {'format':18} {'mean (s)':>10} {'± stderr':>10} {'× fastest':>10}"]
+    width = max(len("format"), *(len(key) for _, key, _ in rows))
+    lines = [
+        f"{'storage':8} {'format':{width}} {'mean (s)':>10} {'± stderr':>10} {'× fastest':>10}"
+    ]
     for storage, key, timing in rows:
         lines.append(
-            f"{storage:8} {key:18} {timing.mean:10.3f} {timing.stderr:10.3f} "
+            f"{storage:8} {key:{width}} {timing.mean:10.3f} {timing.stderr:10.3f} "
             f"{timing.mean / fastest:10.2f}"
         )
     for storage, ideal in results.ideal.items():

@@ -5,9 +5,11 @@ group and every date of the tile-year. For a seed and repeat the patch and the s
 storage × format order are always the same. One uncounted warm-up loads every combination
 first; stores are opened before any timing. Each load's pixels are hashed: every combination
 must return the same pixels for the same patch, or the run ends with exit code 1. Beside every
-plain Zarr the run times the ideal: fetching and decompressing only the chunks the patch
-touches, all at once on every core (``ideal`` in the results). Reader variants
-(``zipzarr@zipstore``) are timed as formats of their own. Results go to
+plain Zarr the run times the ideal: fetching (through obstore) and decompressing only the
+chunks the patch touches, all at once on every core (``ideal`` in the results). Each format is
+read by its default reader (tensorstore for the Zarr formats, GDAL for SAFE and COG); reader
+variants (``zarr@zarr-python``, ``zarr@obstore``, ``zipzarr@async_zipfs``,
+``zipzarr@zipstore``) are timed as formats of their own. Results go to
 ``$DSLAB_LOG_FOLDER/sentinel2_l1c_YYYY-MM-DD_HH-MM-SS.json``, rewritten (atomically) after
 every repeat, so an interrupted run keeps what it measured.
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from . import formats, storages
 from .benchmark import BenchmarkConfig, run_benchmark, table, with_zip_reader
-from .cli import add_results_folder, add_switch, new_parser, run_cli
+from .cli import add_results_folder, new_parser, parse_bool, run_cli
 from .errors import ConfigError, InputDataError
 from .locations import Locations
 from .safe import list_products
@@ -91,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{name}", type=float, default=None,
             help=f"{what.capitalize()} edge in the tile's CRS (default: the tile's).",
         )  # fmt: skip
-    add_switch(
-        parser, "--async-zipfs", True,
-        "Read zipped Zarr through async_zipfs; false: through zarr's ZipStore, the same as "
-        "--formats … zipzarr@zipstore",
+    parser.add_argument(
+        "--async-zipfs", nargs="?", const=True, default=None, type=parse_bool,
+        metavar="true|false",
+        help="The first version's switch: zipped Zarr read through async_zipfs (true, the same "
+        "as zipzarr@async_zipfs) or zarr's ZipStore (false: zipzarr@zipstore) instead of its "
+        "default reader (default: not given)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="Seed of patches and order.")
     parser.add_argument(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import FsspecStore
 
-from .errors import InputDataError
+from .errors import InputDataError, RemoteError
 from .remote import call_with_retries, is_transient
 from .safe import SafeProduct
 from .storages import Place
@@ -109,6 +110,36 @@ def close_store(store: Store) -> None:
     store.close()
 
 
+@contextmanager
+def reported(where: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A client's own errors (after its own retries) as one RemoteError line naming ``where``."""
+    try:
+        yield
+    except errors as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first.split(" [")[0]  # without tensorstore's [spec=…] [http_response_body=…]
+        raise RemoteError(f"{where}: read failed: {first}") from err
+
+
+def origin(group: BandGroup, x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """The outer corner of a band group's grid from its first pixel-centre coordinates."""
+    return float(x[0]) - group.resolution / 2, float(y[0]) + group.resolution / 2
+
+
+def slices(patch: Patch, corner: tuple[float, float], group: BandGroup) -> tuple[slice, slice]:
+    """The rows and columns of a patch in a band group's grid."""
+    w = patch.window(*corner, group.resolution)
+    return slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
+
+
+def refuse_incomplete(where: str, path: str, made_by: str, found: bool, complete: bool) -> None:
+    """The same two refusals for every reader of a Zarr tile-year."""
+    if not found:
+        raise InputDataError(f"{where}: no group {path}: run {made_by}")
+    if not complete:
+        raise InputDataError(f"{where}: group {path} is not complete: rerun {made_by}")
+
+
 class ZarrLoader:
     """A tile-year's band groups from a Zarr store; refuses missing or incomplete groups."""
 
@@ -119,26 +150,23 @@ class ZarrLoader:
         where: str,
         made_by: str,
         on_close: Callable[[], None] = lambda: None,
+        errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.store = store
         self.on_close = on_close
+        self.where, self.errors = where, errors
         self.stack = store_stack(store)
-        root = zarr.open_group(store, mode="r", zarr_format=3)
         self.arrays, self.origins = {}, {}
-        for group in BAND_GROUPS:
-            path = group_path(catalogue.tile, catalogue.year, group)
-            try:
-                node = root[path]
-            except KeyError:
-                raise InputDataError(f"{where}: no group {path}: run {made_by}") from None
-            if not is_complete(node):
-                raise InputDataError(f"{where}: group {path} is not complete: rerun {made_by}")
-            self.arrays[group.name] = node["data"]
-            x, y = node["x"][:2], node["y"][:2]
-            self.origins[group.name] = (
-                float(x[0]) - group.resolution / 2,
-                float(y[0]) + group.resolution / 2,
-            )
+        with reported(where, errors):
+            root = zarr.open_group(store, mode="r", zarr_format=3)
+            for group in BAND_GROUPS:
+                path = group_path(catalogue.tile, catalogue.year, group)
+                node = root.get(path)
+                refuse_incomplete(
+                    where, path, made_by, node is not None, node is not None and is_complete(node)
+                )
+                self.arrays[group.name] = node["data"]
+                self.origins[group.name] = origin(group, node["x"][:2], node["y"][:2])
 
     def close(self) -> None:
         close_store(self.store)
@@ -146,11 +174,10 @@ class ZarrLoader:
 
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
         pixels = {}
-        for group in BAND_GROUPS:
-            w = patch.window(*self.origins[group.name], group.resolution)
-            rows = slice(w.row_off, w.row_off + w.height)
-            cols = slice(w.col_off, w.col_off + w.width)
-            pixels[group.name] = self.arrays[group.name][:, :, rows, cols]
+        with reported(self.where, self.errors):
+            for group in BAND_GROUPS:
+                rows, cols = slices(patch, self.origins[group.name], group)
+                pixels[group.name] = self.arrays[group.name][:, :, rows, cols]
         return pixels
 
 
@@ -166,7 +193,8 @@ def touched_chunks(
 
 class IdealLoader:
     """The floor of a Zarr patch load: fetch and decompress only the chunks the patch touches,
-    all concurrently (decompression on every core), without slicing or assembling pixels."""
+    all concurrently (decompression on every core), without slicing or assembling pixels.
+    Fetches through the store of its own Zarr loader (opened on the fastest client)."""
 
     def __init__(self, zarr_loader: ZarrLoader) -> None:
         self.zarr = zarr_loader
@@ -179,7 +207,7 @@ class IdealLoader:
                 )
 
     def close(self) -> None:
-        pass  # the Zarr loader owns the store
+        self.zarr.close()
 
     def chunk_keys(self, patch: Patch) -> list[str]:
         keys = []
@@ -192,7 +220,8 @@ class IdealLoader:
 
     def load(self, patch: Patch) -> dict[str, int]:
         """Fetch and decompress; returns counts (chunks, compressed and decompressed bytes)."""
-        return zarr_sync(self._fetch_and_decode(self.chunk_keys(patch)))
+        with reported(self.zarr.where, self.zarr.errors):
+            return zarr_sync(self._fetch_and_decode(self.chunk_keys(patch)))
 
     async def _fetch_and_decode(self, keys: list[str]) -> dict[str, int]:
         store, prototype = self.zarr.store, default_buffer_prototype()

@@ -7,7 +7,7 @@ lab writes its own); otherwise boto3's lookup applies (``~/.aws``, ``AWS_CONFIG_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,16 @@ from .remote import RetryPolicy, is_transient
 # s3fs retries its own list of errors (timeouts, cut bodies); with this it also retries what
 # every other client here does (5xx answers, throttling), so one classification holds.
 s3fs.core.set_custom_error_handler(is_transient)
+
+
+@dataclass(frozen=True)
+class S3Keys:
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(repr=False)
+    region: str
+    #: a custom endpoint (None: AWS itself)
+    endpoint_url: str | None
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,28 @@ class S3Account:
     def endpoint_url(self) -> str | None:
         """The profile's ``endpoint_url`` (None: AWS itself)."""
         return self.boto3_session().client("s3").meta.endpoint_url
+
+    def files(self) -> tuple[Path, Path]:
+        """The AWS config and credentials files the profile is read from (as boto3 resolves
+        them: given here, ``AWS_CONFIG_FILE``/``AWS_SHARED_CREDENTIALS_FILE``, ``~/.aws``)."""
+        session = self._configure(botocore.session.Session())
+        return (
+            Path(session.get_config_variable("config_file")).expanduser(),
+            Path(session.get_config_variable("credentials_file")).expanduser(),
+        )
+
+    def keys(self) -> S3Keys:
+        """The profile's keys, region and endpoint, for clients that take them as values
+        (obstore, tensorstore) rather than from a boto3 session."""
+        session = self.boto3_session()
+        frozen = session.get_credentials().get_frozen_credentials()
+        return S3Keys(
+            frozen.access_key,
+            frozen.secret_key,
+            frozen.token,
+            session.region_name or "us-east-1",
+            custom_endpoint(session),
+        )
 
     def client(self, connections: int = 10) -> Any:  # a botocore S3 client
         """A path-style S3 client with deadlines and without botocore's own retries
@@ -117,10 +149,9 @@ class S3Account:
         from rasterio.session import AWSSession
 
         session = self.boto3_session()
-        parts = urlsplit(session.client("s3").meta.endpoint_url or "")
-        custom = bool(parts.netloc) and "amazonaws.com" not in parts.netloc
+        parts = urlsplit(custom_endpoint(session) or "https://")
         return {
-            "session": AWSSession(session, endpoint_url=parts.netloc if custom else None),
+            "session": AWSSession(session, endpoint_url=parts.netloc or None),
             "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
             "AWS_VIRTUAL_HOSTING": "FALSE",
             "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -135,3 +166,10 @@ class S3Account:
             ),
             "GDAL_NUM_THREADS": "1",
         }
+
+
+def custom_endpoint(session: boto3.Session) -> str | None:
+    """The session's S3 endpoint when it is not AWS itself (SeaweedFS, Allas, CDSE)."""
+    endpoint = session.client("s3").meta.endpoint_url or ""
+    host = urlsplit(endpoint).netloc
+    return endpoint if host and "amazonaws.com" not in host else None

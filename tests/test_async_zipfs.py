@@ -385,8 +385,8 @@ def test_every_store_reader_on_every_place(
     }
     opened = 0
     for name, fmt_places in places.items():
-        for reader in formats.get(name).readers:
-            assert isinstance(reader, StoreReader)
+        store_readers = [r for r in formats.get(name).readers if isinstance(r, StoreReader)]
+        for reader in store_readers:
             for place in fmt_places:
                 store, close = reader.store(place)
                 if reader.name == "zipstore" and isinstance(place, FolderPlace):
@@ -398,7 +398,7 @@ def test_every_store_reader_on_every_place(
                     close_store(store)
                     close()
                 opened += 1
-    assert opened == 5
+    assert opened == 6  # zarr-python and obstore on the tree; async_zipfs and zipstore, twice
 
 
 # -- hostile archives (issue 16) ------------------------------------------------------------

@@ -91,8 +91,8 @@ def test_every_local_storage_and_format(
     assert data["config"]["seed"] == 5 and data["environment"]["cpu_count"] >= 1
     assert BenchmarkConfig.from_json(data["config"]).to_json() == data["config"]
     readers = {key: entry["reader"] for key, entry in data["results"]["network"].items()}
-    assert readers["zipzarr"]["store"] == "FsspecStore > AsyncZipFileSystem > LocalFileSystem"
-    assert readers["zarr"]["store"] == "LocalStore" and "GDAL" in readers["cog"]["library"]
+    assert readers["zipzarr"]["store"] == "zarr3 > zip > file"  # the defaults: tensorstore
+    assert readers["zarr"]["store"] == "zarr3 > file" and "GDAL" in readers["cog"]["library"]
     assert data["ideal"]["network"]["beside"] == "zarr"
 
 
@@ -128,22 +128,16 @@ def test_same_seed_same_patches_and_order() -> None:
     assert [plan_patch(other, r) for r in range(3)] != [plan_patch(config, r) for r in range(3)]
 
 
-def test_async_zipfs_false_reads_through_zipfile(
-    configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first version's --async_zipfs false: zipped Zarr as zipzarr@zipstore, on every
-    storage (zarr's ZipStore locally, Python's zipfile over an S3 file object remotely)."""
-    use_settings(monkeypatch, published.environment())
-    argv = ["--storages", "network", "s3", "--formats", "zipzarr", "zarr", "--num_repeats", "2"]
-    assert run_main([*argv, "--async_zipfs", "false", "--output", str(configured / "l-zip")]) == 0
-    data = read_benchmark(next((configured / "l-zip").glob("*.json")))
-    assert data.config["formats"] == ["zipzarr@zipstore", "zarr"]
-    assert data.results["network"]["zipzarr@zipstore"].reader["store"] == "ZipStore"
-    remote = data.results["s3"]["zipzarr@zipstore"].reader["store"]
-    assert remote == "FsspecStore > AsyncFileSystemWrapper > ZipFileSystem"
-    assert data.mismatches() == [] and len(data.repeats[0].checksums) == 4
-    old = BenchmarkConfig.from_json({**data.config, "formats": ["zipzarr"], "async_zipfs": False})
+def test_the_first_versions_async_zipfs_switch_names_a_zip_reader() -> None:
+    keys = ("zipzarr", "zarr")
+    assert benchmark.with_zip_reader(keys, False) == ("zipzarr@zipstore", "zarr")
+    assert benchmark.with_zip_reader(keys, True) == ("zipzarr@async_zipfs", "zarr")
+    assert benchmark.with_zip_reader(keys, None) == keys
+    config = {"storages": ["s3"], "formats": ["zipzarr"], "num_repeats": 2, "tile": "35VLH",
+              "year": 2024, "bounds": [0, 9000, 9000, 0]}  # fmt: skip
+    old = BenchmarkConfig.from_json({**config, "async_zipfs": False})
     assert old.formats == ("zipzarr@zipstore",)
+    assert BenchmarkConfig.from_json(config).formats == ("zipzarr",)
 
 
 def test_interrupted_run_leaves_valid_json(
@@ -159,24 +153,12 @@ def test_interrupted_run_leaves_valid_json(
         return original(self, patch)
 
     monkeypatch.setattr(loaders.ZarrLoader, "load", stop_in_third_repeat)
-    assert (
-        run_main(
-            [
-                "--storages",
-                "network",
-                "--formats",
-                "zarr",
-                "--num_repeats",
-                "5",
-                "--output",
-                str(configured / "logs-cut"),
-            ]
-        )
-        == 130
-    )
+    argv = ["--storages", "network", "--formats", "zarr@zarr-python", "--num_repeats", "5"]
+    assert run_main([*argv, "--output", str(configured / "logs-cut")]) == 130
     (path,) = (configured / "logs-cut").glob("*.json")
     data = json.loads(path.read_text())
-    assert len(data["repeats"]) == 2 and len(data["results"]["network"]["zarr"]["durations"]) == 2
+    durations = data["results"]["network"]["zarr@zarr-python"]["durations"]
+    assert len(data["repeats"]) == 2 and len(durations) == 2
 
 
 def test_different_pixels_fail_the_run(
@@ -238,31 +220,32 @@ def published(lab: Path, local_cdse: LocalCdse) -> LocalCdse:
     return local_cdse
 
 
-def test_every_format_on_s3(
+def test_every_reader_on_every_storage(
     configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SAFE and COG through GDAL /vsis3/, Zarr formats through s3fs: the same pixels."""
+    """Every format through every reader (GDAL, zarr-python over s3fs or obstore, tensorstore,
+    the zip readers) on network, temp and S3: the same pixels as the default readers."""
     use_settings(monkeypatch, published.environment())
-    assert (
-        run_main(
-            [
-                "--storages",
-                "network",
-                "s3",
-                "--num_repeats",
-                "2",
-                "--output",
-                str(configured / "logs-s3"),
-            ]
-        )
-        == 0
-    )
-    (path,) = (configured / "logs-s3").glob("*.json")
+    keys = formats.reader_keys()
+    output = configured / "logs-readers"
+    argv = ["--storages", "network", "temp", "s3", "--formats", *keys, "--num_repeats", "2"]
+    assert run_main([*argv, "--output", str(output)]) == 0
+    (path,) = output.glob("*.json")
     data = json.loads(path.read_text())
-    assert set(data["results"]["s3"]) == set(FORMATS)
+    for storage in ("network", "temp", "s3"):
+        assert set(data["results"][storage]) == set(keys)
     for record in data["repeats"]:
-        assert len(record["checksums"]) == 2 * len(FORMATS)
+        assert len(record["checksums"]) == 3 * len(keys)
         assert len(set(record["checksums"].values())) == 1
+    stores = {key: entry["reader"].get("store") for key, entry in data["results"]["s3"].items()}
+    assert stores["zarr@zarr-python"] == "FsspecStore > S3FileSystem"
+    assert stores["zipzarr@async_zipfs"] == "FsspecStore > AsyncZipFileSystem > S3FileSystem"
+    assert stores["zipzarr@zipstore"] == "FsspecStore > AsyncFileSystemWrapper > ZipFileSystem"
+    assert data["results"]["network"]["zipzarr@zipstore"]["reader"]["store"] == "ZipStore"
+    assert stores["zarr@obstore"] == stores["zarr_sharded@obstore"] == "ObjectStore"
+    assert stores["zarr"] == stores["zarr_sharded"] == "zarr3 > s3"
+    assert stores["zipzarr"] == "zarr3 > zip > s3"
+    assert data["ideal"]["s3"]["reader"]["store"] == "ObjectStore", "the ideal fetches via obstore"
 
 
 def test_unpublished_s3_files_are_named(
@@ -312,19 +295,21 @@ def test_s3_loads_recover_from_injected_faults(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Every 7th S3 request fails (a 503, or a body cut short): GDAL, s3fs and async_zipfs
-    reads are retried and return the same pixels (COG on S3 used to fail every run)."""
+    """Every 7th S3 request fails (a 503, or a body cut short): reads of every S3 client
+    (GDAL, tensorstore, s3fs, obstore, async_zipfs) are retried and return the same pixels
+    (COG on S3 used to fail every run)."""
     with FaultProxy(published.store.s3_port, every=7) as proxy:
         files = write_aws_files(
             tmp_path / "aws", proxy.endpoint, {LAB_S3_PROFILE: published.storage_user}
         )
         use_settings(monkeypatch, files.environment(), {"DSLAB_NETWORK_ATTEMPTS": "8"})
-        argv = ["--storages", "network", "s3", "--formats", "cog", "zarr", "zipzarr"]
+        keys = ["cog", "zarr", "zipzarr", "zarr@zarr-python", "zarr@obstore", "zipzarr@async_zipfs"]
+        argv = ["--storages", "network", "s3", "--formats", *keys]
         argv += ["--num_repeats", "2", "--output", str(tmp_path / "logs")]
         assert run_main(argv) == 0, capsys.readouterr().err
     assert proxy.faults["503"] > 0 and proxy.faults["reset"] > 0
     data = read_benchmark(next((tmp_path / "logs").glob("*.json")))
-    assert data.mismatches() == [] and len(data.repeats[0].checksums) == 6
+    assert data.mismatches() == [] and len(data.repeats[0].checksums) == 2 * len(keys)
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

@@ -3,6 +3,10 @@ within its deadline × attempts, with one error line (issue 16)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,3 +106,48 @@ def test_s3fs_and_gdal_have_the_deadlines(silent: SilentEndpoint, tmp_path: Path
     with pytest.raises(RasterioError), rasterio.Env(**account.gdal_options()):
         rasterio.open("/vsis3/bucket/file.tif")
     assert time.monotonic() - started < 3 * POLICY.worst_case + SLACK
+
+
+READERS_AGAINST_SILENT_S3 = """
+import json, sys, time
+from pathlib import Path
+from sentinel2_l1c import formats
+from sentinel2_l1c.errors import RemoteError
+from sentinel2_l1c.loaders import Catalogue
+from sentinel2_l1c.remote import RetryPolicy
+from sentinel2_l1c.s3_account import S3Account
+from sentinel2_l1c.storages import BucketPlace
+
+aws, profile, timeout, attempts = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+policy = RetryPolicy(attempts=attempts, connect_timeout=timeout, read_timeout=timeout)
+account = S3Account(profile, aws / "aws-config", aws / "aws-credentials", policy)
+for key in sys.argv[5:]:
+    fmt, reader = formats.reader(key)
+    place = BucketPlace(account, "bucket", "store.zip" if fmt.is_archive else "")
+    started = time.monotonic()
+    try:
+        reader.open(place, Catalogue("35VLH", 2024, ()), "publish_s3").close()
+        error = None
+    except RemoteError as err:
+        error = str(err)
+    print(json.dumps({"key": key, "seconds": time.monotonic() - started, "error": error}))
+"""
+
+
+def test_obstore_and_tensorstore_have_the_deadlines(silent: SilentEndpoint, tmp_path: Path) -> None:
+    """In a fresh process, as a command is: tensorstore reads its deadlines from the
+    environment once per process (without those an earlier test's reads left there)."""
+    keys = ["zarr@obstore", "zarr@tensorstore", "zipzarr@tensorstore"]
+    done = subprocess.run(
+        [sys.executable, "-c", READERS_AGAINST_SILENT_S3, str(tmp_path / "aws"), LAB_S3_PROFILE,
+         str(TIMEOUT), str(ATTEMPTS), *keys],
+        capture_output=True, text=True, timeout=len(keys) * (POLICY.worst_case + SLACK),
+        env={k: v for k, v in os.environ.items() if not k.startswith("TENSORSTORE_")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    outcomes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["key"] for o in outcomes] == keys
+    for outcome in outcomes:
+        assert outcome["error"] and outcome["error"].startswith("s3://bucket/"), outcome
+        assert "\n" not in outcome["error"]
+        assert outcome["seconds"] < POLICY.worst_case + SLACK, outcome

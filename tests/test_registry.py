@@ -16,11 +16,15 @@ import pytest
 
 from sentinel2_l1c import formats, publish_s3, report, stage, storages, throughput
 from sentinel2_l1c.benchmark import BenchmarkConfig, run_benchmark
+from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.formats.zarr import ZarrFormat, ZarrReader
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
+from sentinel2_l1c.loaders import Catalogue
 from sentinel2_l1c.results import ActionLog, read_benchmark
+from sentinel2_l1c.s3_account import S3Account
 from sentinel2_l1c.safe import list_products
+from sentinel2_l1c.storages import BucketPlace
 
 from .conftest import Archive, storage
 
@@ -122,10 +126,25 @@ def test_unknown_keys_in_old_results_get_generic_labels(tmp_path: Path) -> None:
 def test_readers_and_labels() -> None:
     assert formats.label("zipzarr") == "zipped Zarr"
     assert formats.label("zipzarr@zipstore") == "zipped Zarr (ZipStore)"
-    assert formats.label("zipzarr@async_zipfs") == "zipped Zarr"  # the default, by its name
+    assert formats.label("zipzarr@tensorstore") == "zipped Zarr"  # the default, by its name
+    assert formats.label("zipzarr@async_zipfs") == "zipped Zarr (async_zipfs)"
     assert formats.label("netcdf@x") == "netcdf@x"
     assert storages.label("s3") == "S3" and storages.label("lustre") == "lustre"
-    assert formats.reader("zipzarr@async_zipfs")[1] is formats.ZIPZARR.readers[0]
+    assert formats.reader("zipzarr@tensorstore")[1] is formats.ZIPZARR.readers[0]
+
+
+def test_a_reader_refuses_a_place_it_cannot_read(tmp_path: Path) -> None:
+    """Refused by name in one line, never replaced by another reader without a word."""
+    catalogue = Catalogue("35VLH", 2024, ())
+    account = S3Account("any", tmp_path / "config", tmp_path / "credentials")
+    archive, tree = BucketPlace(account, "bucket", "store.zip"), BucketPlace(account, "bucket")
+    for key, place in (("zarr@obstore", archive), ("zarr@tensorstore", archive),
+                       ("zipzarr@tensorstore", tree)):  # fmt: skip
+        with pytest.raises(ConfigError) as refused:
+            formats.reader(key)[1].open(place, catalogue, "publish_s3")
+        message = str(refused.value)
+        assert "\n" not in message and str(place) in message, message
+        assert message.split()[0] == key.partition("@")[2], message
 
 
 def test_places_resolve_from_the_registry(tmp_path: Path) -> None:

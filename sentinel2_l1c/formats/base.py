@@ -52,8 +52,9 @@ class Format:
     unpacks_to: str | None = None
     #: its objects are the chunks or shards of a Zarr store (object-size histograms)
     chunk_objects: bool = False
-    #: the benchmark times the ideal reference (its chunks fetched and decompressed) beside it
-    ideal: bool = False
+    #: the benchmark times the ideal reference (its chunks fetched and decompressed) beside
+    #: it, fetching through this reader's client (the fastest); None: no ideal
+    ideal_reader: str | None = None
     readers: tuple[Reader, ...] = field(default=(), repr=False)
 
     @property

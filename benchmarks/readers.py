@@ -1,0 +1,179 @@
+"""Readers side by side: every reader of the Zarr formats on every storage, against each
+format's default reader, in several benchmark runs (medians and ranges of the per-run ratios).
+
+Builds (or reuses) a lab tile-year: synthetic products → intake → Zarr, sharded Zarr and
+zipped Zarr on the network drive, staged to temp and published to the lab's S3. Then runs
+``run_benchmark`` ``--runs`` times (seeds 0, 1, …) and, on the same patches, times the ideal
+reference also through s3fs/zarr-python's own store (the ideal before obstore fetched it).
+Prints each reader's time over the reader its format had before (zarr-python, async_zipfs),
+median and range over the runs, and S3 requests per patch counted by the lab's proxy.
+
+    .venv/bin/python benchmarks/readers.py --lab /tmp/readers-lab --scale 5 --dates 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sentinel2_l1c import formats, publish_s3, stage, storages  # noqa: E402
+from sentinel2_l1c.benchmark import (  # noqa: E402
+    BenchmarkConfig,
+    catalogue,
+    open_loader,
+    plan_patch,
+    run_benchmark,
+)
+from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
+from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
+from sentinel2_l1c.lab.object_store import write_aws_files  # noqa: E402
+from sentinel2_l1c.lab.proxy import FaultProxy  # noqa: E402
+from sentinel2_l1c.loaders import IdealLoader  # noqa: E402
+from sentinel2_l1c.safe import list_products  # noqa: E402
+
+ZARR_FORMATS = ("zarr", "zarr_sharded", "zipzarr")
+#: what each format was read with before tensorstore became the default (ideal: its floor)
+FIRST_VERSION_READER = {
+    "zarr": "zarr@zarr-python",
+    "zarr_sharded": "zarr_sharded@zarr-python",
+    "zipzarr": "zipzarr@async_zipfs",
+}
+
+
+def build(options: DemoOptions, locations) -> None:  # noqa: ANN001 - Locations
+    """Products, intake, conversions, temp copies and S3 buckets of the Zarr formats."""
+    network = storages.NETWORK
+    if not network.path(locations, formats.SAFE).exists():
+        intake(options, locations, show_progress=True)
+    for name in ZARR_FORMATS:
+        fmt = formats.get(name)
+        source = network.path(locations, formats.get(fmt.made_from))
+        fmt.convert(source, network.path(locations, fmt), show_progress=True)
+    logs = locations.results_folder()
+    publish_s3.publish(publish_s3.PublishOptions(formats=ZARR_FORMATS), locations, logs, True)
+    copies = tuple((network.name, name) for name in ZARR_FORMATS)
+    stage.stage(stage.StageOptions(copies), locations, logs, show_progress=True)
+
+
+def ideal_through_s3fs(config: BenchmarkConfig, locations) -> list[float]:  # noqa: ANN001
+    """The ideal of the first version: chunks fetched through zarr-python's s3fs store."""
+    ideal = IdealLoader(open_loader("s3", "zarr", locations, catalogue(config, locations)))
+    try:
+        ideal.load(plan_patch(config, -1))  # warm-up, as in the benchmark
+        times = []
+        for repeat in range(config.num_repeats):
+            begin = time.perf_counter()
+            ideal.load(plan_patch(config, repeat))
+            times.append(time.perf_counter() - begin)
+        return times
+    finally:
+        ideal.close()
+
+
+def requests_per_patch(
+    config: BenchmarkConfig,
+    locations,
+    cdse: LocalCdse,
+    patches: int = 3,  # noqa: ANN001
+) -> dict[str, float]:
+    """S3 requests per patch load of every key, counted by the lab's proxy (after opening)."""
+    counts = {}
+    with FaultProxy(cdse.store.s3_port, every=None) as proxy:
+        files = write_aws_files(
+            locations.results_folder() / "aws-proxy", proxy.endpoint,
+            {LAB_S3_PROFILE: cdse.storage_user},
+        )  # fmt: skip
+        counted = replace(
+            locations, aws_config_file=files.config, aws_credentials_file=files.credentials
+        )
+        found = catalogue(config, counted)
+        for key in config.formats:
+            loader = open_loader("s3", key, counted, found)
+            try:
+                loader.load(plan_patch(config, -1))
+                before = proxy.requests
+                for repeat in range(patches):
+                    loader.load(plan_patch(config, repeat))
+                counts[key] = (proxy.requests - before) / patches
+            finally:
+                loader.close()
+    return counts
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lab", type=Path, default=Path("/tmp/readers-lab"))
+    parser.add_argument("--scale", type=int, default=5)
+    parser.add_argument("--dates", type=int, default=24)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--patch-size", type=int, default=5100)
+    parser.add_argument("--storages", nargs="+", default=["network", "temp", "s3"])
+    parser.add_argument("--formats", nargs="+", default=list(ZARR_FORMATS))
+    parser.add_argument("--count-only", action="store_true", help="only count S3 requests")
+    args = parser.parse_args()
+    options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
+    args.lab.mkdir(parents=True, exist_ok=True)
+    keys = [k for k in formats.reader_keys() if k.partition("@")[0] in args.formats]
+    if not source_root(args.lab).exists():  # the local CDSE serves what is there at its start
+        make_source(options, synthetic_options(options), show_progress=True)
+    with LocalCdse(args.lab, source_root(args.lab)) as cdse:
+        locations = cdse.locations(lab_locations(args.lab))
+        build(options, locations)
+        products = list_products(
+            storages.NETWORK.path(locations, formats.SAFE), options.tile, options.year
+        )
+        left, bottom, right, top = products[0].grid(10).bounds
+
+        def config(seed: int) -> BenchmarkConfig:
+            return BenchmarkConfig(
+                tuple(args.storages), tuple(keys), args.repeats, options.tile, options.year,
+                (left, top, right, bottom), seed=seed, patch_size=args.patch_size,
+            )  # fmt: skip
+
+        runs = []
+        for seed in range(0 if args.count_only else args.runs):
+            target, results = run_benchmark(
+                config(seed), locations, locations.results_folder(), True
+            )
+            assert not results.mismatches(), results.mismatches()
+            means = results.means()
+            means |= {f"{s}/ideal": e.mean for s, e in results.ideal.items()}
+            if "s3" in args.storages:
+                means["s3/ideal@s3fs"] = statistics.mean(
+                    ideal_through_s3fs(config(seed), locations)
+                )
+            runs.append(means)
+            print(f"run {seed + 1}/{args.runs}: {target}", file=sys.stderr)
+        requests = requests_per_patch(config(0), locations, cdse) if "s3" in args.storages else {}
+    print(f"{len(products)} dates, {args.repeats} patches of {args.patch_size} m per run")
+    print(f"{'storage/key':34} {'mean s (median)':>16}  {'/ first version reader':>24}")
+    for name in runs[0] if runs else []:
+        storage, key = name.split("/")
+        baseline = FIRST_VERSION_READER.get(key.partition("@")[0], "zarr@zarr-python")
+        ratios = [run[name] / run[f"{storage}/{baseline}"] for run in runs]
+        mean = statistics.median(run[name] for run in runs)
+        print(f"{name:34} {mean:16.3f}  {spread(ratios):>24}")
+    for key, count in requests.items():
+        print(f"s3/{key}: {count:.1f} S3 requests per patch")
+    summary = args.lab / "readers-summary.json"
+    summary.write_text(json.dumps(runs, indent=1))
+    print(f"per-run means: {summary}")
+
+
+if __name__ == "__main__":
+    main()
