@@ -170,9 +170,10 @@ def main() -> None:
         print(f"{name:34} {mean:16.3f}  {spread(ratios):>24}")
     for key, count in requests.items():
         print(f"s3/{key}: {count:.1f} S3 requests per patch")
-    summary = args.lab / "readers-summary.json"
-    summary.write_text(json.dumps(runs, indent=1))
-    print(f"per-run means: {summary}")
+    if runs:
+        summary = args.lab / "readers-summary.json"
+        summary.write_text(json.dumps(runs, indent=1))
+        print(f"per-run means: {summary}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def chart(results: BenchmarkResults, target: Path) -> None:
     axes.margins(x=0.25)
     config = results.config
     axes.set_xlabel(
-        f"mean load time of one patch time series (s, ± stderr); {results.tile} "
+        f"mean load time of one patch time series (s, ± stderr)\n{results.tile} "
         f"{results.year}, {config.get('patch_size', '?')} m patches, "
         f"{config.get('num_repeats', '?')} repeats"
     )
@@ -124,8 +124,10 @@ def _run(args: argparse.Namespace) -> int:
         target = args.img / f"load_times_{stem}.png"
         chart(data, target)
         print(f"chart: {target}")
-        for label, mean, stderr in rows(data):
-            print(f"  {label:24} {mean:8.3f} ± {stderr:.3f} s")
+        found = rows(data)
+        width = max((len(label) for label, _, _ in found), default=0)
+        for label, mean, stderr in found:
+            print(f"  {label:{width}} {mean:8.3f} ± {stderr:.3f} s")
     if len(runs) > 1:
         target = args.img / "load_times_comparison.png"
         comparison_chart(runs, target)
