@@ -212,8 +212,13 @@ def product_ids(group: zarr.Group) -> list[str]:
 
 def arrays_agree(group: zarr.Group, count: int) -> bool:
     """Whether every array with a time axis exists and has ``count`` time steps."""
+    return time_lengths_agree(lambda name: group[name].shape[0], count)
+
+
+def time_lengths_agree(time_length: Callable[[str], int], count: int) -> bool:
+    """``arrays_agree`` from a function giving an array's time length (KeyError: missing)."""
     try:
-        return all(group[name].shape[0] == count for name in TIME_ARRAYS)
+        return all(time_length(name) == count for name in TIME_ARRAYS)
     except KeyError:
         return False
 
@@ -253,7 +258,4 @@ def complete_per_metadata(attrs: Mapping[str, Any], time_length: Callable[[str],
     committed = attrs.get(PRODUCTS)
     if not attrs.get(COMPLETE, False) or committed is None:
         return False
-    try:
-        return all(time_length(name) == len(committed) for name in TIME_ARRAYS)
-    except KeyError:
-        return False
+    return time_lengths_agree(time_length, len(committed))

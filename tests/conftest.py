@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -114,6 +115,19 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, *settings: dict[str, str]) -> 
     for group in settings:
         for name, value in group.items():
             monkeypatch.setenv(name, value)
+
+
+def one_error_line(
+    main: Callable[[list[str]], int], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> str:
+    """Run a command's ``main`` quietly; it must fail with exactly one error line and no
+    traceback (retries may log warnings). Returns that line."""
+    code = main([*argv, "--quiet"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert code != 0, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
 
 
 def tool(name: str, package: str) -> str:

@@ -28,20 +28,11 @@ from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
 from sentinel2_l1c.lab.object_store import Identity, write_aws_files
 
-from .conftest import Archive, storage, use_settings
+from .conftest import Archive, one_error_line, storage, use_settings
 
 Main = Callable[[list[str]], int]
 PATCH = ["--patch-size", "1800", "--num-repeats", "2"]
 ARCHIVE_WINDOW = ["--time-start", "2024-05-01T00:00:00Z", "--time-end", "2024-07-01T00:00:00Z"]
-
-
-def one_error_line(main: Main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    code = main([*argv, "--quiet"])
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if ": error: " in line]
-    assert code != 0, err
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
 
 
 # -- without servers ----------------------------------------------------------------------
