@@ -106,7 +106,7 @@ def main() -> None:
         files = write_aws_files(work / "aws", proxy.endpoint, {PROFILE: admin})
         account = S3Account(PROFILE, files.config, files.credentials)
 
-        plain, zipped = formats.ZARR.readers[0], formats.ZIPZARR
+        plain, zipped = formats.ZARR.reader("zarr-python"), formats.ZIPZARR  # zarr-python stores
         readers = {
             "plain": plain,
             "async zip": zipped.reader("async_zipfs"),

@@ -1,8 +1,8 @@
 """tensorstore (Google's C++ array library): its ``zarr3`` driver over its own key-value stores
 (``file``, ``s3``, and ``zip`` on either), decoding chunks on its own threads.
 
-The reader of a zipped Zarr reads the archive's central directory once and each chunk with one
-exact byte range, all in C++; every band group of a patch is requested at once.
+The reader of a zipped Zarr reads the archive's central directory, then byte ranges of the
+chunks, all in C++; every band group of a patch is requested at once.
 """
 
 from __future__ import annotations
