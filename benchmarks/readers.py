@@ -35,7 +35,7 @@ from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_optio
 from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
 from sentinel2_l1c.lab.object_store import write_aws_files  # noqa: E402
-from sentinel2_l1c.lab.proxy import FaultProxy  # noqa: E402
+from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
 from sentinel2_l1c.loaders import IdealLoader  # noqa: E402
 from sentinel2_l1c.safe import list_products  # noqa: E402
 
@@ -48,18 +48,23 @@ FIRST_VERSION_READER = {
 }
 
 
-def build(options: DemoOptions, locations) -> None:  # noqa: ANN001 - Locations
-    """Products, intake, conversions, temp copies and S3 buckets of the Zarr formats."""
+def build(
+    options: DemoOptions,
+    locations,  # noqa: ANN001 - Locations
+    names: tuple[str, ...] = ZARR_FORMATS,
+) -> None:
+    """Products, intake, conversions, temp copies and S3 buckets of the formats ``names``."""
     network = storages.NETWORK
     if not network.path(locations, formats.SAFE).exists():
         intake(options, locations, show_progress=True)
-    for name in ZARR_FORMATS:
+    for name in names:
         fmt = formats.get(name)
-        source = network.path(locations, formats.get(fmt.made_from))
-        fmt.convert(source, network.path(locations, fmt), show_progress=True)
+        if fmt.made_from is not None:
+            source = network.path(locations, formats.get(fmt.made_from))
+            fmt.convert(source, network.path(locations, fmt), show_progress=True)
     logs = locations.results_folder()
-    publish_s3.publish(publish_s3.PublishOptions(formats=ZARR_FORMATS), locations, logs, True)
-    copies = tuple((network.name, name) for name in ZARR_FORMATS)
+    publish_s3.publish(publish_s3.PublishOptions(formats=names), locations, logs, True)
+    copies = tuple((network.name, name) for name in names)
     stage.stage(stage.StageOptions(copies), locations, logs, show_progress=True)
 
 
@@ -86,7 +91,7 @@ def requests_per_patch(
 ) -> dict[str, float]:
     """S3 requests per patch load of every key, counted by the lab's proxy (after opening)."""
     counts = {}
-    with FaultProxy(cdse.store.s3_port, every=None) as proxy:
+    with LabProxy(cdse.store.s3_port, every=None) as proxy:
         files = write_aws_files(
             locations.results_folder() / "aws-proxy", proxy.endpoint,
             {LAB_S3_PROFILE: cdse.storage_user},

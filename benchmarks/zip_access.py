@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zarr  # noqa: E402
 
 from sentinel2_l1c import convert_safe_to_zarr, formats, zip_zarr  # noqa: E402
+from sentinel2_l1c.lab.network import NetworkProfile  # noqa: E402
 from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
-from sentinel2_l1c.lab.proxy import FaultProxy  # noqa: E402
+from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
 from sentinel2_l1c.s3_account import S3Account  # noqa: E402
 from sentinel2_l1c.safe import list_products  # noqa: E402
@@ -102,7 +103,8 @@ def main() -> None:
         client.create_bucket(Bucket="bench-zip")
         for name in ("zarr", "zarr_sharded"):
             client.upload_file(str(work / f"{name}.zip"), "bench-zip", f"{name}.zip")
-        proxy = FaultProxy(store.s3_port, every=None, latency=args.latency_ms / 1000).__enter__()
+        delay = NetworkProfile(latency_ms=args.latency_ms)
+        proxy = LabProxy(store.s3_port, every=None, network=delay).__enter__()
         files = write_aws_files(work / "aws", proxy.endpoint, {PROFILE: admin})
         account = S3Account(PROFILE, files.config, files.credentials)
 

@@ -6,7 +6,9 @@ storage × key pairs are always the same. Every loader is opened before timing; 
 warm-up loads every pair; each load's pixels are hashed, so formats that disagree are found.
 Beside a format with an ideal reference (Zarr) the run times that ideal on the same storage.
 Results are rewritten (atomically) after every repeat, so an interrupted run keeps what it
-measured. ``benchmark_patch_load`` is the command line.
+measured. With ``concurrency`` the run then loads a fixed set of ``patches`` from every pair
+with that many patches in flight (``loader_mode``). ``benchmark_patch_load`` is the command
+line.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import formats, storages
 from .errors import ConfigError, InputDataError
+from .loader_mode import LOADERS, WorkerPool, in_threads
 from .loaders import GRID, Catalogue, IdealLoader, Loader, Patch, ZarrLoader, checksum
 from .locations import Locations
 from .results import IDEAL, BenchmarkResults, IdealMeasurement, Repeat
@@ -45,6 +49,10 @@ class BenchmarkConfig:
     patch_size: int = 5100
     workers: int = 8
     cold: bool = False
+    concurrency: tuple[int, ...] = ()  # loader mode: patches in flight (none: not run)
+    loader: str = "threads"  # loader mode: threads sharing a loader, or processes
+    patches: int = 16  # loader mode: patches per storage × key and concurrency
+    loader_formats: tuple[str, ...] | None = None  # loader mode: these keys (None: all)
 
     def __post_init__(self) -> None:
         for name in self.storages:
@@ -61,6 +69,12 @@ class BenchmarkConfig:
             )
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if any(c < 1 for c in self.concurrency) or self.patches < 1:
+            raise ConfigError("concurrency values and patches must be at least 1")
+        if not set(self.loader_formats or ()) <= set(self.formats):
+            raise ConfigError("loader-mode formats must be among the benchmarked formats")
+        if self.loader not in LOADERS:
+            raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
         x1, y1, x2, y2 = self.bounds
         if x2 - x1 < self.patch_size or y1 - y2 < self.patch_size:
             raise ConfigError(
@@ -87,8 +101,9 @@ class BenchmarkConfig:
         """A config written by this tool; the first version's ``async_zipfs`` names the reader
         its zipped Zarr was read with (``zipzarr@async_zipfs``, ``zipzarr@zipstore``)."""
         values = dict(data)
-        for name in ("storages", "formats", "bounds"):
-            values[name] = tuple(values[name])
+        for name in ("storages", "formats", "bounds", "concurrency", "loader_formats"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         values["formats"] = with_zip_reader(values["formats"], values.pop("async_zipfs", None))
         return cls(**values)
 
@@ -112,6 +127,11 @@ def plan_patch(config: BenchmarkConfig, repeat: int) -> Patch:
     return Patch(
         x1 + rng.randint(0, columns) * GRID, y1 - rng.randint(0, rows) * GRID, config.patch_size
     )
+
+
+def loader_patches(config: BenchmarkConfig) -> list[Patch]:
+    """The loader mode's patches: the same for every pair and concurrency (not the repeats')."""
+    return [plan_patch(config, 100_000 + number) for number in range(config.patches)]
 
 
 def plan_order(config: BenchmarkConfig, repeat: int) -> list[tuple[str, str]]:
@@ -156,16 +176,17 @@ class Run:
             config.tile,
             config.year,
             config=config.to_json(),
-            environment=run_environment(),
+            environment=run_environment(locations.network),
             started=started.isoformat(),
         )
         self.output, self.started = output, started
         self.target: Path | None = None
         self.loaders: dict[tuple[str, str], Loader] = {}
+        self.found: Catalogue | None = None
         self.cold_files: dict[tuple[str, str], list[Path] | None] = {}
 
     def open(self) -> None:
-        found = catalogue(self.config, self.locations)
+        found = self.found = catalogue(self.config, self.locations)
         for storage in self.config.storages:
             for key in self.config.formats:
                 self.loaders[(storage, key)] = open_loader(storage, key, self.locations, found)
@@ -227,6 +248,25 @@ class Run:
         else:
             self.results.write(self.target)
 
+    def loader_mode(self, concurrency: int) -> None:
+        """Every storage × key with ``concurrency`` patches in flight (no ideal: it is no
+        loader of pixels); results rewritten after each concurrency."""
+        patches = loader_patches(self.config)
+        chosen = self.config.loader_formats or self.config.formats
+        pairs = [p for p in plan_order(self.config, -concurrency) if p[1] in chosen]
+        if self.config.loader == "threads":
+            measured = {
+                pair: in_threads(self.loaders[pair], patches, concurrency) for pair in pairs
+            }
+        else:
+            opener = partial(open_loader, locations=self.locations, found=self.found)
+            with WorkerPool(opener, pairs, plan_patch(self.config, -1), concurrency) as pool:
+                measured = {pair: pool.measure(pair, patches) for pair in pairs}
+        for (storage, key), entry in measured.items():
+            self.results.throughput.setdefault(storage, {}).setdefault(key, {})[concurrency] = entry
+        assert self.target is not None, "after the repeats"
+        self.results.write(self.target)
+
 
 def run_benchmark(
     config: BenchmarkConfig, locations: Locations, output: Path, quiet: bool = False
@@ -243,6 +283,14 @@ def run_benchmark(
             if not quiet:
                 print(
                     f"repeat {repeat + 1}/{config.num_repeats} written to {run.target}",
+                    file=sys.stderr,
+                )
+        for concurrency in config.concurrency:
+            run.loader_mode(concurrency)
+            if not quiet:
+                print(
+                    f"{config.patches} patches, {concurrency} in flight ({config.loader}), "
+                    f"written to {run.target}",
                     file=sys.stderr,
                 )
     finally:
@@ -284,4 +332,27 @@ def table(results: BenchmarkResults) -> list[str]:
                 f"{storage} {ideal.beside} / ideal (its {ideal.chunks} chunks fetched and "
                 f"decompressed): {measured.mean / ideal.mean:.2f}"
             )
+    return lines + loader_table(results)
+
+
+def loader_table(results: BenchmarkResults) -> list[str]:
+    """Patches/s and per-patch latency (p50, p95) per storage × key and patches in flight."""
+    rows = [
+        (storage, key, concurrency, entry)
+        for storage, by_key in results.throughput.items()
+        for key, by_concurrency in by_key.items()
+        for concurrency, entry in sorted(by_concurrency.items())
+    ]
+    if not rows:
+        return []
+    width = max(len("format"), *(len(key) for _, key, _, _ in rows))
+    lines = [
+        f"{'storage':8} {'format':{width}} {'in flight':>9} {'patches/s':>10} {'p50 (s)':>8} "
+        f"{'p95 (s)':>8}  loader"
+    ]
+    for storage, key, concurrency, entry in rows:
+        lines.append(
+            f"{storage:8} {key:{width}} {concurrency:9d} {entry.patches_per_second:10.2f} "
+            f"{entry.percentile(0.5):8.3f} {entry.percentile(0.95):8.3f}  {entry.loader}"
+        )
     return lines

@@ -11,7 +11,10 @@ read by its default reader (tensorstore for the Zarr formats, GDAL for SAFE and 
 variants (``zarr@zarr-python``, ``zarr@obstore``, ``zipzarr@async_zipfs``,
 ``zipzarr@zipstore``) are timed as formats of their own. Results go to
 ``$DSLAB_LOG_FOLDER/sentinel2_l1c_YYYY-MM-DD_HH-MM-SS.json``, rewritten (atomically) after
-every repeat, so an interrupted run keeps what it measured.
+every repeat, so an interrupted run keeps what it measured. ``--concurrency 1 4 16`` then loads
+``--patches`` patches from every storage × format with that many in flight, in threads sharing
+one store or in worker processes with their own (``--loader``), as a training data loader
+does: patches per second and per-patch latency (p50, p95), under ``throughput`` in the results.
 
     python -m sentinel2_l1c.benchmark_patch_load --storages network temp --num-repeats 10
 """
@@ -26,6 +29,7 @@ from . import formats, storages
 from .benchmark import BenchmarkConfig, run_benchmark, table, with_zip_reader
 from .cli import add_results_folder, new_parser, parse_bool, run_cli
 from .errors import ConfigError, InputDataError
+from .loader_mode import LOADERS
 from .locations import Locations
 from .safe import list_products
 from .utils import parse_tile_id
@@ -112,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="Evict the files from the OS page cache before each timed load (local storages; "
         "the results say where it was not possible).",
     )  # fmt: skip
+    mode = parser.add_argument_group("loader mode (patches in flight, as a training data loader)")
+    mode.add_argument(
+        "--concurrency", nargs="+", type=int, default=[], metavar="N",
+        help="Patches in flight to measure, e.g. 1 4 16 (default: none, loader mode not run).",
+    )  # fmt: skip
+    mode.add_argument(
+        "--loader", choices=LOADERS, default="threads",
+        help="Threads sharing one opened store, or worker processes each opening its own "
+        "(a DataLoader's workers) (default: threads).",
+    )  # fmt: skip
+    mode.add_argument(
+        "--patches", type=int, default=16,
+        help="Patches loaded per storage × format at each concurrency (default: 16).",
+    )  # fmt: skip
+    mode.add_argument(
+        "--loader-formats", nargs="+", default=None, choices=formats.reader_keys(),
+        metavar="FORMAT", help="Formats (and FORMAT@READER keys) of the loader mode, among "
+        "those benchmarked (default: all of them).",
+    )  # fmt: skip
     add_results_folder(parser)
     return parser
 
@@ -131,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
         patch_size=args.patch_size,
         workers=args.workers,
         cold=args.cold,
+        concurrency=tuple(dict.fromkeys(args.concurrency)),
+        loader=args.loader,
+        patches=args.patches,
+        loader_formats=tuple(args.loader_formats) if args.loader_formats else None,
     )
     output: Path = locations.results_folder(args.output)
     target, results = run_benchmark(config, locations, output, quiet=args.quiet)

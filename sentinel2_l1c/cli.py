@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -159,6 +160,16 @@ def configure_logging(level: str = "INFO", quiet: bool = False) -> None:
     if level != "DEBUG":  # their INFO lines (credential lookups, connections) are noise here
         for name in ("botocore", "boto3", "s3transfer", "urllib3", "rasterio"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (Slurm ending a job, kill, a terminal closing) interrupts like ^C, so servers a
+    command started are stopped by its ``with`` blocks instead of being left running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_cli(

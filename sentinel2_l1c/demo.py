@@ -5,7 +5,9 @@ CDSE's archive, starts the local CDSE (SeaweedFS bucket ``eodata`` and a STAC AP
 the year intake against it into the lab's network drive, converts the intaken products to
 COG, Zarr, sharded Zarr and zipped Zarr, publishes them to the lab's S3 buckets, stages them
 to the lab's temp storage (copy, unzip, stream-unzip), benchmarks patch loads on every
-storage × format, and says what it made and measured. Servers run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
+storage × format (one at a time, then with several in flight, as a training data loader
+reads), and says what it made and measured. The lab's S3 answers like Allas and its CDSE
+like CDSE (``--network``, ``--cdse-network``; ``loopback`` for neither). Servers run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
 folder is touched (the lab has its own AWS config files).
 """
 
@@ -19,12 +21,14 @@ from pathlib import Path
 
 from . import file_size_histogram, formats, publish_s3, report, stage, storages, throughput
 from .benchmark import BenchmarkConfig, run_benchmark, table
-from .cli import new_parser, options_from_args, run_cli
+from .cli import interrupt_on_sigterm, new_parser, options_from_args, run_cli
 from .errors import InputDataError
 from .intake_cdse_s3 import IntakeOptions, run_intake
 from .intake_cdse_s3_year import day_windows
+from .lab import network
 from .lab.cdse import LocalCdse
 from .lab.layout import lab_environment, lab_locations, source_root
+from .lab.network import PROFILES, NetworkProfile
 from .lab.synthetic import SyntheticOptions, generate
 from .locations import Locations
 from .results import ActionLog, BenchmarkResults
@@ -39,12 +43,16 @@ class DemoOptions:
     year: int = 2024
     # 732 px at 10 m (7.3 km): larger than a 5.1 km benchmark patch, small enough for minutes.
     scale: int = 15
-    interval_days: int = 8
+    interval_days: int = 12
     dates: int | None = None  # instead of interval_days: this many acquisitions, evenly spread
     duplicates: int = 2
     seed: int = 0
     repeats: int = 3
     img: Path | None = None  # charts; default {lab}/img
+    network: NetworkProfile = PROFILES["allas"]  # the lab's S3 storage
+    cdse_network: NetworkProfile = PROFILES["cdse"]
+    concurrency: tuple[int, ...] = (1, 4)  # patches in flight of the loader mode
+    patches: int = 4  # per storage × format and concurrency
 
 
 def write_lab_env(lab: Path) -> Path:
@@ -159,12 +167,15 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
         f"({time.perf_counter() - started:.0f} s)"
     )
     summary.append(f"lab settings: {write_lab_env(options.lab)}")
-    with LocalCdse(options.lab, source_root(options.lab)) as cdse:
+    with LocalCdse(
+        options.lab, source_root(options.lab), options.network, options.cdse_network
+    ) as cdse:
         assert cdse.stac is not None
         locations = cdse.locations(lab_locations(options.lab))
         summary.append(
             f"local CDSE and lab S3 storage: SeaweedFS at {cdse.store.endpoint} (bucket eodata "
-            f"and the lab's buckets), STAC API at {cdse.stac.url}"
+            f"and the lab's buckets), STAC API at {cdse.stac.url}; networks: lab S3 "
+            f"{options.network.describe()}, CDSE {options.cdse_network.describe()}"
         )
         summary += intake(options, locations, show_progress)
         summary += convert(locations, show_progress)
@@ -191,6 +202,9 @@ def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], Be
         bounds=(left, top, right, bottom),
         seed=options.seed,
         patch_size=min(5100, fits),
+        concurrency=options.concurrency,
+        patches=options.patches,
+        loader_formats=tuple(name for name in formats.FORMATS if name != formats.SAFE.name),
     )
     target, results = run_benchmark(config, locations, locations.results_folder(), quiet=True)
     wrong = results.mismatches()
@@ -207,6 +221,9 @@ def reports(locations: Locations, results: BenchmarkResults, staged: Path, img: 
     estimates = throughput.estimate(loads, staging, assumptions)
     charts = [img / "load_times.png", img / "throughput.png"]
     report.chart(results, charts[0])
+    if results.throughput:
+        charts.append(img / "concurrency.png")
+        report.concurrency_chart(results, charts[-1])
     throughput.write_chart(estimates, assumptions, charts[1])
     spreadsheet = img / "throughput.ods"
     throughput.write_ods(estimates, assumptions, loads, staging, spreadsheet)
@@ -264,11 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="Random seed of the synthetic data."
     )
+    network.add_arguments(parser, s3=defaults.network.name, cdse=defaults.cdse_network.name)
+    parser.add_argument(
+        "--concurrency", nargs="*", type=int, default=list(defaults.concurrency), metavar="N",
+        help="Patches in flight of the benchmark's loader mode (none: not run).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--patches", type=int, default=defaults.patches,
+        help="Loader-mode patches per storage × format and concurrency.",
+    )  # fmt: skip
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    for line in run_demo(options_from_args(DemoOptions, args), show_progress=not args.quiet):
+    interrupt_on_sigterm()
+    options = options_from_args(DemoOptions, args, concurrency=tuple(args.concurrency))
+    for line in run_demo(options, show_progress=not args.quiet):
         print(line)
     return 0
 

@@ -34,6 +34,8 @@ CDSE_CONNECTIONS = "DSLAB_S2L1C_CDSE_CONNECTIONS"
 S3_PROFILE = "DSLAB_S2L1C_S3_PROFILE"
 NETWORK_TIMEOUT = "DSLAB_NETWORK_TIMEOUT"
 NETWORK_ATTEMPTS = "DSLAB_NETWORK_ATTEMPTS"
+# Set by the lab: the network profiles its S3 storage and CDSE answer with (lab/network.py).
+LAB_NETWORK = {"s3": "DSLAB_LAB_NETWORK", "cdse": "DSLAB_LAB_CDSE_NETWORK"}
 
 _VAR_REF_RE = re.compile(r"\$\{([^}:]+)(?::-[^}]*)?\}")
 # Lower-case letters, digits, dots, hyphens and (Ceph/Allas legacy) underscores, 3-63 chars.
@@ -194,6 +196,13 @@ class Locations:
     def stac_url(self) -> str:
         """The STAC API intake searches (DSLAB_S2L1C_STAC_URL, default CDSE's)."""
         return self.text(STAC_URL, DEFAULT_STAC_URL).rstrip("/")
+
+    @property
+    def network(self) -> dict[str, str] | None:
+        """The lab's network profiles (``{"s3": "allas: latency_ms=…", "cdse": …}``), recorded
+        with every result; None off the lab (a real network)."""
+        found = {k: self.settings[v] for k, v in LAB_NETWORK.items() if v in self.settings}
+        return found or None
 
     @property
     def cdse_connections(self) -> int:

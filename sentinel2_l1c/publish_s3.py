@@ -320,7 +320,7 @@ def publish(
                 "connections": options.connections,
                 "profile": locations.s3_account.profile,
             }
-            journal = ActionLog.start(output, "publish", config)
+            journal = ActionLog.start(output, "publish", config, locations.network)
         extra = {
             "deleted": len(plan.stale) if options.delete else 0,
             "created_bucket": plan.create_bucket,

@@ -2,8 +2,9 @@
 
 For each results JSON: a horizontal bar chart of mean load times with standard-error bars,
 the ideal reference hatched, and each bar's ratio to the fastest; the axis is logarithmic
-when the times span more than ``LOG_SPAN``×. With several JSONs, one chart per file plus a
-grouped chart comparing the runs. PNGs go to ``--img`` (default ``img``). Storages and
+when the times span more than ``LOG_SPAN``×. Results with a loader mode also get a chart of
+patches per second against patches in flight, one line per storage × format. With several
+JSONs, one chart per file plus a grouped chart comparing the runs. PNGs go to ``--img`` (default ``img``). Storages and
 formats this version does not know are drawn with their names and a neutral colour.
 
     python -m sentinel2_l1c.report lab/logs/sentinel2_l1c_2026-11-21_10-00-00.json
@@ -88,6 +89,41 @@ def chart(results: BenchmarkResults, target: Path) -> None:
     plt.close(figure)
 
 
+def concurrency_chart(results: BenchmarkResults, target: Path) -> None:
+    """Patches/s against patches in flight, one line per storage × key (loader mode)."""
+    if not results.throughput:
+        raise InputDataError("the results file has no loader-mode measurements (--concurrency)")
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(9, 5.5))
+    styles = ["-", "--", ":", "-."]
+    levels: set[int] = set()
+    for storage, by_key in results.throughput.items():
+        for number, (key, by_concurrency) in enumerate(sorted(by_key.items())):
+            concurrency = sorted(by_concurrency)
+            levels.update(concurrency)
+            axes.plot(
+                concurrency, [by_concurrency[c].patches_per_second for c in concurrency],
+                styles[number % len(styles)], marker="o", color=colour(storage),
+                label=f"{storage} {key}",
+            )  # fmt: skip
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted(levels), [str(c) for c in sorted(levels)])
+    axes.set_yscale("log")
+    network = (results.environment.get("network") or {}).get("s3", "a real network")
+    entry = next(e for k in results.throughput.values() for c in k.values() for e in c.values())
+    axes.set_xlabel(
+        f"patches in flight ({entry.loader}, {entry.patches} patches each)\n"
+        f"{results.tile} {results.year}, {results.config.get('patch_size', '?')} m patches; "
+        f"S3 network: {network}"
+    )
+    axes.set_ylabel("patches per second")
+    axes.set_title("patch loads as a training data loader reads them", fontsize=10)
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    _save(figure, target)
+    plt.close(figure)
+
+
 def comparison_chart(runs: list[tuple[str, BenchmarkResults]], target: Path) -> None:
     """Several runs side by side: one bar per run for every storage × format."""
     plt = _pyplot()
@@ -128,6 +164,10 @@ def _run(args: argparse.Namespace) -> int:
         width = max((len(label) for label, _, _ in found), default=0)
         for label, mean, stderr in found:
             print(f"  {label:{width}} {mean:8.3f} ± {stderr:.3f} s")
+        if data.throughput:
+            target = args.img / f"concurrency_{stem}.png"
+            concurrency_chart(data, target)
+            print(f"chart: {target}")
     if len(runs) > 1:
         target = args.img / "load_times_comparison.png"
         comparison_chart(runs, target)

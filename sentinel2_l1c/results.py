@@ -10,7 +10,11 @@ schema and add what makes a result trustworthy::
                                of), chunks, compressed_bytes, decompressed_bytes (of the
                                last patch), reader
     repeats[]                  repeat, patch, checksums and bytes per "storage/key", cold
-    config, environment, started
+    throughput.{storage}.{key}.{concurrency}
+                               loader mode (patches in flight): loader (threads|processes),
+                               patches, seconds, patches_per_second, latency_p50,
+                               latency_p95, latencies, checksum (of every patch's pixels)
+    config, environment (with the lab's network profiles), started
 
 ``key`` is a format (its default reader) or ``format@reader``. Timed actions (``stage_*.json``,
 ``publish_*.json``) are ``started``, ``config``, ``environment`` and ``actions[]``. Files of
@@ -198,6 +202,60 @@ class Repeat:
 
 
 @dataclass
+class LoaderMeasurement:
+    """A fixed set of patches loaded with ``concurrency`` in flight, as a training data loader
+    does: wall time for all, each patch's own load time, and one checksum over all pixels."""
+
+    loader: str
+    patches: int
+    seconds: float
+    latencies: list[float]
+    checksum: str
+
+    @property
+    def patches_per_second(self) -> float:
+        return self.patches / self.seconds
+
+    def percentile(self, share: float) -> float:
+        """The ``share`` quantile of the per-patch latencies (linear interpolation)."""
+        ordered = sorted(self.latencies)
+        position = share * (len(ordered) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "loader": self.loader,
+            "patches": self.patches,
+            "seconds": self.seconds,
+            "patches_per_second": self.patches_per_second,
+            "latency_p50": self.percentile(0.5),
+            "latency_p95": self.percentile(0.95),
+            "latencies": self.latencies,
+            "checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: _Fields) -> LoaderMeasurement:
+        latencies = fields.numbers("latencies")
+        seconds = fields.number("seconds")
+        if not latencies or seconds <= 0:
+            raise InputDataError(f"{fields.where} has no latencies or no positive seconds")
+        return cls(
+            fields.get("loader", str),
+            int(fields.number("patches")),
+            seconds,
+            latencies,
+            fields.get("checksum", str),
+        )
+
+
+#: Loader-mode measurements by storage, key and patches in flight.
+Throughput = dict[str, dict[str, dict[int, LoaderMeasurement]]]
+
+
+@dataclass
 class BenchmarkResults:
     tile: str
     year: int
@@ -207,6 +265,7 @@ class BenchmarkResults:
     config: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     started: str = ""
+    throughput: Throughput = field(default_factory=dict)
 
     def measurement(self, storage: str, key: str) -> Measurement:
         return self.results.setdefault(storage, {}).setdefault(key, Measurement())
@@ -240,7 +299,26 @@ class BenchmarkResults:
                 found.append(
                     f"repeat {record.repeat}: " + " vs ".join(", ".join(p) for p in groups.values())
                 )
+        loaded: dict[str, list[str]] = {}
+        for storage, by_key in self.throughput.items():
+            for key, by_concurrency in by_key.items():
+                for concurrency, entry in by_concurrency.items():
+                    loaded.setdefault(entry.checksum, []).append(f"{storage}/{key}×{concurrency}")
+        if len(loaded) > 1:
+            found.append("loader mode: " + " vs ".join(", ".join(p) for p in loaded.values()))
         return found
+
+    def best_patches_per_second(self) -> dict[str, tuple[float, int]]:
+        """Per "storage/key" of the loader mode: the most patches/s and at which concurrency."""
+        return {
+            f"{storage}/{key}": max(
+                (entry.patches_per_second, concurrency)
+                for concurrency, entry in by_concurrency.items()
+            )
+            for storage, by_key in self.throughput.items()
+            for key, by_concurrency in by_key.items()
+            if by_concurrency
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -252,6 +330,13 @@ class BenchmarkResults:
             },
             "ideal": {storage: entry.to_json() for storage, entry in self.ideal.items()},
             "repeats": [record.to_json() for record in self.repeats],
+            "throughput": {
+                storage: {
+                    key: {str(c): entry.to_json() for c, entry in by_concurrency.items()}
+                    for key, by_concurrency in by_key.items()
+                }
+                for storage, by_key in self.throughput.items()
+            },
             "config": self.config,
             "environment": self.environment,
             "started": self.started,
@@ -275,6 +360,13 @@ class BenchmarkResults:
             results=results,
             ideal={s: IdealMeasurement.from_fields(e) for s, e in fields.objects(IDEAL).items()},
             repeats=[_repeat(r, f"{where}.repeats") for r in fields.get("repeats", list, [])],
+            throughput={
+                storage: {
+                    key: _by_concurrency(by_concurrency)
+                    for key, by_concurrency in _entries(by_key).items()
+                }
+                for storage, by_key in fields.objects("throughput").items()
+            },
             config=fields.get("config", dict, {}),
             environment=fields.get("environment", dict, {}),
             started=fields.get("started", str, ""),
@@ -289,6 +381,15 @@ class BenchmarkResults:
 
 def _entries(storage: _Fields) -> dict[str, _Fields]:
     return {key: _Fields(value, f"{storage.where}.{key}") for key, value in storage.data.items()}
+
+
+def _by_concurrency(entries: _Fields) -> dict[int, LoaderMeasurement]:
+    found = {}
+    for text, entry in _entries(entries).items():
+        if not text.isdigit() or int(text) < 1:
+            raise InputDataError(f"{entries.where}.{text}: not a number of patches in flight")
+        found[int(text)] = LoaderMeasurement.from_fields(entry)
+    return found
 
 
 def _repeat(data: Any, where: str) -> Repeat:
@@ -366,10 +467,16 @@ class ActionLog:
     actions: list[Action] = field(default_factory=list)
 
     @classmethod
-    def start(cls, folder: Path, prefix: str, config: dict[str, Any]) -> ActionLog:
+    def start(
+        cls,
+        folder: Path,
+        prefix: str,
+        config: dict[str, Any],
+        network: dict[str, str] | None = None,
+    ) -> ActionLog:
         """A new results file (its own name, even for runs started in the same second)."""
         started = datetime.now(UTC)
-        log = cls(Path(), config, started.isoformat(), run_environment())
+        log = cls(Path(), config, started.isoformat(), run_environment(network))
         log.path = new_result_file(folder, prefix, started, log.text())
         return log
 

@@ -269,7 +269,7 @@ def stage(
     options: StageOptions, locations: Locations, output: Path, show_progress: bool = True
 ) -> Path:
     """Run every chosen action in order; returns the results file."""
-    journal = ActionLog.start(output, "stage", options.to_json())
+    journal = ActionLog.start(output, "stage", options.to_json(), locations.network)
     temp = storages.staging_target()
     actions = [("copy", storages.get(name), formats.get(fmt)) for name, fmt in options.copies]
     if options.unzip:

@@ -6,9 +6,11 @@ stages at all). For each route (direct from S3, S3 → temp copy, S3 zipped → 
 temp → unzip, stream-unzip, …):
 
     steps per job = (job time − tile-years × staging time per tile-year)
-                    / (series years × mean load time of one tile-year patch)
+                    / (series years × seconds per tile-year patch)
 
-Load times come from a benchmark results JSON (or ``--load storage/format=SECONDS``);
+Seconds per patch come from a benchmark results JSON: 1 / the most patches per second its
+loader mode measured (many patches in flight, as a training data loader reads), else the
+mean time of one load; or from ``--load storage/format=SECONDS``;
 staging times from a stage JSON (or ``--staging action:source:format=MINUTES``), taken as
 per tile-year (the lab and ``job.sh`` stage one). Prints a table, writes a horizontal bar
 chart (PNG) and ``throughput.ods`` (OpenDocument: inputs and results) for spreadsheet users.
@@ -125,8 +127,10 @@ def estimate(
 
 
 def loads_from_results(results: BenchmarkResults) -> dict[str, float]:
-    """Mean load time per "storage/key" of benchmark results."""
-    return results.means()
+    """Seconds per patch per "storage/key": a loader's (1 / best patches/s) where the loader
+    mode measured it, else the mean time of one load."""
+    best = {key: 1 / rate for key, (rate, _) in results.best_patches_per_second().items()}
+    return {**results.means(), **best}
 
 
 def staging_from_stage(log: ActionLog, tile_years: float = 1.0) -> dict[str, float]:
@@ -165,7 +169,7 @@ def table(estimates: list[Estimate], assumptions: Assumptions) -> list[str]:
     lines = [
         f"{assumptions.job_days:g}-day job, {assumptions.series_years}-year patch series, "
         f"{assumptions.tile_years} tile-years staged",
-        f"{'route':{width}} {'load (s)':>9} {'staging (min)':>14} {'steps per job':>14}",
+        f"{'route':{width}} {'s/patch':>9} {'staging (min)':>14} {'steps per job':>14}",
     ]
     for e in sorted(estimates, key=lambda e: -e.steps):
         lines.append(

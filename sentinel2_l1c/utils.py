@@ -239,8 +239,9 @@ def new_result_file(folder: Path, prefix: str, started: datetime, text: str) -> 
     raise AssertionError("unreachable")
 
 
-def run_environment() -> dict[str, Any]:
-    """Where a measurement was taken: host, CPUs, platform, Python and library versions."""
+def run_environment(network: dict[str, str] | None = None) -> dict[str, Any]:
+    """Where a measurement was taken: host, CPUs, platform, Python and library versions, and
+    the lab's network profiles (``Locations.network``; None: a real network)."""
     import rasterio
 
     versions = {}
@@ -256,6 +257,7 @@ def run_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": versions,
+        "network": network,
     }
 
 

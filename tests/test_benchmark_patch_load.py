@@ -13,16 +13,25 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from sentinel2_l1c import benchmark, formats, loaders, publish_s3, stage
+from sentinel2_l1c import (
+    benchmark,
+    formats,
+    loader_mode,
+    loaders,
+    publish_s3,
+    report,
+    stage,
+    throughput,
+)
 from sentinel2_l1c import benchmark_patch_load as bench
 from sentinel2_l1c.benchmark import BenchmarkConfig, plan_order, plan_patch
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment, lab_locations
 from sentinel2_l1c.lab.object_store import write_aws_files
-from sentinel2_l1c.lab.proxy import FaultProxy
+from sentinel2_l1c.lab.proxy import LabProxy
 from sentinel2_l1c.locations import S3_PROFILE, Locations
-from sentinel2_l1c.results import read_benchmark
+from sentinel2_l1c.results import BenchmarkResults, LoaderMeasurement, read_benchmark
 from sentinel2_l1c.safe import read_band
 from sentinel2_l1c.utils import BAND_GROUPS
 
@@ -298,7 +307,7 @@ def test_s3_loads_recover_from_injected_faults(
     """Every 7th S3 request fails (a 503, or a body cut short): reads of every S3 client
     (GDAL, tensorstore, s3fs, obstore, async_zipfs) are retried and return the same pixels
     (COG on S3 used to fail every run)."""
-    with FaultProxy(published.store.s3_port, every=7) as proxy:
+    with LabProxy(published.store.s3_port, every=7) as proxy:
         files = write_aws_files(
             tmp_path / "aws", proxy.endpoint, {LAB_S3_PROFILE: published.storage_user}
         )
@@ -344,3 +353,89 @@ def test_remote_jp2_tiles_read_in_threads_are_right(
         for window, remote in zip(windows, pool.map(read, windows), strict=True):
             rows, cols = window.toslices()
             assert np.array_equal(remote, pixels[rows, cols])
+
+
+def test_loader_mode_returns_the_same_pixels_at_every_concurrency(
+    configured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Threads sharing one loader: every storage × format and number of patches in flight
+    loads the same patches as one-at-a-time loads do; patches/s and percentiles add up."""
+    output = configured / "logs-threads"
+    argv = ["--storages", "network", "temp", "--num_repeats", "2", "--output", str(output)]
+    assert run_main([*argv, "--concurrency", "1", "3", "--patches", "3"]) == 0
+    assert "in flight" in capsys.readouterr().out
+    (path,) = output.glob("*.json")
+    data = read_benchmark(path)
+    assert data.mismatches() == []
+    for storage in ("network", "temp"):
+        assert set(data.throughput[storage]) == set(FORMATS)
+        for by_concurrency in data.throughput[storage].values():
+            assert set(by_concurrency) == {1, 3}
+            for entry in by_concurrency.values():
+                assert entry.loader == "threads" and entry.patches == len(entry.latencies) == 3
+                assert entry.patches_per_second == pytest.approx(3 / entry.seconds)
+                assert min(entry.latencies) <= entry.percentile(0.5) <= entry.percentile(0.95)
+    config = BenchmarkConfig.from_json(data.config)
+    assert config.concurrency == (1, 3) and config.patches == 3
+    # the checksum is that of the same patches loaded one by one
+    locations = lab_locations(configured)
+    loader = benchmark.open_loader("temp", "cog", locations, benchmark.catalogue(config, locations))
+    one_by_one = [loader_mode.timed_load(loader, p) for p in benchmark.loader_patches(config)]
+    loader.close()
+    expected = loader_mode.measurement("threads", 1.0, one_by_one).checksum
+    assert data.throughput["network"]["zarr"][3].checksum == expected
+    json_data = json.loads(path.read_text())["throughput"]["temp"]["zipzarr"]["3"]
+    assert json_data["latency_p95"] >= json_data["latency_p50"] > 0
+    chart = configured / "img-concurrency" / "chart.png"
+    report.concurrency_chart(data, chart)
+    assert chart.stat().st_size > 10_000
+
+
+def test_loader_mode_in_worker_processes_with_every_reader(
+    configured: Path, published: LocalCdse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker process opens its own store of every format and reader, on a local and
+    the S3 storage, as a DataLoader's workers do: the same pixels as threads."""
+    use_settings(monkeypatch, published.environment())
+    output = configured / "logs-processes"
+    argv = ["--storages", "temp", "s3", "--formats", *formats.reader_keys(), "--num_repeats", "2"]
+    argv += ["--concurrency", "2", "--patches", "2", "--loader", "processes"]
+    assert run_main([*argv, "--output", str(output)]) == 0
+    data = read_benchmark(next(output.glob("*.json")))
+    assert data.mismatches() == []
+    entries = [e[2] for by_key in data.throughput.values() for e in by_key.values()]
+    assert len(entries) == 2 * len(formats.reader_keys())
+    assert {e.loader for e in entries} == {"processes"}
+    assert data.environment["network"] == {"s3": "loopback: unshaped", "cdse": "loopback: unshaped"}
+
+
+def _refuse(storage: str, key: str) -> loaders.Loader:
+    raise InputDataError(f"{storage} {key}: no such store")
+
+
+def test_a_worker_that_cannot_open_its_store_ends_the_run_in_one_line() -> None:
+    warm_up = loaders.Patch(300000, 6800040, PATCH)
+    with pytest.raises(loader_mode.DslabError, match="could not open its stores: temp zarr: no "):
+        loader_mode.WorkerPool(_refuse, [("temp", "zarr")], warm_up, 2)
+
+
+def test_best_patches_per_second_feed_the_throughput_estimate() -> None:
+    """Seconds per patch of a route: 1 / its best patches/s where a loader mode measured it,
+    else its mean load time; the section reads back, and a bad concurrency is named."""
+    data = BenchmarkResults("35VLH", 2024)
+    for key, seconds in (("zarr", 0.5), ("cog", 2.0)):
+        data.measurement("s3", key).add(seconds)
+        data.measurement("s3", key).add(seconds)
+    by_concurrency = data.throughput.setdefault("s3", {}).setdefault("zarr", {})
+    for concurrency, seconds in ((1, 4.0), (4, 1.0), (16, 2.0)):  # 8 patches each
+        by_concurrency[concurrency] = LoaderMeasurement("threads", 8, seconds, [0.5] * 8, "x")
+    assert throughput.loads_from_results(data) == {"s3/zarr": 1 / 8, "s3/cog": 2.0}
+    assert data.best_patches_per_second() == {"s3/zarr": (8.0, 4)}
+    again = BenchmarkResults.from_json(json.loads(data.text()))
+    assert again.throughput["s3"]["zarr"][4] == by_concurrency[4]
+    broken = json.loads(data.text())
+    broken["throughput"]["s3"]["zarr"]["0"] = broken["throughput"]["s3"]["zarr"]["1"]
+    with pytest.raises(InputDataError, match="not a number of patches in flight"):
+        BenchmarkResults.from_json(broken)
+    by_concurrency[4] = LoaderMeasurement("threads", 8, 1.0, [0.5] * 8, "other pixels")
+    assert data.mismatches() == ["loader mode: s3/zarr×1, s3/zarr×16 vs s3/zarr×4"]

@@ -34,7 +34,7 @@ from sentinel2_l1c import formats, storages
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
 from sentinel2_l1c.lab.object_store import write_aws_files
-from sentinel2_l1c.lab.proxy import FaultProxy
+from sentinel2_l1c.lab.proxy import LabProxy
 from sentinel2_l1c.safe import list_products
 from sentinel2_l1c.zarr_store import is_complete
 
@@ -52,7 +52,7 @@ KILLED = -signal.SIGKILL
 # -- running a command, killed or not --------------------------------------------------------
 
 
-class KillingProxy(FaultProxy):
+class KillingProxy(LabProxy):
     """Forwards S3 requests; kills ``victim`` when its ``kill_at``-th request arrives."""
 
     def __init__(self, upstream_port: int) -> None:

@@ -14,6 +14,8 @@ from sentinel2_l1c.lab.layout import lab_environment, source_root
 from sentinel2_l1c.safe import list_products, safe_folders
 from sentinel2_l1c.storages import STORAGES
 
+LOOPBACK = ["--network", "loopback", "--cdse-network", "loopback", "--concurrency"]
+
 
 def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lab = tmp_path / "lab"
@@ -43,9 +45,13 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert {(row[0], row[1]) for row in rows} == {
         (storage, key) for storage in STORAGES for key in (*reader_keys(), "ideal")
     }
+    assert "networks: lab S3 allas: latency_ms=" in out and "CDSE cdse: " in out
+    assert "in flight" in out and "patches/s" in out  # the loader mode, Zarr formats and COG
+    assert "s3       zarr" in out[out.index("in flight") :]
     assert "throughput:" in out and "S3 zipped Zarr → stream-unzip → temp Zarr" in out
     assert "fastest patch loads: " in out and "most training steps per job: " in out
-    for name in ("load_times", "throughput", "file_sizes_s3_zarr", "file_sizes_s3_zarr_sharded"):
+    charts = ("load_times", "throughput", "concurrency", "file_sizes_s3_zarr")
+    for name in (*charts, "file_sizes_s3_zarr_sharded"):
         assert (lab / "img" / f"{name}.png").stat().st_size > 10_000
     assert (lab / "img" / "throughput.ods").is_file()
     settings = dict(
@@ -55,9 +61,9 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     )
     assert settings == lab_environment(lab)
 
-    # A rerun reuses the products instead of writing them again.
+    # A rerun reuses the products instead of writing them again (on loopback, one at a time).
     stamp = products[0].path.joinpath("manifest.safe").stat().st_mtime_ns
-    assert demo.main(argv) == 0
+    assert demo.main([*argv, *LOOPBACK]) == 0
     assert products[0].path.joinpath("manifest.safe").stat().st_mtime_ns == stamp
     assert "0 downloaded, 9 already complete" in capsys.readouterr().out
 
@@ -67,13 +73,17 @@ def test_serve_runs_commands_against_the_lab(
 ) -> None:
     """After the demo, the lab's servers come back with what was published."""
     lab = tmp_path / "lab"
-    assert demo.main(["--lab", str(lab), "--scale", "61", "--interval_days", "90", "--quiet"]) == 0
+    argv = ["--lab", str(lab), "--scale", "61", "--interval_days", "90", "--quiet", *LOOPBACK]
+    assert demo.main(argv) == 0
     capfd.readouterr()
     command = [sys.executable, "-m", "sentinel2_l1c.publish_s3", "--formats", "zarr", "--dry-run"]
     assert serve.main(["--lab", str(lab), "--quiet", "--", *command]) == 0
     out = capfd.readouterr().out
     assert "skip " in out and "objects already in s3://sentinel2-l1c-zarr" in out
     assert "upload " not in out
+    shown = [sys.executable, "-c", "import os; print(os.environ['DSLAB_LAB_NETWORK'])"]
+    assert serve.main(["--lab", str(lab), "--network", "cdse,latency_ms=1", "--", *shown]) == 0
+    assert "cdse*: latency_ms=1,mbps=20,connections=4" in capfd.readouterr().out
     assert serve.main(["--lab", str(lab), "--quiet"]) == 2
 
 

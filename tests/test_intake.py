@@ -20,7 +20,7 @@ from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, ProductSource, run_intak
 from sentinel2_l1c.intake_cdse_s3_year import day_windows
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.object_store import write_aws_files
-from sentinel2_l1c.lab.proxy import FaultProxy
+from sentinel2_l1c.lab.proxy import LabProxy
 from sentinel2_l1c.locations import Locations
 from sentinel2_l1c.remote import RetryPolicy
 from sentinel2_l1c.s3_account import S3Account
@@ -150,7 +150,7 @@ class TestTileYear:
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        with FaultProxy(cdse_environment.store.s3_port, every=5) as proxy:
+        with LabProxy(cdse_environment.store.s3_port, every=5) as proxy:
             files = write_aws_files(
                 tmp_path / "aws", proxy.endpoint, {"cdse-faulty": cdse_environment.cdse_user}
             )

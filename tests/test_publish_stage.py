@@ -80,6 +80,8 @@ def test_publish_then_stage_from_s3_gives_identical_trees(
     assert [a["format"] for a in first["actions"]] == list(FORMATS)
     assert all(a["files"] > 0 and a["created_bucket"] for a in first["actions"])
     assert first["environment"]["cpu_count"] >= 1
+    unshaped = {"s3": "loopback: unshaped", "cdse": "loopback: unshaped"}
+    assert first["environment"]["network"] == unshaped  # the lab's profiles, recorded
     assert publish_s3.main(["--quiet", "--output", str(configured / "again")]) == 0
     second = last_results(configured / "again", "publish")
     assert [(a["files"], a["bytes"]) for a in second["actions"]] == [(0, 0)] * len(FORMATS)
@@ -93,6 +95,7 @@ def test_publish_then_stage_from_s3_gives_identical_trees(
         ("copy", "s3", fmt) for fmt in FORMATS
     ]
     assert all(a["seconds"] > 0 and a["files"] > 0 for a in actions)
+    assert last_results(configured / "logs", "stage")["environment"]["network"] == unshaped
 
 
 def test_stage_from_network_unzip_and_stream_unzip(configured: Path, network_lab: Path) -> None:

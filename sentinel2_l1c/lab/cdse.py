@@ -4,21 +4,26 @@ SeaweedFS serves the synthetic products under ``eodata`` in CDSE's key layout, a
 API indexes every product of the source folder (duplicates included, as CDSE lists them).
 ``locations()`` points a ``Locations`` at it (``environment()`` does the same for a child
 process): intake uses the same profile name (``cdse``) and code path as against the real
-CDSE; only endpoints differ.
+CDSE; only endpoints differ. With network profiles (``network.py``) the CDSE and storage
+profiles reach SeaweedFS through shaping proxies, each in a process of its own; the lab's own
+seeding of ``eodata`` goes direct.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 from ..locations import CDSE_PROFILE as CDSE_PROFILE_VARIABLE
-from ..locations import STAC_URL, Locations
+from ..locations import LAB_NETWORK, STAC_URL, Locations
 from ..safe import SafeName, SafeProduct, safe_folders
 from .layout import LAB_S3_PROFILE
+from .network import PROFILES, NetworkProfile
 from .object_store import AwsFiles, Identity, SeaweedFS, write_aws_files
+from .proxy import ProxyProcess
 from .stac_api import SOURCE_BUCKET, StacApi
 
 log = logging.getLogger(__name__)
@@ -31,8 +36,16 @@ UPLOAD_THREADS = 8
 class LocalCdse:
     """Start with ``with LocalCdse(lab, source) as cdse:``; stops its servers on exit."""
 
-    def __init__(self, lab: Path, source_root: Path) -> None:
+    def __init__(
+        self,
+        lab: Path,
+        source_root: Path,
+        network: NetworkProfile = PROFILES["loopback"],
+        cdse_network: NetworkProfile = PROFILES["loopback"],
+    ) -> None:
         self.lab = Path(lab)
+        self.networks = {"s3": network, "cdse": cdse_network}
+        self.proxies = ExitStack()
         self.source_root = Path(source_root)
         self.admin = Identity("admin", ("Admin", "Read", "Write", "List", "Tagging"))
         self.cdse_user = Identity("cdse", (f"Read:{SOURCE_BUCKET}", f"List:{SOURCE_BUCKET}"))
@@ -46,6 +59,11 @@ class LocalCdse:
     def start(self) -> LocalCdse:
         self.store.start()
         try:
+            endpoints = {}
+            for profile, network in ((LAB_S3_PROFILE, "s3"), (CDSE_PROFILE, "cdse")):
+                if self.networks[network].shaped:
+                    proxy = ProxyProcess(self.store.s3_port, self.networks[network])
+                    endpoints[profile] = self.proxies.enter_context(proxy).endpoint
             self.aws_files = write_aws_files(
                 self.lab / "aws",
                 self.store.endpoint,
@@ -54,6 +72,7 @@ class LocalCdse:
                     LAB_S3_PROFILE: self.storage_user,
                     ADMIN_PROFILE: self.admin,
                 },
+                endpoints,
             )
             folders = safe_folders(self.source_root)
             self.publish(folders)
@@ -67,6 +86,7 @@ class LocalCdse:
         if self.stac is not None:
             self.stac.stop()
             self.stac = None
+        self.proxies.close()
         self.store.stop()
 
     def __enter__(self) -> LocalCdse:
@@ -78,7 +98,8 @@ class LocalCdse:
     def settings(self) -> dict[str, str]:
         """The ``DSLAB_*`` settings that point intake at this stand-in."""
         assert self.stac is not None, "start() first"
-        return {STAC_URL: self.stac.url, CDSE_PROFILE_VARIABLE: CDSE_PROFILE}
+        networks = {LAB_NETWORK[k]: network.describe() for k, network in self.networks.items()}
+        return {STAC_URL: self.stac.url, CDSE_PROFILE_VARIABLE: CDSE_PROFILE, **networks}
 
     def locations(self, base: Locations) -> Locations:
         """``base`` pointed at this stand-in and the lab's AWS files (profiles of both the

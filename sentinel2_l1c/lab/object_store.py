@@ -221,14 +221,21 @@ class AwsFiles:
         }
 
 
-def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) -> AwsFiles:
-    """Write AWS config/credentials files with ``profiles`` at ``endpoint``."""
+def write_aws_files(
+    folder: Path,
+    endpoint: str,
+    profiles: dict[str, Identity],
+    endpoints: dict[str, str] | None = None,
+) -> AwsFiles:
+    """Write AWS config/credentials files with ``profiles`` at ``endpoint`` (or, per profile,
+    at the one ``endpoints`` names: the lab's network proxies)."""
+    at = {name: (endpoints or {}).get(name, endpoint) for name in profiles}
     folder.mkdir(parents=True, exist_ok=True)
     config_lines, credential_lines = [], []
     for name, identity in profiles.items():
         config_lines += [
             f"[profile {name}]",
-            f"endpoint_url = {endpoint}",
+            f"endpoint_url = {at[name]}",
             "region = us-east-1",
             "",
         ]
@@ -242,5 +249,5 @@ def write_aws_files(folder: Path, endpoint: str, profiles: dict[str, Identity]) 
     config.write_text("\n".join(config_lines))
     write_private(credentials, "\n".join(credential_lines))
     for name, identity in profiles.items():
-        write_s3cmd_config(s3cmd_config_path(folder, name), endpoint, identity)
+        write_s3cmd_config(s3cmd_config_path(folder, name), at[name], identity)
     return AwsFiles(config, credentials)

@@ -1,20 +1,34 @@
-"""An HTTP proxy in front of the lab's S3 store that counts requests and can break some, and
-an endpoint that never answers.
+"""An HTTP proxy in front of the lab's S3 store that counts requests, can break some and
+shapes the network, and an endpoint that never answers.
 
 Counting gives requests per patch in benchmarks; breaking every n-th request (alternately an
 S3-style ``503 ServiceUnavailable`` and a connection reset in the middle of the body) proves
-that retries recover. Requests are forwarded unchanged (SigV4 signatures stay valid: the
-Host header is the proxy's, as the client signed it).
+that retries recover; a network profile (``network.py``) makes the loopback store answer like
+a remote one. Requests are forwarded unchanged (SigV4 signatures stay valid: the Host header is
+the proxy's, as the client signed it). ``python -m sentinel2_l1c.lab.proxy`` runs one in a
+process of its own (``ProxyProcess``), so its threads never compete with a benchmark's for
+the GIL.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import itertools
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ..errors import ConfigError
+from . import network
+from .network import NetworkProfile
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 _S3_503 = (
@@ -23,28 +37,70 @@ _S3_503 = (
 )
 
 
-class FaultProxy:
-    """Forwards to ``upstream_port``; breaks every ``every``-th request (None: none).
+SEND_BLOCK = 64 * 1024  # bytes written between bandwidth waits
 
-    ``latency`` seconds are added to each request, to emulate a remote object store.
-    """
 
-    def __init__(self, upstream_port: int, every: int | None = 5, latency: float = 0.0) -> None:
+class Shaper:
+    """A network profile applied to requests: a slot among ``connections``, the latency, and
+    bodies paced to the per-connection and the shared bandwidth."""
+
+    def __init__(self, profile: NetworkProfile) -> None:
+        self.profile = profile
+        self.slots = threading.BoundedSemaphore(profile.connections or 1)
+        self.lock = threading.Lock()
+        self.shared_free_at = 0.0  # when the shared bandwidth is free again
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Wait for a slot, then the first-byte latency; the slot is held until the answer
+        has been sent."""
+        with self.slots if self.profile.connections else nullcontext():
+            time.sleep(self.profile.latency_ms / 1000)
+            yield
+
+    def pace(self, data: bytes, send: Callable[[bytes], object]) -> None:
+        """Send ``data`` in blocks, each no sooner than both bandwidths allow."""
+        started = time.monotonic()
+        for offset in range(0, len(data), SEND_BLOCK):
+            block = data[offset : offset + SEND_BLOCK]
+            due = started
+            if self.profile.mbps:
+                due += (offset + len(block)) / (self.profile.mbps * 1e6)
+            if self.profile.total_mbps:
+                with self.lock:
+                    begin = max(time.monotonic(), self.shared_free_at)
+                    self.shared_free_at = begin + len(block) / (self.profile.total_mbps * 1e6)
+                    due = max(due, self.shared_free_at)
+            time.sleep(max(0.0, due - time.monotonic()))
+            send(block)
+
+
+class LabProxy:
+    """Forwards to ``upstream_port``; breaks every ``every``-th request (None: none) and
+    shapes requests by ``network`` (None: loopback)."""
+
+    def __init__(
+        self,
+        upstream_port: int,
+        every: int | None = 5,
+        network: NetworkProfile | None = None,
+    ) -> None:
         self.upstream_port = upstream_port
         self.every = every
-        self.latency = latency
+        self.shaper = Shaper(network) if network is not None and network.shaped else None
         self.requests = 0
         self.counter = itertools.count(1)
         self.faults = {"503": 0, "reset": 0}
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> LabProxy:
         self.thread.start()
         return self
 
@@ -70,14 +126,19 @@ class FaultProxy:
             disable_nagle_algorithm = True  # headers and body leave at once
 
             def _forward(self) -> None:
+                shaper = proxy.shaper
+                with shaper.request() if shaper else nullcontext():
+                    self._answer(shaper)
+
+            def _answer(self, shaper: Shaper | None) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 if body is not None and len(body) < length:
                     self.close_connection = True  # the client went away mid-body: as a
                     return  # network would, the store sees nothing of it
+                if body and shaper:
+                    shaper.pace(body, lambda block: None)  # the upload takes its time too
                 fault = proxy._fault_for(next(proxy.counter))
-                if proxy.latency:
-                    time.sleep(proxy.latency)
                 if fault == "503":
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")
@@ -105,7 +166,10 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                self.wfile.write(data)
+                if shaper:
+                    shaper.pace(data, self.wfile.write)
+                else:
+                    self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
 
@@ -143,3 +207,70 @@ class SilentEndpoint:
         self.socket.close()
         for connection in self.connections:
             connection.close()
+
+
+class ProxyProcess:
+    """A shaping ``LabProxy`` in a child process (``python -m sentinel2_l1c.lab.proxy``),
+    started on a free port and stopped by its PID."""
+
+    def __init__(self, upstream_port: int, profile: NetworkProfile) -> None:
+        self.upstream_port, self.profile = upstream_port, profile
+        self.process: subprocess.Popen[str] | None = None
+        self.endpoint = ""
+
+    def __enter__(self) -> ProxyProcess:
+        command = [
+            sys.executable, "-m", "sentinel2_l1c.lab.proxy",
+            "--upstream-port", str(self.upstream_port), "--network", spec(self.profile),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()  # the endpoint, once it listens
+        if not line.startswith("http://"):
+            self.__exit__()
+            raise ConfigError(f"the lab's network proxy did not start (said {line!r})")
+        self.endpoint = line
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+def spec(profile: NetworkProfile) -> str:
+    """The ``key=value,…`` text ``network.parse`` reads back into ``profile``."""
+    return profile.describe().partition(": ")[2].replace("unshaped", "latency_ms=0")
+
+
+def _end_with_parent(parent: int) -> None:
+    """A parent killed without stopping its proxy (SIGKILL) must not leave it running."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sentinel2_l1c.lab.proxy",
+        description="Serve a network-shaping proxy in front of a local port until SIGTERM; "
+        "prints its endpoint first.",
+    )
+    parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument("--network", required=True, help="A profile or key=value,… parameters.")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+    with LabProxy(args.upstream_port, every=None, network=network.parse(args.network)) as proxy:
+        print(proxy.endpoint, flush=True)
+        signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,9 +4,11 @@ Starts the lab's local CDSE and S3 storage (SeaweedFS, whose data stay in ``LAB/
 so buckets published earlier are still there, and the STAC API), sets the lab's ``DSLAB_*``
 settings and AWS files, runs the command, and stops the servers when it ends, or when it
 is interrupted or sent SIGTERM (the command is killed then too). So the
-modules and ``job.sh`` run on the lab exactly as elsewhere:
+modules and ``job.sh`` run on the lab exactly as elsewhere. ``--network`` and
+``--cdse-network`` make the lab's S3 storage and CDSE answer like remote stores
+(``lab/network.py``); every result records the profiles.
 
-    python -m sentinel2_l1c.lab.serve --lab lab -- bash job.sh
+    python -m sentinel2_l1c.lab.serve --lab lab --network allas -- bash job.sh
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cli import new_parser, run_cli
+from ..cli import interrupt_on_sigterm, new_parser, run_cli
 from ..errors import ConfigError
+from . import network
 from .cdse import LocalCdse
 from .layout import lab_environment, source_root
 
@@ -30,23 +33,19 @@ STOP_TIMEOUT = 10.0  # seconds the command gets to end after SIGTERM
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.lab.serve")
     parser.add_argument("--lab", type=Path, default=Path("lab"), help="Lab folder.")
+    network.add_arguments(parser, s3="loopback", cdse="loopback")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="Command to run (after --).")
     return parser
-
-
-def _stop(signum: int, frame: object) -> None:
-    """SIGTERM (Slurm, kill, a terminal closing) stops the command and the servers like ^C."""
-    raise KeyboardInterrupt
 
 
 def _run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ConfigError("no command given: python -m sentinel2_l1c.lab.serve --lab LAB -- CMD")
-    signal.signal(signal.SIGTERM, _stop)
+    interrupt_on_sigterm()
     source = source_root(args.lab)
     source.mkdir(parents=True, exist_ok=True)
-    with LocalCdse(args.lab, source) as cdse:
+    with LocalCdse(args.lab, source, args.network, args.cdse_network) as cdse:
         environment = {**os.environ, **lab_environment(args.lab), **cdse.environment()}
         paths = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
         environment["PYTHONPATH"] = os.pathsep.join(paths)  # python -m sentinel2_l1c… anywhere

@@ -1,0 +1,143 @@
+"""Network profiles side by side: does the tool's answer hold off the laptop?
+
+Builds (or reuses) a lab tile-year with every format on the network drive, temp and the lab's
+S3 (``readers.build``). Then, under each network profile of the lab's S3: stages every format
+from S3 to temp and stream-unzips (timed under that profile), runs the benchmark with the
+loader mode at several patches in flight, and estimates training steps per route. Prints
+patches/s per storage × format and concurrency, the S3/temp Zarr ratio at one patch in
+flight and at the best concurrency, and the route ranking per profile.
+
+Calibrating a profile is running it with several candidate values and keeping the one whose
+S3/temp Zarr ratio at one patch in flight matches what was measured on the real system:
+
+    .venv/bin/python benchmarks/network_profiles.py --storages temp s3 --formats zarr \\
+        --concurrency 1 --profiles allas,total_mbps=50 allas,total_mbps=100 --no-stage
+    .venv/bin/python benchmarks/network_profiles.py --profiles loopback allas
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from readers import build  # this folder's lab builder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sentinel2_l1c import formats, stage, storages, throughput  # noqa: E402
+from sentinel2_l1c.benchmark import BenchmarkConfig, run_benchmark  # noqa: E402
+from sentinel2_l1c.demo import DemoOptions, make_source, synthetic_options  # noqa: E402
+from sentinel2_l1c.lab import network  # noqa: E402
+from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
+from sentinel2_l1c.lab.layout import lab_locations, source_root  # noqa: E402
+from sentinel2_l1c.results import ActionLog, BenchmarkResults  # noqa: E402
+from sentinel2_l1c.safe import list_products  # noqa: E402
+
+
+def measure(args: argparse.Namespace, options: DemoOptions, profile: network.NetworkProfile):
+    """Staging and loader-mode results of one profile."""
+    with LocalCdse(args.lab, source_root(args.lab), network=profile) as cdse:
+        locations = cdse.locations(lab_locations(args.lab))
+        logs = args.lab / "logs" / profile.name.replace("*", "").replace(",", "_")
+        logs.mkdir(parents=True, exist_ok=True)
+        staged = None
+        if args.stage:
+            copies = tuple(("s3", name) for name in args.formats)
+            choice = stage.StageOptions(copies, stream_unzip=True, overwrite=True)
+            staged = ActionLog.read(stage.stage(choice, locations, logs, show_progress=False))
+        safe = storages.NETWORK.path(locations, formats.SAFE)
+        products = list_products(safe, options.tile, options.year)
+        left, bottom, right, top = products[0].grid(10).bounds
+        config = BenchmarkConfig(
+            tuple(args.storages), tuple(args.formats), 2, options.tile, options.year,
+            (left, top, right, bottom), patch_size=args.patch_size,
+            concurrency=tuple(args.concurrency), patches=args.patches, loader=args.loader,
+            loader_formats=tuple(args.loader_formats or args.formats),
+        )  # fmt: skip
+        target, results = run_benchmark(config, locations, logs, quiet=True)
+        assert not results.mismatches(), results.mismatches()
+        print(f"{profile.describe()}: {target}", file=sys.stderr)
+        return results, staged
+
+
+def report(runs: dict[str, tuple[BenchmarkResults, ActionLog | None]], concurrency: list[int]):
+    names = list(runs)
+    for number, name in enumerate(names, 1):
+        print(f"P{number}: {name}")
+    print(f"patches/s at {', '.join(map(str, concurrency))} in flight under each profile")
+    print(f"{'storage format':28}" + "".join(f"{f'P{n}':>32}" for n in range(1, len(names) + 1)))
+    first = runs[names[0]][0]
+    for storage, by_key in first.throughput.items():
+        for key in by_key:
+            cells = []
+            for name in names:
+                entries = runs[name][0].throughput.get(storage, {}).get(key, {})
+                cells.append(" ".join(f"{entries[c].patches_per_second:7.2f}" for c in concurrency))
+            print(f"{storage + ' ' + key:28}" + "".join(f"{cell:>32}" for cell in cells))
+    for name, (results, _) in runs.items():
+        at = {c: {} for c in concurrency}
+        for storage in ("s3", "temp"):
+            for c, entry in results.throughput.get(storage, {}).get("zarr", {}).items():
+                at[c][storage] = entry.patches_per_second
+        if all(len(v) == 2 for v in at.values()):
+            one = at[concurrency[0]]["temp"] / at[concurrency[0]]["s3"]
+            best_s3 = max(v["s3"] for v in at.values())
+            best_temp = max(v["temp"] for v in at.values())
+            print(
+                f"{name}: S3/temp Zarr time per patch at {concurrency[0]} in flight {one:.2f}×, "
+                f"at the best concurrency of each {best_temp / best_s3:.2f}×; S3 mean single "
+                f"load {results.means().get('s3/zarr', float('nan')):.3f} s"
+            )
+    rankings = {}
+    for name, (results, staged) in runs.items():
+        staging = throughput.staging_from_stage(staged) if staged else {}
+        loads = throughput.loads_from_results(results)
+        estimates = throughput.estimate(loads, staging, throughput.Assumptions())
+        rankings[name] = [e.route.label for e in sorted(estimates, key=lambda e: -e.steps)]
+        print(f"{name}: routes by training steps per job")
+        for line in throughput.table(estimates, throughput.Assumptions())[1:8]:
+            print(f"  {line}")
+    if len(rankings) > 1:
+        orders = list(rankings.values())
+        same = all(order == orders[0] for order in orders)
+        top = {name: order[0] for name, order in rankings.items() if order}
+        print(f"route ranking the same under every profile: {same}; best route: {top}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lab", type=Path, default=Path("/tmp/network-lab"))
+    parser.add_argument("--scale", type=int, default=5)
+    parser.add_argument("--dates", type=int, default=24)
+    parser.add_argument("--patch-size", type=int, default=5100)
+    parser.add_argument("--profiles", nargs="+", default=["loopback", "allas"])
+    parser.add_argument("--storages", nargs="+", default=list(storages.STORAGES))
+    parser.add_argument("--formats", nargs="+", default=list(formats.FORMATS))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--patches", type=int, default=16)
+    parser.add_argument("--loader", default="threads")
+    parser.add_argument(
+        "--loader-formats", nargs="+", default=None,
+        help="formats of the loader mode (default: all but SAFE, whose patches take 15-20 s "
+        "here, decode-bound: timed one at a time only)",
+    )  # fmt: skip
+    parser.add_argument("--no-stage", dest="stage", action="store_false")
+    args = parser.parse_args()
+    profiles = [network.parse(text) for text in args.profiles]
+    if args.loader_formats is None:
+        args.loader_formats = [name for name in args.formats if name != formats.SAFE.name]
+    options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
+    args.lab.mkdir(parents=True, exist_ok=True)
+    if not source_root(args.lab).exists():
+        make_source(options, synthetic_options(options), show_progress=True)
+    with LocalCdse(args.lab, source_root(args.lab)) as cdse:
+        build(options, cdse.locations(lab_locations(args.lab)), tuple(formats.FORMATS))
+    runs = {p.describe(): measure(args, options, p) for p in profiles}
+    report(runs, args.concurrency)
+
+
+if __name__ == "__main__":
+    main()

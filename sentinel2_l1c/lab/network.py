@@ -1,0 +1,106 @@
+"""Network profiles of the lab's object stores: how far from loopback a measurement is taken.
+
+A profile is the per-request first-byte latency, the bandwidth of one connection and of all
+together, and how many requests the server serves at once (more wait their turn, as behind a
+per-user quota). The lab's proxy (``proxy.LabProxy``) applies one between the clients and
+SeaweedFS. Named profiles live here; ``parse`` also takes free parameters or a name with
+overrides (``allas,latency_ms=60``). Bandwidths are in megabytes per second (10⁶ B/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, replace
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    name: str = "custom"
+    latency_ms: float = 0.0  # added before the first byte of every request
+    mbps: float | None = None  # bandwidth of one connection, MB/s (None: unlimited)
+    total_mbps: float | None = None  # bandwidth of all connections together, MB/s
+    connections: int | None = None  # requests served at once (None: unlimited)
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ConfigError(f"network profile {self.name}: latency_ms must not be negative")
+        for label in ("mbps", "total_mbps", "connections"):
+            value = getattr(self, label)
+            if value is not None and value <= 0:
+                raise ConfigError(f"network profile {self.name}: {label} must be positive")
+
+    @property
+    def shaped(self) -> bool:
+        """Whether it changes anything (``loopback`` does not: no proxy is needed)."""
+        return any(v for k, v in asdict(self).items() if k != "name")
+
+    def describe(self) -> str:
+        """``name: latency_ms=…,mbps=…`` (only what is set); recorded with every result."""
+        values = [f"{k}={v:g}" for k, v in asdict(self).items() if k != "name" and v]
+        return f"{self.name}: {','.join(values) or 'unshaped'}"
+
+
+#: Calibration of ``allas`` (README, "Network profiles"): with it, the lab's S3 Zarr patch
+#: loads take 5–10× those from temp at one patch in flight, as the first version measured
+#: between Allas and a Puhti node's NVMe.
+PROFILES = {
+    "loopback": NetworkProfile("loopback"),
+    "cdse": NetworkProfile("cdse", latency_ms=50, mbps=20, connections=4),
+    "allas": NetworkProfile("allas", latency_ms=40, mbps=40, total_mbps=40, connections=64),
+}
+
+_FIELDS = {"latency_ms": float, "mbps": float, "total_mbps": float, "connections": int}
+
+
+def parse(text: str) -> NetworkProfile:
+    """A profile from ``NAME``, ``key=value,…`` or ``NAME,key=value,…``; ConfigError if bad."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    profile = NetworkProfile()
+    if parts and "=" not in parts[0]:
+        name = parts.pop(0)
+        if name not in PROFILES:
+            raise ConfigError(
+                f"unknown network profile {name!r} (known: {', '.join(PROFILES)}; or "
+                f"{'=…,'.join(_FIELDS)}=…)"
+            )
+        profile = PROFILES[name]
+    changes: dict[str, float | int] = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        if key not in _FIELDS:
+            raise ConfigError(f"network profile {text!r}: unknown parameter {key!r}")
+        try:
+            changes[key] = _FIELDS[key](value)
+        except ValueError:
+            raise ConfigError(
+                f"network profile {text!r}: {key} needs a number, got {value!r}"
+            ) from None
+    if not parts and profile.name == "custom":
+        raise ConfigError("empty network profile")
+    named = profile.name if not changes or profile.name == "custom" else f"{profile.name}*"
+    return replace(profile, name=named, **changes)
+
+
+def option(text: str) -> NetworkProfile:
+    """argparse ``type=`` of ``--network``/``--cdse-network``."""
+    try:
+        return parse(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, s3: str, cdse: str) -> None:
+    """``--network`` (the lab's S3 storage) and ``--cdse-network`` with their defaults."""
+    known = ", ".join(p.describe() for p in PROFILES.values())
+    parser.add_argument(
+        "--network", type=option, default=s3, metavar="PROFILE",
+        help=f"Network profile of the lab's S3 storage: a name ({known}), key=value,… "
+        "parameters (latency_ms, mbps, total_mbps in MB/s, connections) or a name with "
+        "overrides (allas,latency_ms=80).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cdse-network", type=option, default=cdse, metavar="PROFILE",
+        help="Network profile of the lab's CDSE (its eodata bucket), as --network.",
+    )  # fmt: skip
