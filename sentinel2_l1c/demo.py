@@ -43,7 +43,7 @@ class DemoOptions:
     year: int = 2024
     # 732 px at 10 m (7.3 km): larger than a 5.1 km benchmark patch, small enough for minutes.
     scale: int = 15
-    interval_days: int = 12
+    interval_days: int = 16
     dates: int | None = None  # instead of interval_days: this many acquisitions, evenly spread
     duplicates: int = 2
     seed: int = 0

@@ -94,6 +94,8 @@ def concurrency_chart(results: BenchmarkResults, target: Path) -> None:
     if not results.throughput:
         raise InputDataError("the results file has no loader-mode measurements (--concurrency)")
     plt = _pyplot()
+    import matplotlib.ticker
+
     figure, axes = plt.subplots(figsize=(9, 5.5))
     styles = ["-", "--", ":", "-."]
     levels: set[int] = set()
@@ -109,6 +111,8 @@ def concurrency_chart(results: BenchmarkResults, target: Path) -> None:
     axes.set_xscale("log", base=2)
     axes.set_xticks(sorted(levels), [str(c) for c in sorted(levels)])
     axes.set_yscale("log")
+    for axis in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+        axis(matplotlib.ticker.FormatStrFormatter("%g"))
     network = (results.environment.get("network") or {}).get("s3", "a real network")
     entry = next(e for k in results.throughput.values() for c in k.values() for e in c.values())
     axes.set_xlabel(
