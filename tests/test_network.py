@@ -19,7 +19,7 @@ from sentinel2_l1c.lab import network
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.lab.network import NetworkProfile
-from sentinel2_l1c.lab.proxy import LabProxy, ProxyProcess, spec
+from sentinel2_l1c.lab.proxy import LabProxy, ProxyProcess
 from sentinel2_l1c.lab.serve import main as serve_main
 
 MB = 1_000_000
@@ -35,7 +35,7 @@ def test_profiles_parse_by_name_parameters_and_overrides() -> None:
     assert (changed.name, changed.latency_ms, changed.connections) == ("cdse*", 80, 4)
     assert not network.parse("loopback").shaped
     assert (
-        network.parse(spec(network.PROFILES["allas"]))
+        network.parse(network.PROFILES["allas"].parameters())
         .describe()
         .endswith(network.PROFILES["allas"].describe().partition(":")[2])
     )

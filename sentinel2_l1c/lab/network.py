@@ -36,10 +36,13 @@ class NetworkProfile:
         """Whether it changes anything (``loopback`` does not: no proxy is needed)."""
         return any(v for k, v in asdict(self).items() if k != "name")
 
+    def parameters(self) -> str:
+        """``latency_ms=…,mbps=…``: what is set, as ``parse`` reads it back ("" if nothing)."""
+        return ",".join(f"{k}={v:g}" for k, v in asdict(self).items() if k != "name" and v)
+
     def describe(self) -> str:
-        """``name: latency_ms=…,mbps=…`` (only what is set); recorded with every result."""
-        values = [f"{k}={v:g}" for k, v in asdict(self).items() if k != "name" and v]
-        return f"{self.name}: {','.join(values) or 'unshaped'}"
+        """``name: latency_ms=…,mbps=…``; recorded with every result."""
+        return f"{self.name}: {self.parameters() or 'unshaped'}"
 
 
 #: Calibration of ``allas`` (README, "Network profiles"): with it, the lab's S3 Zarr patch

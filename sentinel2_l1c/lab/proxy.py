@@ -221,7 +221,7 @@ class ProxyProcess:
     def __enter__(self) -> ProxyProcess:
         command = [
             sys.executable, "-m", "sentinel2_l1c.lab.proxy",
-            "--upstream-port", str(self.upstream_port), "--network", spec(self.profile),
+            "--upstream-port", str(self.upstream_port), "--network", self.profile.parameters(),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
@@ -241,11 +241,6 @@ class ProxyProcess:
                 self.process.kill()
                 self.process.wait()
             self.process = None
-
-
-def spec(profile: NetworkProfile) -> str:
-    """The ``key=value,…`` text ``network.parse`` reads back into ``profile``."""
-    return profile.describe().partition(": ")[2].replace("unshaped", "latency_ms=0")
 
 
 def _end_with_parent(parent: int) -> None:
