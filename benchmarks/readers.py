@@ -85,11 +85,12 @@ def ideal_through_s3fs(config: BenchmarkConfig, locations) -> list[float]:  # no
 
 def requests_per_patch(
     config: BenchmarkConfig,
-    locations,
+    locations,  # noqa: ANN001 - Locations
     cdse: LocalCdse,
-    patches: int = 3,  # noqa: ANN001
-) -> dict[str, float]:
-    """S3 requests per patch load of every key, counted by the lab's proxy (after opening)."""
+    patches: int = 3,
+) -> dict[str, tuple[float, float]]:
+    """S3 requests and response bytes per patch load of every key, counted by the lab's
+    proxy (after opening and one warm-up load)."""
     counts = {}
     with LabProxy(cdse.store.s3_port, every=None) as proxy:
         files = write_aws_files(
@@ -104,10 +105,13 @@ def requests_per_patch(
             loader = open_loader("s3", key, counted, found)
             try:
                 loader.load(plan_patch(config, -1))
-                before = proxy.requests
+                requests, sent = proxy.requests, proxy.response_bytes
                 for repeat in range(patches):
                     loader.load(plan_patch(config, repeat))
-                counts[key] = (proxy.requests - before) / patches
+                counts[key] = (
+                    (proxy.requests - requests) / patches,
+                    (proxy.response_bytes - sent) / patches,
+                )
             finally:
                 loader.close()
     return counts
@@ -173,8 +177,8 @@ def main() -> None:
         ratios = [run[name] / run[f"{storage}/{baseline}"] for run in runs]
         mean = statistics.median(run[name] for run in runs)
         print(f"{name:34} {mean:16.3f}  {spread(ratios):>24}")
-    for key, count in requests.items():
-        print(f"s3/{key}: {count:.1f} S3 requests per patch")
+    for key, (count, sent) in requests.items():
+        print(f"s3/{key}: {count:.1f} S3 requests, {sent / 1e6:.1f} MB per patch")
     if runs:
         summary = args.lab / "readers-summary.json"
         summary.write_text(json.dumps(runs, indent=1))

@@ -238,6 +238,7 @@ class Run:
             entry.add(elapsed)
             entry.band_group_shapes = {name: list(a.shape) for name, a in loaded.items()}
             entry.reader = {"reader": formats.label(key), **loader.stack}
+            entry.layout = loader.layout
             record.checksums[f"{storage}/{key}"] = checksum(loaded)
             record.bytes[f"{storage}/{key}"] = int(sum(a.nbytes for a in loaded.values()))
         self.results.repeats.append(record)

@@ -1,7 +1,8 @@
 """Convert the SAFE products of tile-years to Zarr v3 (``--format zarr_sharded``: sharded).
 
-The arrays are planned from the full product list, then written in blocks of one time chunk
-× ``block``² pixels (``utils.BAND_GROUPS``) as parallel Dask tasks: each task decodes only
+The arrays are chunked, sharded and compressed per a named layout (``--layout``, default the
+format's; ``zarr_layouts``), planned from the full product list, then written in blocks of one
+time chunk × ``block``² pixels as parallel Dask tasks: each task decodes only
 the JP2 windows it needs and writes whole chunks (or whole shards), so every chunk is
 written exactly once. Progress is recorded per block in the group's attributes: a rerun after
 a crash resumes with the blocks not yet written; a run with new products appends their dates
@@ -9,7 +10,8 @@ a crash resumes with the blocks not yet written; a run with new products appends
 time axis is committed only when its arrays agree (``zarr_store``), so a run killed at any
 point leaves a state the rerun repairs, never a group marked complete with missing data.
 
-    python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded] [--tile 35VLH] [--year 2024]
+    python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded] [--layout chunks_128]
+        [--tile 35VLH] [--year 2024]
 """
 
 from __future__ import annotations
@@ -26,24 +28,25 @@ import numpy as np
 import zarr
 from rasterio.windows import Window
 
-from . import formats, storages
+from . import formats, storages, zarr_layouts
 from .cli import add_conversion_arguments, new_parser, run_cli
 from .errors import ConfigError, InputDataError
 from .formats.zarr import ZarrFormat
 from .locations import Locations
 from .safe import SafeProduct, list_products, read_band
 from .utils import BAND_GROUPS, BandGroup, compute_in_batches, parse_tile_id
+from .zarr_layouts import GroupLayout, ZarrLayout
 from .zarr_store import (
     COMPLETE,
     DONE,
     Block,
-    Layout,
     arrays_agree,
     blocks,
     check_same_grid,
     committed_products,
     create_group,
     group_path,
+    layout_name,
     set_times,
 )
 
@@ -55,6 +58,8 @@ class ZarrOptions:
     safe_root: Path
     target: Path
     sharded: bool = False
+    #: None: an existing group's own layout, and the format's default for new groups
+    layout: ZarrLayout | None = None
     tile: str | None = None
     year: int | None = None
     workers: int | None = None
@@ -68,11 +73,18 @@ class ZarrOptions:
         if self.tile is not None:
             object.__setattr__(self, "tile", parse_tile_id(self.tile))
 
+    @property
+    def new_layout(self) -> ZarrLayout:
+        """The layout of groups created (or rebuilt) by this conversion."""
+        fmt = formats.ZARR_SHARDED if self.sharded else formats.ZARR
+        return self.layout or zarr_layouts.get(fmt.layout)
+
 
 @dataclass
 class ZarrSummary:
     target: Path
     groups: list[str] = field(default_factory=list)
+    layouts: set[str] = field(default_factory=set)
     products: int = 0
     blocks_written: int = 0
     bytes_decoded: int = 0
@@ -80,7 +92,8 @@ class ZarrSummary:
 
     def lines(self) -> list[str]:
         return [
-            f"{self.target}: {len(self.groups)} groups of {self.products} products; "
+            f"{self.target}: {len(self.groups)} groups of {self.products} products (layout "
+            f"{', '.join(sorted(self.layouts))}); "
             f"{self.blocks_written} blocks written ({self.bytes_decoded / 1e6:.0f} MB decoded) "
             f"in {self.seconds:.1f} s"
         ]
@@ -119,13 +132,9 @@ def tile_years(products: Sequence[SafeProduct]) -> dict[tuple[str, int], list[Sa
 
 
 def _prepare_group(
-    root: zarr.Group,
-    products: Sequence[SafeProduct],
-    band_group: BandGroup,
-    layout: Layout,
-    options: ZarrOptions,
-) -> tuple[zarr.Group, str, list[Block]]:
-    """Create or extend one group; returns it with the blocks still to write."""
+    root: zarr.Group, products: Sequence[SafeProduct], band_group: BandGroup, options: ZarrOptions
+) -> tuple[zarr.Group, str, GroupLayout, list[Block]]:
+    """Create or extend one group; returns it with its layout and the blocks still to write."""
     first = products[0]
     path = group_path(first.tile, first.year, band_group)
     grid = first.grid(band_group.resolution)
@@ -135,11 +144,13 @@ def _prepare_group(
     committed = None if options.overwrite or path not in root else committed_products(root[path])
     wanted = [p.product_id for p in products]
     if committed is None:  # new, rebuilt, or a creation that never committed
+        layout = options.new_layout.of(band_group, options.sharded)
         group = create_group(root, path, band_group, grid, first.crs, layout)
         committed = []
     else:
         group = root[path]
         check_same_grid(group, grid, f"{options.target}/{path}")
+        layout = _existing_layout(group, options, f"{options.target}/{path}", band_group)
         if wanted[: len(committed)] != committed:
             raise InputDataError(
                 f"{options.target}/{path} holds products that are not the first of the SAFE "
@@ -158,7 +169,21 @@ def _prepare_group(
     todo = [b for b in blocks(len(products), grid.shape, layout) if b.key not in done]
     if not todo and not group.attrs.get(COMPLETE):
         group.attrs[COMPLETE] = True
-    return group, path, todo
+    return group, path, layout, todo
+
+
+def _existing_layout(
+    group: zarr.Group, options: ZarrOptions, where: str, band_group: BandGroup
+) -> GroupLayout:
+    """The layout an existing group goes on with: its own; another asked for is refused."""
+    recorded = layout_name(group.attrs)
+    if options.layout is not None and options.layout.name != recorded:
+        raise InputDataError(
+            f"{where} has layout {recorded}, not {options.layout.name}: append with "
+            f"--layout {recorded}, or rebuild with --overwrite"
+        )
+    layout = options.layout or zarr_layouts.get(recorded)
+    return layout.of(band_group, options.sharded)
 
 
 def _remove_partial_files(target: Path) -> None:
@@ -184,9 +209,9 @@ def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
     tasks: list[tuple[zarr.Group, _Task]] = []
     for _, members in sorted(tile_years(products).items()):
         for band_group in options.band_groups:
-            layout = Layout.of(band_group, options.sharded)
-            group, path, todo = _prepare_group(root, members, band_group, layout, options)
+            group, path, layout, todo = _prepare_group(root, members, band_group, options)
             summary.groups.append(path)
+            summary.layouts.add(layout.name)
             for block in todo:
                 files = tuple(
                     tuple(str(p.band_path(b)) for b in band_group.bands)
@@ -259,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sharded", dest="format", action="store_const", const=formats.ZARR_SHARDED.name,
         help="The same as --format zarr_sharded.",
     )  # fmt: skip
+    parser.add_argument(
+        "--layout", metavar="NAME",
+        help="Chunks, shards and codec of new or rebuilt groups (default: an existing group's "
+        f"own, else the format's: {formats.ZARR.name} {formats.ZARR.layout}, "
+        f"{formats.ZARR_SHARDED.name} {formats.ZARR_SHARDED.layout}); one of: "
+        + "; ".join(f"{name} ({layout.summary()})" for name, layout in zarr_layouts.LAYOUTS.items()),
+    )  # fmt: skip
     add_conversion_arguments(
         parser,
         "SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
@@ -271,12 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    layout = zarr_layouts.get(args.layout) if args.layout else None
     locations = Locations.from_environment()
     fmt = zarr_formats()[args.format]
     options = ZarrOptions(
         safe_root=args.source or storages.NETWORK.path(locations, formats.SAFE),
         target=args.target or storages.NETWORK.path(locations, fmt),
         sharded=fmt.sharded,
+        layout=layout,
         tile=args.tile,
         year=args.year,
         workers=args.workers,

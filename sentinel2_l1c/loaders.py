@@ -36,7 +36,8 @@ from .remote import call_with_retries, is_transient
 from .safe import SafeProduct
 from .storages import Place
 from .utils import BAND_GROUPS, BandGroup
-from .zarr_store import group_path, is_complete
+from .zarr_layouts import touched_chunks
+from .zarr_store import group_path, is_complete, layout_name
 
 GRID = 60  # patches align to the coarsest grid, so every band group gets whole pixels
 
@@ -71,6 +72,8 @@ class Catalogue:
 class Loader(Protocol):
     #: what reads the data: libraries, store and filesystem classes (recorded in results)
     stack: dict[str, str]
+    #: the named layout of a Zarr store (recorded in results); None for per-product files
+    layout: str | None
 
     def load(self, patch: Patch) -> Any: ...
 
@@ -157,6 +160,7 @@ class ZarrLoader:
         self.where, self.errors = where, errors
         self.stack = store_stack(store)
         self.arrays, self.origins = {}, {}
+        self.layout: str | None = None
         with reported(where, errors):
             root = zarr.open_group(store, mode="r", zarr_format=3)
             for group in BAND_GROUPS:
@@ -165,6 +169,7 @@ class ZarrLoader:
                 refuse_incomplete(
                     where, path, made_by, node is not None, node is not None and is_complete(node)
                 )
+                self.layout = layout_name(node.attrs)
                 self.arrays[group.name] = node["data"]
                 self.origins[group.name] = origin(group, node["x"][:2], node["y"][:2])
 
@@ -181,16 +186,6 @@ class ZarrLoader:
         return pixels
 
 
-def touched_chunks(
-    shape: tuple[int, ...], chunks: tuple[int, ...], window: Window
-) -> list[tuple[int, int, int, int]]:
-    """Indices of the (time, band, y, x) chunks a window over every time and band touches."""
-    times, bands = (-(-shape[i] // chunks[i]) for i in (0, 1))
-    rows = range(window.row_off // chunks[2], (window.row_off + window.height - 1) // chunks[2] + 1)
-    cols = range(window.col_off // chunks[3], (window.col_off + window.width - 1) // chunks[3] + 1)
-    return list(itertools.product(range(times), range(bands), rows, cols))
-
-
 class IdealLoader:
     """The floor of a Zarr patch load: fetch and decompress only the chunks the patch touches,
     all concurrently (decompression on every core), without slicing or assembling pixels.
@@ -199,6 +194,7 @@ class IdealLoader:
     def __init__(self, zarr_loader: ZarrLoader) -> None:
         self.zarr = zarr_loader
         self.stack = {**zarr_loader.stack, "decompression": "numcodecs Blosc in threads"}
+        self.layout = zarr_loader.layout
         for array in zarr_loader.arrays.values():
             codecs = array.metadata.codecs
             if not isinstance(codecs[-1], BloscCodec):
@@ -259,6 +255,7 @@ class FileLoader:
             "files": place.gdal_path("…"),
             "threads": str(catalogue.workers),
         }
+        self.layout = None
 
     def close(self) -> None:
         self.pool.shutdown()

@@ -5,7 +5,8 @@ schema and add what makes a result trustworthy::
 
     tile, year
     results.{storage}.{key}    durations, band_group_shapes, total_duration, mean_durations,
-                               std_durations, stderr_durations (= std / √n), reader
+                               std_durations, stderr_durations (= std / √n), reader,
+                               layout (a Zarr store's named layout; null for files)
     ideal.{storage}            durations and statistics, beside (the key it is the floor
                                of), chunks, compressed_bytes, decompressed_bytes (of the
                                last patch), reader
@@ -132,6 +133,7 @@ class Measurement(Timing):
 
     band_group_shapes: dict[str, list[int]] = field(default_factory=dict)
     reader: dict[str, str] = field(default_factory=dict)
+    layout: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +141,7 @@ class Measurement(Timing):
             "band_group_shapes": self.band_group_shapes,
             **self.statistics,
             "reader": self.reader,
+            "layout": self.layout,
         }
 
     @classmethod
@@ -149,6 +152,7 @@ class Measurement(Timing):
             stored,
             fields.get("band_group_shapes", dict, {}),
             fields.get("reader", dict, {}),
+            fields.get("layout", (str, type(None)), None),
         )
 
 

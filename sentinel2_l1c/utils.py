@@ -52,34 +52,21 @@ class BandGroup:
 
     bands: tuple[str, ...]
     resolution: int
-    #: Zarr chunk shape (time, band, y, x).
-    chunks: tuple[int, int, int, int]
-    #: Side in pixels of a sharded Zarr shard, also the block a conversion task writes: a
-    #: multiple of the chunk side and of ESA's JP2 tile side (1024/640/192), so every JP2
-    #: tile is decoded once and every chunk or shard is written once. Shards span one time
-    #: chunk, so appending dates rewrites at most the last partial shard.
-    block: int
 
     @property
     def name(self) -> str:
         return "_".join(self.bands)
 
     def __post_init__(self) -> None:
-        if self.chunks[1] != len(self.bands):
-            raise ValueError(f"{self.name}: band chunk must hold all {len(self.bands)} bands")
         if self.resolution not in RESOLUTIONS:
             raise ValueError(f"{self.name}: unknown resolution {self.resolution}")
-        if self.block % self.chunks[2] or self.block % self.chunks[3]:
-            raise ValueError(f"{self.name}: block {self.block} must be a multiple of the chunks")
 
 
-#: Chunk sizes grow in time as resolution falls, so chunks stay a few MB at every resolution.
-#: A full-size tile-year of 192 dates has 4840 + 2420 + 675 plain chunks, and
-#: 10·6² + 5·5² + 3·3² = 512 shards.
+#: How they are chunked is a named layout's business (``zarr_layouts``).
 BAND_GROUPS: tuple[BandGroup, ...] = (
-    BandGroup(("B02", "B03", "B04", "B08"), 10, (20, 4, 512, 512), block=2048),
-    BandGroup(("B05", "B06", "B07", "B8A", "B11", "B12"), 20, (40, 6, 256, 256), block=1280),
-    BandGroup(("B01", "B09", "B10"), 60, (80, 3, 128, 128), block=768),
+    BandGroup(("B02", "B03", "B04", "B08"), 10),
+    BandGroup(("B05", "B06", "B07", "B8A", "B11", "B12"), 20),
+    BandGroup(("B01", "B09", "B10"), 60),
 )
 BAND_GROUP_NAMES: tuple[str, ...] = tuple(group.name for group in BAND_GROUPS)
 

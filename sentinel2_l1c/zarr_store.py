@@ -2,8 +2,9 @@
 
 A store holds groups ``/{tile}/{year}/{band_group}``, each with
 
-- ``data`` (time, band, y, x) uint16, fill 0, chunks from ``utils.BAND_GROUPS`` (sharded
-  variant: shards of one time chunk × ``block`` × ``block`` pixels),
+- ``data`` (time, band, y, x) uint16, fill 0, chunked (and sharded: shards of one time chunk
+  × ``block`` × ``block`` pixels) and compressed per the named layout (``zarr_layouts``) whose
+  name is the group attribute ``dslab_layout``,
 - ``time`` (ms since 1970, CF-encoded so xarray decodes datetime64) from PRODUCT_START_TIME,
   ``product_id`` per time step, ``band`` names, ``y``/``x`` UTM pixel centres, and
   ``spatial_ref`` (CF grid mapping with the CRS WKT and GeoTransform, read by rioxarray).
@@ -27,43 +28,24 @@ from typing import Any
 import numpy as np
 import zarr
 from rasterio.crs import CRS
-from zarr.codecs import BloscCodec
 
 from .errors import InputDataError
 from .safe import Grid, SafeProduct
 from .utils import BandGroup
+from .zarr_layouts import LEGACY, GroupLayout
 
-COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 TIME_UNITS = "milliseconds since 1970-01-01T00:00:00"
 COORDINATE_CHUNK = 4096  # one chunk holds every date of a tile-year
 DONE = "dslab_done_blocks"
 COMPLETE = "dslab_complete"
 PRODUCTS = "dslab_products"
+LAYOUT = "dslab_layout"
 TIME_ARRAYS = ("data", "time", "product_id")  # the arrays with a time axis
 ARRAYS = (*TIME_ARRAYS, "band", "y", "x", "spatial_ref")  # every array of a group
 
 
 def group_path(tile: str, year: int, band_group: BandGroup) -> str:
     return f"{tile}/{year}/{band_group.name}"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How one band group is chunked (and sharded) and cut into write blocks."""
-
-    chunks: tuple[int, int, int, int]
-    block: int  # pixels; a multiple of the chunk side
-    sharded: bool
-
-    @classmethod
-    def of(cls, band_group: BandGroup, sharded: bool) -> Layout:
-        return cls(band_group.chunks, band_group.block, sharded)
-
-    @property
-    def shards(self) -> tuple[int, int, int, int] | None:
-        if not self.sharded:
-            return None
-        return (self.chunks[0], self.chunks[1], self.block, self.block)
 
 
 @dataclass(frozen=True)
@@ -83,7 +65,7 @@ class Block:
 
 
 def blocks(
-    times: int, shape: tuple[int, int], layout: Layout, first_time: int = 0
+    times: int, shape: tuple[int, int], layout: GroupLayout, first_time: int = 0
 ) -> Iterator[Block]:
     """Blocks covering time steps from the time chunk holding ``first_time`` to ``times``."""
     step = layout.chunks[0]
@@ -101,13 +83,13 @@ def blocks(
 
 
 def create_group(
-    root: zarr.Group, path: str, band_group: BandGroup, grid: Grid, crs: str, layout: Layout
+    root: zarr.Group, path: str, band_group: BandGroup, grid: Grid, crs: str, layout: GroupLayout
 ) -> zarr.Group:
     """Empty arrays and fixed coordinates of one group (time coordinates come with products);
     whatever an interrupted creation left at ``path`` is removed first."""
     parent, _, name = path.rpartition("/")
     group = root.require_group(parent).create_group(name, overwrite=True)
-    group.attrs.update({DONE: [], COMPLETE: False})
+    group.attrs.update({DONE: [], COMPLETE: False, LAYOUT: layout.name})
     group.create_array(
         "data",
         shape=(0, len(band_group.bands), grid.nrows, grid.ncols),
@@ -115,7 +97,7 @@ def create_group(
         shards=layout.shards,
         dtype="uint16",
         fill_value=0,
-        compressors=[COMPRESSOR],
+        compressors=[layout.codec.blosc()],
         dimension_names=("time", "band", "y", "x"),
         attributes={
             "grid_mapping": "spatial_ref",
@@ -236,6 +218,11 @@ def committed_products(group: zarr.Group) -> list[str] | None:
         return None
     legacy = product_ids(group)
     return legacy if arrays_agree(group, len(legacy)) else None
+
+
+def layout_name(attrs: Mapping[str, Any]) -> str:
+    """The named layout a group was written with (groups from before layouts: the first)."""
+    return str(attrs.get(LAYOUT, LEGACY))
 
 
 def check_same_grid(group: zarr.Group, grid: Grid, path: str) -> None:

@@ -21,9 +21,16 @@ from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.lab.schedule import Acquisition
 from sentinel2_l1c.lab.synthetic import ProductWriter, SyntheticOptions, generate
+from sentinel2_l1c.zarr_layouts import Tiling, ZarrLayout
 
 #: Set by .ci/run: a test that needs an optional tool fails instead of skipping without it.
 REQUIRE_TOOLS = "DSLAB_TEST_REQUIRE_TOOLS"
+
+
+#: Small chunks and blocks, so the small test tiles (366/183/61 px) span several blocks.
+SMALL = ZarrLayout(
+    "test_small", "tests' small tiles", (Tiling(4, 64, 128), Tiling(4, 32, 64), Tiling(4, 16, 32))
+)
 
 
 @dataclass(frozen=True)

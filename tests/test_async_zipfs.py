@@ -29,10 +29,10 @@ from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.loaders import close_store
 from sentinel2_l1c.storages import BucketPlace, FolderPlace
-from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
+from sentinel2_l1c.utils import BAND_GROUPS
 from sentinel2_l1c.zarr_store import group_path
 
-from .conftest import Archive, tool
+from .conftest import SMALL, Archive, tool
 
 SOURCE_FILES = {
     "zarr.json": b'{"zarr_format": 3}',
@@ -309,19 +309,21 @@ async def _read_everything(fs: AsyncZipFileSystem) -> None:
 
 # -- zipped Zarr through zarr and xarray ------------------------------------------------
 
-SMALL = (BandGroup(BAND_GROUPS[2].bands, 60, (4, 3, 16, 16), block=32),)
+ONE_GROUP = (BAND_GROUPS[2],)
 
 
 @pytest.fixture(scope="module")
 def zipped_zarr(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("zipped")
-    convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", band_groups=SMALL), False)
+    convert_safe_to_zarr.convert(
+        ZarrOptions(archive.root, out / "zarr", layout=SMALL, band_groups=ONE_GROUP), False
+    )
     zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
     return out / "zarr", out / "zarr.zip"
 
 
 def _assert_same_dataset(store: FsspecStore, plain: Path) -> None:
-    path = group_path("35VLH", 2024, SMALL[0])
+    path = group_path("35VLH", 2024, ONE_GROUP[0])
     through_zip = xr.open_zarr(store, group=path, consolidated=False)
     direct = xr.open_zarr(plain, group=path, consolidated=False)
     np.testing.assert_array_equal(through_zip.data.values, direct.data.values)
@@ -365,7 +367,7 @@ def test_zarr_and_xarray_through_the_zip_on_s3(
     _assert_same_dataset(FsspecStore(fs, read_only=True, path=""), plain)
     array = zarr.open_array(
         FsspecStore(fs, read_only=True, path=""),
-        path=f"{group_path('35VLH', 2024, SMALL[0])}/data",
+        path=f"{group_path('35VLH', 2024, ONE_GROUP[0])}/data",
         mode="r",
     )
     assert array.shape[0] > 4
@@ -377,7 +379,7 @@ def test_every_store_reader_on_every_place(
     """Every registered reader that opens a Zarr store, on a local file or folder and on S3,
     reads the same array; zarr's own ZipStore locally, Python's zipfile remotely."""
     plain, zipped = zipped_zarr
-    path = f"{group_path('35VLH', 2024, SMALL[0])}/data"
+    path = f"{group_path('35VLH', 2024, ONE_GROUP[0])}/data"
     expected = zarr.open_array(str(plain), path=path, mode="r")[:]
     places = {
         formats.ZARR.name: [FolderPlace(plain)],

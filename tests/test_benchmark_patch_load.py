@@ -22,6 +22,7 @@ from sentinel2_l1c import (
     report,
     stage,
     throughput,
+    zarr_layouts,
 )
 from sentinel2_l1c import benchmark_patch_load as bench
 from sentinel2_l1c.benchmark import BenchmarkConfig, plan_order, plan_patch
@@ -89,7 +90,8 @@ def test_every_local_storage_and_format(
     for storage in ("network", "temp"):  # the ideal: every chunk of the patch, decompressed
         ideal = data["ideal"][storage]
         assert len(ideal["durations"]) == 3 and ideal["chunks"] == 3  # one per band group
-        chunk_bytes = sum(math.prod(group.chunks) * 2 for group in BAND_GROUPS)
+        layout = zarr_layouts.get(formats.ZARR.layout)
+        chunk_bytes = sum(math.prod(layout.of(g, False).chunks) * 2 for g in BAND_GROUPS)
         assert ideal["decompressed_bytes"] == chunk_bytes > ideal["compressed_bytes"] > 0
     assert "network zarr / ideal" in out
     for record in data["repeats"]:
@@ -107,10 +109,10 @@ def test_every_local_storage_and_format(
 
 def test_touched_chunks() -> None:
     window = Window(500, 600, 30, 30)  # columns 500-529 cross the 512 chunk border
-    assert loaders.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
+    assert zarr_layouts.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
         (t, 0, 1, x) for t in range(3) for x in (0, 1)
     ]
-    assert loaders.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
+    assert zarr_layouts.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
         (0, 0, 0, 0), (1, 0, 0, 0),
     ]  # fmt: skip
 
@@ -255,6 +257,11 @@ def test_every_reader_on_every_storage(
     assert stores["zarr"] == stores["zarr_sharded"] == "zarr3 > s3"
     assert stores["zipzarr"] == "zarr3 > zip > s3"
     assert data["ideal"]["s3"]["reader"]["store"] == "ObjectStore", "the ideal fetches via obstore"
+    layouts = {key: entry["layout"] for key, entry in data["results"]["s3"].items()}
+    assert layouts["zarr"] == layouts["zarr@zarr-python"] == formats.ZARR.layout, "recorded"
+    assert layouts["zipzarr@zipstore"] == formats.ZARR.layout, "zipped: the Zarr it zips"
+    assert layouts["zarr_sharded@obstore"] == formats.ZARR_SHARDED.layout
+    assert layouts["cog"] is None and layouts["safe"] is None
 
 
 def test_unpublished_s3_files_are_named(

@@ -22,16 +22,23 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 from zarr.storage import LocalStore, ZipStore
 
-from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, utils, zip_zarr
+from sentinel2_l1c import (
+    convert_safe_to_cog,
+    convert_safe_to_zarr,
+    formats,
+    utils,
+    zarr_layouts,
+    zip_zarr,
+)  # fmt: skip
 from sentinel2_l1c.convert_safe_to_cog import CogOptions
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.cog import cog_file
 from sentinel2_l1c.safe import SafeProduct, list_products, read_band
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
-from sentinel2_l1c.zarr_store import COMPLETE, DONE, Layout, blocks, group_path, is_complete
+from sentinel2_l1c.zarr_store import COMPLETE, DONE, LAYOUT, blocks, group_path, is_complete
 
-from .conftest import Archive, tool
+from .conftest import SMALL, Archive, tool
 
 
 def cog_path(root: Path, product: SafeProduct, band_group: BandGroup) -> Path:
@@ -39,12 +46,6 @@ def cog_path(root: Path, product: SafeProduct, band_group: BandGroup) -> Path:
 
 
 REPO = Path(__file__).resolve().parents[1]
-# Small chunks and blocks, so the small test tiles (366/183/61 px) span several blocks.
-SMALL_GROUPS = (
-    BandGroup(BAND_GROUPS[0].bands, 10, (4, 4, 64, 64), block=128),
-    BandGroup(BAND_GROUPS[1].bands, 20, (4, 6, 32, 32), block=64),
-    BandGroup(BAND_GROUPS[2].bands, 60, (4, 3, 16, 16), block=32),
-)
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,9 @@ def converted(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Con
     out = tmp_path_factory.mktemp("converted")
     products = list_products(archive.root)
     convert_safe_to_cog.convert(CogOptions(archive.root, out / "cog"), show_progress=False)
+    convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", layout=SMALL), False)
     convert_safe_to_zarr.convert(
-        ZarrOptions(archive.root, out / "zarr", band_groups=SMALL_GROUPS), False
-    )
-    convert_safe_to_zarr.convert(
-        ZarrOptions(archive.root, out / "sharded", sharded=True, band_groups=SMALL_GROUPS), False
+        ZarrOptions(archive.root, out / "sharded", sharded=True, layout=SMALL), False
     )
     zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
     return Converted(products, out / "cog", out / "zarr", out / "sharded", out / "zarr.zip")
@@ -81,7 +80,7 @@ def store_contents(path: Path) -> dict[str, np.ndarray]:
     """Every array of every group, for comparing stores made in different ways."""
     root = zarr.open_group(str(path), mode="r", zarr_format=3)
     contents = {}
-    for band_group in SMALL_GROUPS:
+    for band_group in BAND_GROUPS:
         group = root[group_path("35VLH", 2024, band_group)]
         assert group.attrs[COMPLETE] is True
         for name in ("data", "time", "product_id", "band", "x", "y"):
@@ -106,14 +105,13 @@ class TestIdenticalPixels:
             size = int(rng.integers(6, 20)) * 6  # 10 m pixels, a multiple of 6 so all grids align
             y0, x0 = (int(v) * 6 for v in rng.integers(0, (366 - size) // 6, size=2))
             for band_group in BAND_GROUPS:
-                small = next(g for g in SMALL_GROUPS if g.name == band_group.name)
                 factor = band_group.resolution // 10
                 window = Window(x0 // factor, y0 // factor, size // factor, size // factor)
                 rows = slice(window.row_off, window.row_off + window.height)
                 cols = slice(window.col_off, window.col_off + window.width)
-                from_zarr = data_array(str(converted.zarr), small)[:, :, rows, cols]
-                from_sharded = data_array(str(converted.sharded), small)[:, :, rows, cols]
-                from_zip = data_array(zip_store, small)[:, :, rows, cols]
+                from_zarr = data_array(str(converted.zarr), band_group)[:, :, rows, cols]
+                from_sharded = data_array(str(converted.sharded), band_group)[:, :, rows, cols]
+                from_zip = data_array(zip_store, band_group)[:, :, rows, cols]
                 assert from_zarr.shape == (
                     len(converted.products),
                     len(band_group.bands),
@@ -169,7 +167,7 @@ class TestIdenticalPixels:
 class TestZarrLayout:
     def test_xarray_and_rioxarray_view(self, converted: Converted) -> None:
         for store in (converted.zarr, converted.sharded):
-            for band_group in SMALL_GROUPS:
+            for band_group in BAND_GROUPS:
                 ds = xr.open_zarr(
                     store, group=group_path("35VLH", 2024, band_group), consolidated=False
                 )
@@ -191,15 +189,17 @@ class TestZarrLayout:
         convert_safe_to_zarr.convert(
             ZarrOptions(archive.root, tmp_path / "s", sharded=True, tile="35VLH", year=2024), False
         )
+        layout = zarr_layouts.get(formats.ZARR_SHARDED.layout)
         for band_group in BAND_GROUPS:
             array = data_array(str(tmp_path / "s"), band_group)
-            assert array.chunks == band_group.chunks
-            assert array.shards == (
-                band_group.chunks[0],
-                len(band_group.bands),
-                band_group.block,
-                band_group.block,
-            )
+            tiling = layout.tiling(band_group.resolution)
+            bands = len(band_group.bands)
+            assert array.chunks == (tiling.time, bands, tiling.side, tiling.side)
+            assert array.shards == (tiling.time, bands, tiling.block, tiling.block)
+            group = zarr.open_group(str(tmp_path / "s"), mode="r")[
+                group_path("35VLH", 2024, band_group)
+            ]
+            assert group.attrs[LAYOUT] == layout.name
 
 
 class TestWrites:
@@ -216,9 +216,7 @@ class TestWrites:
         monkeypatch.setattr(LocalStore, "set", counting_set)
         for name, sharded in (("plain", False), ("sharded", True)):
             convert_safe_to_zarr.convert(
-                ZarrOptions(
-                    archive.root, tmp_path / name, sharded=sharded, band_groups=SMALL_GROUPS
-                ),
+                ZarrOptions(archive.root, tmp_path / name, sharded=sharded, layout=SMALL),
                 False,
             )
             data_writes = {
@@ -245,27 +243,23 @@ class TestWrites:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(product.path)
         target = tmp_path / "zarr"
-        convert_safe_to_zarr.convert(ZarrOptions(root, target, band_groups=SMALL_GROUPS), False)
+        convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=SMALL), False)
         for product in rest:
             link = root / product.name.cdse_path
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(product.path)
-        summary = convert_safe_to_zarr.convert(
-            ZarrOptions(root, target, band_groups=SMALL_GROUPS), False
-        )
+        summary = convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=SMALL), False)
         total = len(converted.products)
         expected = sum(
             1
-            for g in SMALL_GROUPS
+            for g in BAND_GROUPS
             for _ in blocks(
-                total, first[0].grid(g.resolution).shape, Layout.of(g, False), first_time=10
+                total, first[0].grid(g.resolution).shape, SMALL.of(g, False), first_time=10
             )
         )
         assert summary.blocks_written == expected  # only the last partial time chunk and after
         assert_same_store(target, converted.zarr)
-        again = convert_safe_to_zarr.convert(
-            ZarrOptions(root, target, band_groups=SMALL_GROUPS), False
-        )
+        again = convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=SMALL), False)
         assert again.blocks_written == 0
 
     def test_earlier_dates_need_overwrite(self, converted: Converted, tmp_path: Path) -> None:
@@ -275,23 +269,21 @@ class TestWrites:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(product.path)
         target = tmp_path / "zarr"
-        convert_safe_to_zarr.convert(ZarrOptions(root, target, band_groups=SMALL_GROUPS), False)
+        convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=SMALL), False)
         first = converted.products[0]
         (root / first.name.cdse_path).parent.mkdir(parents=True, exist_ok=True)
         (root / first.name.cdse_path).symlink_to(first.path)
         with pytest.raises(InputDataError, match="rerun with --overwrite to rebuild it"):
-            convert_safe_to_zarr.convert(ZarrOptions(root, target, band_groups=SMALL_GROUPS), False)
-        convert_safe_to_zarr.convert(
-            ZarrOptions(root, target, band_groups=SMALL_GROUPS, overwrite=True), False
-        )
+            convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=SMALL), False)
+        convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=SMALL, overwrite=True), False)
         assert_same_store(target, converted.zarr)
 
     def test_killed_and_rerun(self, converted: Converted, archive: Archive, tmp_path: Path) -> None:
         target = tmp_path / "zarr"
         code = (
-            "from pathlib import Path; from tests.test_convert import SMALL_GROUPS; "
+            "from pathlib import Path; from tests.conftest import SMALL; "
             "from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert; "
-            f"convert(ZarrOptions(Path({str(archive.root)!r}), Path({str(target)!r}), workers=1, band_groups=SMALL_GROUPS), False)"
+            f"convert(ZarrOptions(Path({str(archive.root)!r}), Path({str(target)!r}), workers=1, layout=SMALL), False)"
         )
         process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
         deadline = time.monotonic() + 60
@@ -302,13 +294,11 @@ class TestWrites:
         process.kill()
         process.wait()
         group = zarr.open_group(str(target), mode="r", zarr_format=3)[
-            group_path("35VLH", 2024, SMALL_GROUPS[0])
+            group_path("35VLH", 2024, BAND_GROUPS[0])
         ]
         assert group.attrs[COMPLETE] is False, "killed before the end"
         assert len(group.attrs[DONE]) < 36
-        convert_safe_to_zarr.convert(
-            ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS), False
-        )
+        convert_safe_to_zarr.convert(ZarrOptions(archive.root, target, layout=SMALL), False)
         assert_same_store(target, converted.zarr)
 
 
@@ -343,14 +333,14 @@ class TestCrashPoints:
     ) -> None:
         root, target = tmp_path / "safe", tmp_path / "zarr"
         link_products(root, converted.products[:2])
-        options = ZarrOptions(root, target, band_groups=SMALL_GROUPS)
+        options = ZarrOptions(root, target, layout=SMALL)
         convert_safe_to_zarr.convert(options, False)
         link_products(root, converted.products[2:])
         with monkeypatch.context() as patch:  # product_id rewritten, data not yet resized
             kill_when(patch, zarr.Array, "resize", lambda a, *_: a.path.endswith("/data"))
             with pytest.raises(Killed):
                 convert_safe_to_zarr.convert(options, False)
-        group = zarr.open_group(str(target), mode="r")[group_path("35VLH", 2024, SMALL_GROUPS[0])]
+        group = zarr.open_group(str(target), mode="r")[group_path("35VLH", 2024, BAND_GROUPS[0])]
         assert group["product_id"].shape[0] == len(converted.products) != group["data"].shape[0]
         assert not is_complete(group), "data and coordinates disagree: not complete"
         with pytest.raises(InputDataError, match="is not complete: rerun convert_safe_to_zarr"):
@@ -368,7 +358,7 @@ class TestCrashPoints:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         target = tmp_path / "zarr"
-        options = ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS)
+        options = ZarrOptions(archive.root, target, layout=SMALL)
         with monkeypatch.context() as patch:
             kill_when(patch, zarr.Group, "create_array", lambda g, name, *_: name == array)
             with pytest.raises(Killed):
@@ -387,7 +377,7 @@ class TestCrashPoints:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         target = tmp_path / "zarr"
-        options = ZarrOptions(archive.root, target, band_groups=SMALL_GROUPS)
+        options = ZarrOptions(archive.root, target, layout=SMALL)
         with monkeypatch.context() as patch:  # coordinates written, data still 0 dates long
             kill_when(patch, zarr.Array, "resize", lambda a, *_: a.path.endswith("/data"))
             with pytest.raises(Killed):
@@ -405,11 +395,9 @@ class TestBadInput:
         band = next(copy.glob("GRANULE/*/IMG_DATA/*_B03.jp2"))
         band.write_bytes(band.read_bytes()[:300])
         with pytest.raises(InputDataError, match=rf"^{band}: cannot read JP2"):
-            convert_safe_to_zarr.convert(
-                ZarrOptions(root, tmp_path / "zarr", band_groups=SMALL_GROUPS), False
-            )
+            convert_safe_to_zarr.convert(ZarrOptions(root, tmp_path / "zarr", layout=SMALL), False)
         group = zarr.open_group(str(tmp_path / "zarr"), mode="r")[
-            group_path("35VLH", 2024, SMALL_GROUPS[0])
+            group_path("35VLH", 2024, BAND_GROUPS[0])
         ]
         assert group.attrs[COMPLETE] is False
         with pytest.raises(InputDataError, match=rf"^{band}: cannot read JP2"):
@@ -450,9 +438,9 @@ class TestZip:
     def test_xarray_reads_the_zip(self, converted: Converted) -> None:
         with ZipStore(converted.zipped, mode="r") as store:
             ds = xr.open_zarr(
-                store, group=group_path("35VLH", 2024, SMALL_GROUPS[2]), consolidated=False
+                store, group=group_path("35VLH", 2024, BAND_GROUPS[2]), consolidated=False
             )
-            direct = data_array(str(converted.zarr), SMALL_GROUPS[2])
+            direct = data_array(str(converted.zarr), BAND_GROUPS[2])
             np.testing.assert_array_equal(ds.data.values, direct[:])
 
     def test_zip64_when_limits_are_passed(
@@ -471,14 +459,14 @@ class TestZip:
         assert subprocess.run([unzip, "-tq", str(target)], capture_output=True).returncode == 0
         with ZipStore(target, mode="r") as store:
             np.testing.assert_array_equal(
-                data_array(store, SMALL_GROUPS[1])[:],
-                data_array(str(converted.zarr), SMALL_GROUPS[1])[:],
+                data_array(store, BAND_GROUPS[1])[:],
+                data_array(str(converted.zarr), BAND_GROUPS[1])[:],
             )
 
     def test_incomplete_store_is_refused(self, converted: Converted, tmp_path: Path) -> None:
         copy = tmp_path / "zarr"
         shutil.copytree(converted.zarr, copy)
-        group = zarr.open_group(str(copy), mode="r+")[group_path("35VLH", 2024, SMALL_GROUPS[1])]
+        group = zarr.open_group(str(copy), mode="r+")[group_path("35VLH", 2024, BAND_GROUPS[1])]
         group.attrs[COMPLETE] = False
         with pytest.raises(InputDataError, match="is not complete: rerun convert_safe_to_zarr"):
             zip_zarr.zip_store(copy, tmp_path / "z.zip", show_progress=False)
@@ -503,7 +491,7 @@ def test_conversion_on_a_distributed_scheduler(
         options = ZarrOptions(
             archive.root,
             tmp_path / "zarr",
-            band_groups=SMALL_GROUPS,
+            layout=SMALL,
             scheduler=cluster.scheduler_address,
         )
         assert convert_safe_to_zarr.convert(options, False).blocks_written > 0
@@ -515,7 +503,7 @@ def test_unreachable_scheduler(
 ) -> None:
     monkeypatch.setattr(utils, "SCHEDULER_TIMEOUT", "1s")
     options = ZarrOptions(
-        archive.root, tmp_path / "zarr", band_groups=SMALL_GROUPS, scheduler="tcp://127.0.0.1:9"
+        archive.root, tmp_path / "zarr", layout=SMALL, scheduler="tcp://127.0.0.1:9"
     )
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         convert_safe_to_zarr.convert(options, False)

@@ -25,16 +25,14 @@ class TestBandGroups:
         assert sorted(grouped) == sorted(utils.BANDS)
         assert len(grouped) == 13
 
-    def test_names_resolutions_and_chunks(self) -> None:
+    def test_names_and_resolutions(self) -> None:
         assert utils.BAND_GROUP_NAMES == (
             "B02_B03_B04_B08",
             "B05_B06_B07_B8A_B11_B12",
             "B01_B09_B10",
         )
-        shapes = {group.name: (group.resolution, group.chunks) for group in utils.BAND_GROUPS}
-        assert shapes["B02_B03_B04_B08"] == (10, (20, 4, 512, 512))
-        assert shapes["B05_B06_B07_B8A_B11_B12"] == (20, (40, 6, 256, 256))
-        assert shapes["B01_B09_B10"] == (60, (80, 3, 128, 128))
+        resolutions = [group.resolution for group in utils.BAND_GROUPS]
+        assert resolutions == [10, 20, 60]
 
     def test_lookups(self) -> None:
         assert utils.band_group("B01_B09_B10").resolution == 60
@@ -44,9 +42,9 @@ class TestBandGroups:
         with pytest.raises(ConfigError, match="unknown band 'B13'"):
             utils.band_resolution("B13")
 
-    def test_band_chunk_must_hold_the_group(self) -> None:
-        with pytest.raises(ValueError, match="band chunk"):
-            utils.BandGroup(("B02", "B03"), 10, (20, 1, 512, 512), block=2048)
+    def test_unknown_resolution(self) -> None:
+        with pytest.raises(ValueError, match="unknown resolution"):
+            utils.BandGroup(("B02", "B03"), 30)
 
 
 class TestTileId:
@@ -273,15 +271,6 @@ class TestCommandLine:
         assert parser.parse_args([]).async_zipfs is True
         help_text = parser.format_help()
         assert help_text.count("(default: true)") == 1 and "snake_case" in help_text
-
-
-def test_blocks_align_with_chunks_and_esa_jp2_tiles() -> None:
-    jp2_tile = {10: 1024, 20: 640, 60: 192}
-    for group in utils.BAND_GROUPS:
-        assert group.block % group.chunks[2] == 0
-        assert group.block % jp2_tile[group.resolution] == 0
-    with pytest.raises(ValueError, match="multiple of the chunks"):
-        utils.BandGroup(("B02",), 10, (20, 1, 512, 512), block=1000)
 
 
 def test_runs_started_in_the_same_second_keep_their_own_results(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from ..loaders import Catalogue, Patch, origin, refuse_incomplete, reported, sli
 from ..remote import RetryPolicy
 from ..storages import BucketPlace, FolderPlace, Place
 from ..utils import BAND_GROUPS
-from ..zarr_store import complete_per_metadata, group_path
+from ..zarr_store import complete_per_metadata, group_path, layout_name
 from .base import Reader
 
 #: tensorstore raises these for failed I/O (after its own retries) and bad metadata
@@ -101,6 +101,7 @@ class TensorstoreLoader:
         }
         self.arrays: dict[str, Any] = {}
         self.origins: dict[str, tuple[float, float]] = {}
+        self.layout: str | None = None
         with reported(where, ERRORS):
             root = ts.KvStore.open(spec, context=self.context).result()
             for group in BAND_GROUPS:
@@ -111,6 +112,7 @@ class TensorstoreLoader:
                     partial(self._time_length, root, path),
                 )
                 refuse_incomplete(where, path, made_by, attrs is not None, complete)
+                self.layout = layout_name(attrs.get("attributes", {}))
                 self.arrays[group.name] = self._open(root, f"{path}/data/")
                 x, y = (self._open(root, f"{path}/{axis}/")[:2].read().result() for axis in "xy")
                 self.origins[group.name] = origin(group, x, y)

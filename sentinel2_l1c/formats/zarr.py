@@ -30,6 +30,7 @@ class ZarrFormat(Format):
     """A Zarr format made by ``convert_safe_to_zarr``, with or without the sharding codec."""
 
     sharded: bool = False
+    layout: str = "first_version"  # of new groups (``zarr_layouts``), chosen by measurement
 
 
 ZARR = ZarrFormat(

@@ -89,6 +89,7 @@ class LabProxy:
         self.every = every
         self.shaper = Shaper(network) if network is not None and network.shaped else None
         self.requests = 0
+        self.response_bytes = 0  # bodies sent back (not counting shaped-away or faulted ones)
         self.counter = itertools.count(1)
         self.faults = {"503": 0, "reset": 0}
         self.lock = threading.Lock()
@@ -166,6 +167,8 @@ class LabProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                with proxy.lock:
+                    proxy.response_bytes += 0 if head else len(data)
                 if shaper:
                     shaper.pace(data, self.wfile.write)
                 else:

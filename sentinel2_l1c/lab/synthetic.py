@@ -42,6 +42,7 @@ from ..utils import (
     progress_bar,
     remove_tree,
 )
+from ..zarr_layouts import JP2_TILE
 from . import safe_xml
 from .scene import Scene
 from .schedule import Acquisition, plan_acquisitions
@@ -50,7 +51,6 @@ from .tile_grid import FULL_TILE_SIZE, tile_origin
 log = logging.getLogger(__name__)
 
 FULL_SIZE_60M = 1830
-JP2_BLOCK = {10: 1024, 20: 640, 60: 192}  # ESA's JP2 tile sizes per resolution
 PREVIEW_STRIDE = 32  # the PVI preview is at 320 m
 DEFAULT_OUTPUT = Path("lab/eodata")
 # Quality reports ESA puts in the granule's and the datastrip's QI_DATA.
@@ -289,7 +289,7 @@ class ProductWriter:
             "GeoJP2": "NO",
             "GMLJP2": "YES",
         }
-        block = JP2_BLOCK.get(grid.resolution, 1024)
+        block = JP2_TILE.get(grid.resolution, 1024)
         if max(height, width) > block:  # smaller images are one JP2 tile (GDAL's default)
             # rasterio passes only the lower-case spelling on (BLOCKXSIZE is dropped).
             options.update(blockxsize=block, blockysize=block)
