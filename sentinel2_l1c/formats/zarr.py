@@ -30,7 +30,7 @@ class ZarrFormat(Format):
     """A Zarr format made by ``convert_safe_to_zarr``, with or without the sharding codec."""
 
     sharded: bool = False
-    layout: str = "first_version"  # of new groups (``zarr_layouts``), chosen by measurement
+    layout: str = "first_version"  # of new groups (``zarr_layouts``)
 
 
 ZARR = ZarrFormat(
@@ -54,4 +54,7 @@ ZARR_SHARDED = ZarrFormat(
     chunk_objects=True,
     readers=(TensorstoreReader(), ZarrReader(), ObstoreReader()),
     sharded=True,
+    # benchmarks/layout_sweep.py: the most training steps on S3 → temp and direct S3, with
+    # as few objects as the first version's shards (553 a full-size tile-year; README, Layouts)
+    layout="chunks_128",
 )
