@@ -76,14 +76,14 @@ def partial_path(target: Path) -> Path:
 def build_tree(
     target: Path,
     wanted: dict[str, int],
-    current: Callable[[str, os.stat_result], bool],
+    current: Callable[[str, Path], bool],
     fill: Fill,
     label: str,
     show_progress: bool,
 ) -> Tally:
     """Make ``target`` a folder holding exactly the files ``wanted`` (relative name → size).
 
-    Files for which ``current(name, stat)`` holds are kept; ``fill(names, root, done)``
+    Files for which ``current(name, local_copy)`` holds are kept; ``fill(names, root, done)``
     writes the others under ``root``. Unsafe names are refused before anything is written.
     """
     unsafe = [name for name in wanted if not is_safe_relative(name)]
@@ -99,11 +99,13 @@ def build_tree(
     missing = []
     for name, size in wanted.items():
         stat = present.get(name)
-        if stat is not None and stat.st_size == size and current(name, stat):
+        if stat is not None and stat.st_size == size and current(name, partial / name):
             tally.skipped_files += 1
             tally.skipped_bytes += size
         else:
             missing.append(name)
+            if stat is not None:
+                (partial / name).unlink()  # outdated: its fetch must not take it for done
     for path in [p for p in partial.rglob("*") if p.is_file() or p.is_symlink()]:
         if path.relative_to(partial).as_posix() not in wanted:
             path.unlink()  # stale files and leftovers of interrupted runs
@@ -221,13 +223,11 @@ class Stager:
 
     def _copy_archive(self, source: Place, target: Path, label: str) -> Tally:
         size, tally = source.size(), Tally()
-        if (
-            target.is_file()
-            and target.stat().st_size == size
-            and source.is_current("", target.stat())
-        ):
-            tally.skipped_files, tally.skipped_bytes = 1, size
-            return tally
+        if target.is_file() and target.stat().st_size == size:
+            if source.is_current("", target):
+                tally.skipped_files, tally.skipped_bytes = 1, size
+                return tally
+            target.unlink()  # outdated: its fetch must not take it for done
         with progress_bar(-(-size // PART_SIZE), label, self.show_progress) as bar:
             lock, parts = threading.Lock(), [0]
 

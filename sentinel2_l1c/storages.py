@@ -36,6 +36,7 @@ from .remote import (
     download_object,
     http_status,
     list_objects,
+    matches_etag,
 )
 from .s3_account import S3Account
 from .utils import hidden, remove_tree, temp_sibling
@@ -83,9 +84,10 @@ class Place(ABC):
     ) -> None:
         """Copy the archive to the local ``target`` (in parallel pieces where that helps)."""
 
-    def is_current(self, name: str, stat: os.stat_result) -> bool:
-        """Whether a local copy of ``name`` with ``stat`` (of the right size) can be kept."""
-        return True
+    @abstractmethod
+    def is_current(self, name: str, local: Path) -> bool:
+        """Whether ``local``, a copy of ``name`` of the right size, can be kept (the tree's
+        ``files`` were listed before)."""
 
     @abstractmethod
     def local_path(self) -> Path | None:
@@ -152,9 +154,9 @@ class FolderPlace(Place):
         copy_file(self.path, target)
         done(self.size())
 
-    def is_current(self, name: str, stat: os.stat_result) -> bool:
+    def is_current(self, name: str, local: Path) -> bool:
         """rsync's quick check: same size and modification time (to the microsecond)."""
-        source = (self.path / name).stat() if name else self.path.stat()
+        source, stat = (self.path / name).stat() if name else self.path.stat(), local.stat()
         return stat.st_size == source.st_size and abs(stat.st_mtime_ns - source.st_mtime_ns) < 1000
 
     def local_path(self) -> Path:
@@ -191,6 +193,8 @@ class BucketPlace(Place):
     key: str = ""
     connections: int = 64  # the client's connection pool: room for any caller's threads
     _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: key → ETag of the last listing (``files``), for ``is_current``
+    _etags: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
@@ -237,7 +241,18 @@ class BucketPlace(Place):
         return bool(page.get("Contents"))
 
     def files(self) -> dict[str, int]:
-        return {o.key: o.size for o in self._objects("")}
+        objects = self._objects("")
+        self._etags.update({o.key: o.etag for o in objects})
+        return {o.key: o.size for o in objects}
+
+    def is_current(self, name: str, local: Path) -> bool:
+        """Same content as the listed object (its ETag): objects rewritten in place with the
+        same size, such as an icechunk branch reference, are fetched again."""
+        etag = self._etags.get(name or self.key)
+        if etag is None and not name:
+            head = self._head(self.key)
+            etag = head["ETag"].strip('"') if head else None
+        return etag is not None and matches_etag(local, etag)
 
     def size(self) -> int:
         head = self._head(self.key)

@@ -218,13 +218,14 @@ def test_dry_run_changes_nothing_and_delete_removes_stale_objects(
     assert client.list_objects_v2(Bucket=bucket("zarr"), Prefix="stale/")["KeyCount"] == 0
 
 
-def test_changed_file_is_uploaded_again(
+def test_changed_file_is_uploaded_and_staged_again(
     configured: Path, network_lab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "zarr-copy"
     shutil.copytree(storage(network_lab, "network", "zarr"), source)
     monkeypatch.setenv(variable("network", "zarr"), str(source))
     assert publish_s3.main(["--quiet", "--formats", "zarr"]) == 0
+    assert stage.main(["--quiet", "--from-s3", "zarr"]) == 0
     chunk = next(p for p in sorted(source.rglob("c/*/*/*/*")) if p.is_file())
     data = bytearray(chunk.read_bytes())
     data[-1] ^= 0xFF  # same size, different content
@@ -232,6 +233,11 @@ def test_changed_file_is_uploaded_again(
     assert publish_s3.main(["--quiet", "--formats", "zarr", "--output", str(tmp_path / "l2")]) == 0
     (record,) = last_results(tmp_path / "l2", "publish")["actions"]
     assert record["files"] == 1 and record["bytes"] == len(data)
+    # staging again fetches it (same size, another ETag), keeping everything else
+    assert stage.main(["--quiet", "--from-s3", "zarr", "--output", str(tmp_path / "l3")]) == 0
+    assert tree(storage(configured, "temp", "zarr")) == tree(source)
+    (staged,) = last_results(tmp_path / "l3", "stage")["actions"]
+    assert staged["files"] == 1 and staged["skipped_files"] == len(tree(source)) - 1
 
 
 @pytest.mark.parametrize("kind", ["escaping", *HOSTILE])
