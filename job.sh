@@ -25,7 +25,7 @@ python="$repo/.venv/bin/python"
 [ -x "$python" ] || python=python3
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
-stage_args=${DSLAB_JOB_STAGE_ARGS:---from-network safe cog zarr zarr_sharded zipzarr --from-s3 zipzarr --unzip --stream-unzip --overwrite}
+stage_args=${DSLAB_JOB_STAGE_ARGS:---from-network safe cog zarr zarr_sharded zipzarr icechunk --from-s3 zipzarr --unzip --stream-unzip --overwrite}
 benchmark_args=${DSLAB_JOB_BENCHMARK_ARGS:---storages network temp s3}
 
 echo "== stage: $stage_args"

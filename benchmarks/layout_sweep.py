@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sentinel2_l1c import formats, publish_s3, stage, storages, throughput, zarr_layouts  # noqa: E402
 from sentinel2_l1c.benchmark import BenchmarkConfig, plan_patch, run_benchmark  # noqa: E402
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
+from sentinel2_l1c.dask_engine import DaskEngine  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
 from sentinel2_l1c.formats.zarr import ZarrFormat  # noqa: E402
 from sentinel2_l1c.lab import network  # noqa: E402
@@ -96,10 +97,12 @@ def decode_only(products: list[SafeProduct], workers: int | None) -> float:
     """Seconds to decode every band file of the products, whole, on the conversion's engine."""
     files = [p.band_path(band) for p in products for g in BAND_GROUPS for band in g.bands]
     begin = time.perf_counter()
-    compute_in_batches(
-        lambda path: read_band(path).nbytes, files, workers=workers, scheduler=None,
-        label="decode-only", show_progress=True,
-    )  # fmt: skip
+    engine = DaskEngine(workers)
+    with engine.running():
+        compute_in_batches(
+            lambda path: read_band(path).nbytes, files, parallel=engine.parallel,
+            label="decode-only", show_progress=True,
+        )  # fmt: skip
     return time.perf_counter() - begin
 
 
@@ -156,7 +159,7 @@ def measure(
     shutil.rmtree(target, ignore_errors=True)
     safe = storages.NETWORK.path(locations, formats.SAFE)
     begin = time.perf_counter()
-    convert(ZarrOptions(safe, target, fmt.sharded, candidate.layout), show_progress=True)
+    convert(ZarrOptions(safe, target, fmt, candidate.layout), show_progress=True)
     conversion = time.perf_counter() - begin
     objects, stored = on_disk(target)
     publish_s3.publish(publish_s3.PublishOptions(formats=(fmt.name,)), locations, logs, True)

@@ -87,9 +87,10 @@ def main() -> None:
             start=date(2024, 1, 1), end=date(2025, 1, 1), count=args.count, scale=args.scale
         )
         list(generate(options, work / "safe", show_progress=False))
-        for name, sharded in (("zarr", False), ("zarr_sharded", True)):
+        for name in ("zarr", "zarr_sharded"):
             convert_safe_to_zarr.convert(
-                convert_safe_to_zarr.ZarrOptions(work / "safe", work / name, sharded=sharded), False
+                convert_safe_to_zarr.ZarrOptions(work / "safe", work / name, formats.get(name)),
+                False,
             )
             zip_zarr.zip_store(work / name, work / f"{name}.zip", show_progress=False)
         product = list_products(work / "safe")[0]

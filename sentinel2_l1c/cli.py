@@ -15,11 +15,12 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import DslabError
+from .dask_engine import CLUSTERS, DaskEngine, SlurmJob
+from .errors import ConfigError, DslabError
 
 T = TypeVar("T")
 DEFAULT_CONNECTIONS = 8  # concurrent transfers of publish_s3 and stage
@@ -116,22 +117,79 @@ def add_results_folder(parser: argparse.ArgumentParser) -> None:
 def add_conversion_arguments(
     parser: argparse.ArgumentParser, source_help: str, target_help: str
 ) -> None:
-    """Options of the converters: what to convert, where from and to, on which Dask workers."""
-    parser.add_argument("--tile", default=None, help="Only this tile (default: every tile found).")
+    """Options of the converters: what to convert, where from and to, on which Dask engine."""
     parser.add_argument(
-        "--year", type=int, default=None, help="Only this UTC year (default: every year found)."
-    )
+        "--tiles", "--tile", nargs="+", default=None, metavar="TILE",
+        help="Only these tiles (default: every tile found).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--years", "--year", nargs="+", type=int, default=None, metavar="YEAR",
+        help="Only these UTC years (default: every year found).",
+    )  # fmt: skip
     parser.add_argument("--source", type=Path, default=None, help=source_help)
     parser.add_argument("--target", type=Path, default=None, help=target_help)
     parser.add_argument(
-        "--workers", type=int, default=None, help="Dask threads (default: CPU count)."
-    )
+        "--workers", type=int, default=None,
+        help="Dask threads, or worker processes with --cluster local (default: CPU count).",
+    )  # fmt: skip
     parser.add_argument(
         "--scheduler",
         default=None,
-        help="Address of a dask.distributed scheduler (e.g. tcp://host:8786) instead of local "
-        "threads; its workers must see the same files.",
+        help="Address of a running dask.distributed scheduler (e.g. tcp://host:8786) instead "
+        "of local threads; its workers must see the same files.",
     )
+    parser.add_argument(
+        "--cluster", choices=CLUSTERS, default="threads",
+        help="threads: this process; local: a LocalCluster of --workers processes; slurm: "
+        "Dask workers in Slurm jobs (dask-jobqueue; the --slurm-* options).",
+    )  # fmt: skip
+    slurm = parser.add_argument_group(
+        "Slurm jobs of --cluster slurm (defaults: $DSLAB_SLURM_CORES, _MEMORY, _WALLTIME, "
+        "_ACCOUNT, _QUEUE, _JOB_EXTRA (space-separated), _JOBS, else the values shown)"
+    )
+    defaults = SlurmJob()
+    for name, kind, text in (
+        ("cores", int, f"Worker threads per job ({defaults.cores})."),
+        ("memory", str, f"Memory per job ({defaults.memory})."),
+        ("walltime", str, f"Time limit per job ({defaults.walltime})."),
+        ("account", str, "Billing project (e.g. project_2001234)."),
+        ("queue", str, "Partition (e.g. small)."),
+        ("jobs", int, f"Jobs started ({defaults.jobs})."),
+    ):
+        slurm.add_argument(f"--slurm-{name}", type=kind, default=None, help=text)
+    slurm.add_argument(
+        "--slurm-job-extra", nargs="+", default=None, metavar="DIRECTIVE",
+        help="Extra #SBATCH directives, e.g. --slurm-job-extra=--gres=nvme:100.",
+    )  # fmt: skip
+    slurm.add_argument(
+        "--show-job-script", action="store_true",
+        help="Print the Slurm job script of these options and exit (needs no Slurm).",
+    )  # fmt: skip
+
+
+def slurm_job(args: argparse.Namespace, environ: Mapping[str, str]) -> SlurmJob:
+    """The Slurm job of the --slurm-* options, else $DSLAB_SLURM_* variables, else defaults."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(SlurmJob):
+        flag = getattr(args, f"slurm_{field.name}")
+        text = environ.get(f"DSLAB_SLURM_{field.name.upper()}", "")
+        if flag is not None:
+            values[field.name] = tuple(flag) if field.name == "job_extra" else flag
+        elif field.name == "job_extra":
+            values[field.name] = tuple(text.split())
+        elif text:
+            try:
+                values[field.name] = int(text) if field.name in ("cores", "jobs") else text
+            except ValueError:
+                raise ConfigError(
+                    f"DSLAB_SLURM_{field.name.upper()} must be a number: {text!r}"
+                ) from None
+    return SlurmJob(**values)
+
+
+def dask_engine(args: argparse.Namespace, environ: Mapping[str, str]) -> DaskEngine:
+    """The Dask engine of a converter's options."""
+    return DaskEngine(args.workers, args.scheduler, args.cluster, slurm_job(args, environ))
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser, connections_help: str) -> None:

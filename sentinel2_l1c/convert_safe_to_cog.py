@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,12 @@ import rasterio
 from rasterio.crs import CRS
 
 from . import formats, storages
-from .cli import add_conversion_arguments, new_parser, run_cli
-from .errors import ConfigError, InputDataError
+from .cli import add_conversion_arguments, dask_engine, new_parser, run_cli
+from .dask_engine import DaskEngine
 from .formats.cog import METADATA, product_folder
 from .locations import Locations
-from .safe import SafeProduct, format_utc, list_products
-from .utils import BAND_GROUPS, BandGroup, atomic_output, compute_in_batches, parse_tile_id
+from .safe import SafeProduct, Selection, format_utc
+from .utils import BAND_GROUPS, BandGroup, atomic_output, compute_in_batches
 
 COG_OPTIONS = {
     "compress": "DEFLATE",
@@ -119,34 +120,24 @@ def convert_product(task: _Task) -> int:
 class CogOptions:
     safe_root: Path
     target: Path
-    tile: str | None = None
-    year: int | None = None
-    workers: int | None = None
-    scheduler: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
-        if self.tile is not None:
-            object.__setattr__(self, "tile", parse_tile_id(self.tile))
+    selection: Selection = field(default_factory=Selection)
+    engine: DaskEngine = field(default_factory=DaskEngine)
 
 
 def convert(options: CogOptions, show_progress: bool = True) -> list[str]:
     """Convert every product not yet converted; returns the lines of a summary."""
     started = time.perf_counter()
-    products = list_products(options.safe_root, options.tile, options.year)
-    if not products:
-        raise InputDataError(f"no L1C products under {options.safe_root}: run intake first")
+    products = options.selection.products(options.safe_root)
     folders = [(product, options.target / product_folder(product)) for product in products]
     tasks = [_Task(str(p.path), str(folder)) for p, folder in folders if not folder.is_dir()]
-    written = compute_in_batches(
-        convert_product,
-        tasks,
-        workers=options.workers,
-        scheduler=options.scheduler,
-        label="products",
-        show_progress=show_progress,
-    )
+    with options.engine.running():
+        written = compute_in_batches(
+            convert_product,
+            tasks,
+            parallel=options.engine.parallel,
+            label="products",
+            show_progress=show_progress,
+        )
     return [
         f"{options.target}: {len(tasks)} of {len(products)} products converted "
         f"({int(np.sum(written, dtype=np.int64)) / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s"
@@ -176,11 +167,12 @@ def _run(args: argparse.Namespace) -> int:
     options = CogOptions(
         safe_root=args.source or storages.NETWORK.path(locations, formats.SAFE),
         target=args.target or storages.NETWORK.path(locations, formats.COG),
-        tile=args.tile,
-        year=args.year,
-        workers=args.workers,
-        scheduler=args.scheduler,
+        selection=Selection(tuple(args.tiles or ()), tuple(args.years or ())),
+        engine=dask_engine(args, os.environ),
     )
+    if args.show_job_script:
+        print(options.engine.slurm.job_script())
+        return 0
     for line in convert(options, show_progress=not args.quiet):
         print(line)
     return 0

@@ -1,40 +1,49 @@
-"""Convert the SAFE products of tile-years to Zarr v3 (``--format zarr_sharded``: sharded).
+"""Convert the SAFE products of tile-years to Zarr v3 (``--format zarr_sharded``: sharded;
+``--format icechunk``: in an icechunk repository).
 
 The arrays are chunked, sharded and compressed per a named layout (``--layout``, default the
 format's; ``zarr_layouts``), planned from the full product list, then written in blocks of one
-time chunk × ``block``² pixels as parallel Dask tasks: each task decodes only
-the JP2 windows it needs and writes whole chunks (or whole shards), so every chunk is
-written exactly once. Progress is recorded per block in the group's attributes: a rerun after
-a crash resumes with the blocks not yet written; a run with new products appends their dates
-(rewriting at most the last partial time chunk); a run with nothing new writes nothing. The
-time axis is committed only when its arrays agree (``zarr_store``), so a run killed at any
-point leaves a state the rerun repairs, never a group marked complete with missing data.
+time chunk × ``block``² pixels as parallel Dask tasks (on the engine of ``dask_engine``),
+one tile-year after another: each task decodes only the JP2 windows it needs and writes whole
+chunks (or whole shards), so every chunk is written exactly once. In a Zarr folder, progress
+is recorded per block in the group's attributes: a rerun after a crash resumes with the
+blocks not yet written; a run with new products appends their dates (rewriting at most the
+last partial time chunk); a run with nothing new writes nothing. The time axis is committed
+only when its arrays agree (``zarr_store``), so a run killed at any point leaves a state the
+rerun repairs, never a group marked complete with missing data. In an icechunk repository a
+tile-year is one commit (``icechunk_repo``): a killed run leaves the last commit, and the
+rerun redoes the tile-year it was writing.
 
-    python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded] [--layout chunks_128]
-        [--tile 35VLH] [--year 2024]
+    python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded|icechunk]
+        [--layout chunks_128] [--tiles 35VLH …] [--years 2024 …] [--cluster local|slurm]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 from rasterio.windows import Window
 
 from . import formats, storages, zarr_layouts
-from .cli import add_conversion_arguments, new_parser, run_cli
+from .cli import add_conversion_arguments, dask_engine, new_parser, run_cli
+from .dask_engine import DaskEngine
 from .errors import ConfigError, InputDataError
 from .formats.zarr import ZarrFormat
+from .icechunk_repo import TileYearCommit, history, open_repository
 from .locations import Locations
-from .safe import SafeProduct, list_products, read_band
-from .utils import BAND_GROUPS, BandGroup, compute_in_batches, parse_tile_id
+from .safe import SafeProduct, Selection, read_band
+from .storages import FolderPlace
+from .utils import BAND_GROUPS, BandGroup, compute_in_batches
 from .zarr_layouts import GroupLayout, ZarrLayout
 from .zarr_store import (
     COMPLETE,
@@ -57,27 +66,18 @@ log = logging.getLogger(__name__)
 class ZarrOptions:
     safe_root: Path
     target: Path
-    sharded: bool = False
+    fmt: ZarrFormat = formats.ZARR
     #: None: an existing group's own layout, and the format's default for new groups
     layout: ZarrLayout | None = None
-    tile: str | None = None
-    year: int | None = None
-    workers: int | None = None
-    scheduler: str | None = None
+    selection: Selection = field(default_factory=Selection)
+    engine: DaskEngine = field(default_factory=DaskEngine)
     overwrite: bool = False
     band_groups: tuple[BandGroup, ...] = BAND_GROUPS
-
-    def __post_init__(self) -> None:
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
-        if self.tile is not None:
-            object.__setattr__(self, "tile", parse_tile_id(self.tile))
 
     @property
     def new_layout(self) -> ZarrLayout:
         """The layout of groups created (or rebuilt) by this conversion."""
-        fmt = formats.ZARR_SHARDED if self.sharded else formats.ZARR
-        return self.layout or zarr_layouts.get(fmt.layout)
+        return self.layout or zarr_layouts.get(self.fmt.layout)
 
 
 @dataclass
@@ -88,14 +88,18 @@ class ZarrSummary:
     products: int = 0
     blocks_written: int = 0
     bytes_decoded: int = 0
+    commits: list[str] = field(default_factory=list)
+    commit_seconds: float = 0.0  # merging forks and committing (icechunk)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
+        count = len(self.commits)
+        commits = f"; {count} commit{'s' * (count != 1)} (icechunk)" if self.commits else ""
         return [
             f"{self.target}: {len(self.groups)} groups of {self.products} products (layout "
             f"{', '.join(sorted(self.layouts))}); "
             f"{self.blocks_written} blocks written ({self.bytes_decoded / 1e6:.0f} MB decoded) "
-            f"in {self.seconds:.1f} s"
+            f"in {self.seconds:.1f} s{commits}"
         ]
 
 
@@ -107,10 +111,13 @@ class _Task:
     path: str
     block: Block
     band_files: tuple[tuple[str, ...], ...]
+    #: the icechunk fork session it writes through (None: the folder store ``store``)
+    session: Any = None
 
 
-def write_block(task: _Task) -> int:
-    """Decode the block's JP2 windows and write its chunks; returns bytes written."""
+def write_block(task: _Task) -> tuple[int, Any]:
+    """Decode the block's JP2 windows and write its chunks; returns the bytes written and the
+    task's icechunk session (to be merged), if any."""
     block = task.block
     window = Window(block.x0, block.y0, block.x1 - block.x0, block.y1 - block.y0)
     pixels = np.zeros(
@@ -119,9 +126,10 @@ def write_block(task: _Task) -> int:
     for t, files in enumerate(task.band_files):
         for b, file in enumerate(files):
             pixels[t, b] = read_band(Path(file), window)
-    array = zarr.open_array(task.store, path=f"{task.path}/data", mode="r+", zarr_format=3)
+    store = task.store if task.session is None else task.session.store
+    array = zarr.open_array(store, path=f"{task.path}/data", mode="r+", zarr_format=3)
     array[block.t0 : block.t1, :, block.y0 : block.y1, block.x0 : block.x1] = pixels
-    return pixels.nbytes
+    return pixels.nbytes, task.session
 
 
 def tile_years(products: Sequence[SafeProduct]) -> dict[tuple[str, int], list[SafeProduct]]:
@@ -131,10 +139,21 @@ def tile_years(products: Sequence[SafeProduct]) -> dict[tuple[str, int], list[Sa
     return dict(grouped)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A group ready for its blocks: where it is, its layout, what is left to write."""
+
+    path: str
+    bands: tuple[str, ...]
+    layout: GroupLayout
+    todo: list[Block]
+    added: list[str]  # product ids new to the group
+
+
 def _prepare_group(
     root: zarr.Group, products: Sequence[SafeProduct], band_group: BandGroup, options: ZarrOptions
-) -> tuple[zarr.Group, str, GroupLayout, list[Block]]:
-    """Create or extend one group; returns it with its layout and the blocks still to write."""
+) -> _Prepared:
+    """Create or extend one group; returns its layout and the blocks still to write."""
     first = products[0]
     path = group_path(first.tile, first.year, band_group)
     grid = first.grid(band_group.resolution)
@@ -144,7 +163,7 @@ def _prepare_group(
     committed = None if options.overwrite or path not in root else committed_products(root[path])
     wanted = [p.product_id for p in products]
     if committed is None:  # new, rebuilt, or a creation that never committed
-        layout = options.new_layout.of(band_group, options.sharded)
+        layout = options.new_layout.of(band_group, options.fmt.sharded)
         group = create_group(root, path, band_group, grid, first.crs, layout)
         committed = []
     else:
@@ -169,7 +188,7 @@ def _prepare_group(
     todo = [b for b in blocks(len(products), grid.shape, layout) if b.key not in done]
     if not todo and not group.attrs.get(COMPLETE):
         group.attrs[COMPLETE] = True
-    return group, path, layout, todo
+    return _Prepared(path, band_group.bands, layout, todo, wanted[len(committed) :])
 
 
 def _existing_layout(
@@ -183,7 +202,7 @@ def _existing_layout(
             f"--layout {recorded}, or rebuild with --overwrite"
         )
     layout = options.layout or zarr_layouts.get(recorded)
-    return layout.of(band_group, options.sharded)
+    return layout.of(band_group, options.fmt.sharded)
 
 
 def _remove_partial_files(target: Path) -> None:
@@ -192,62 +211,117 @@ def _remove_partial_files(target: Path) -> None:
         leftover.unlink()
 
 
+class _FolderWrites:
+    """Writes to a Zarr folder: progress recorded per batch is the only commit there is."""
+
+    def __init__(self, target: Path) -> None:
+        if target.exists():
+            _remove_partial_files(target)
+        self.root = zarr.open_group(str(target), mode="a", zarr_format=3)
+
+    def forks(self, count: int, prepared: str) -> list[Any]:
+        return [None] * count
+
+    def merge(self, forks: list[Any]) -> None:
+        pass
+
+    def commit(self, message: str, products_added: list[str]) -> None:
+        return None
+
+
 def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
-    """Convert every tile-year under the SAFE root (or the one asked for)."""
+    """Convert every selected tile-year under the SAFE root, each written (and, in an
+    icechunk repository, committed) before the next."""
     started = time.perf_counter()
-    products = list_products(options.safe_root, options.tile, options.year)
-    if not products:
-        raise InputDataError(
-            f"no L1C products{' of tile ' + options.tile if options.tile else ''}"
-            f"{' in ' + str(options.year) if options.year else ''} under {options.safe_root}: "
-            "run intake first"
-        )
+    products = options.selection.products(options.safe_root)
     summary = ZarrSummary(options.target, products=len(products))
-    if options.target.exists():
-        _remove_partial_files(options.target)
-    root = zarr.open_group(str(options.target), mode="a", zarr_format=3)
-    tasks: list[tuple[zarr.Group, _Task]] = []
-    for _, members in sorted(tile_years(products).items()):
-        for band_group in options.band_groups:
-            group, path, layout, todo = _prepare_group(root, members, band_group, options)
-            summary.groups.append(path)
-            summary.layouts.add(layout.name)
-            for block in todo:
-                files = tuple(
-                    tuple(str(p.band_path(b)) for b in band_group.bands)
-                    for p in members[block.t0 : block.t1]
-                )
-                tasks.append((group, _Task(str(options.target), path, block, files)))
-    _run_tasks(tasks, options, summary, show_progress)
+    repository = (
+        open_repository(FolderPlace(options.target), create=True)
+        if options.fmt.transactional
+        else None
+    )
+    with options.engine.running():
+        for _, members in sorted(tile_years(products).items()):
+            writes = (
+                _FolderWrites(options.target) if repository is None else TileYearCommit(repository)
+            )
+            _convert_tile_year(writes, members, options, summary, show_progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_tasks(
-    tasks: list[tuple[zarr.Group, _Task]],
+def _convert_tile_year(
+    writes: _FolderWrites | TileYearCommit,
+    members: list[SafeProduct],
     options: ZarrOptions,
     summary: ZarrSummary,
     show_progress: bool,
 ) -> None:
-    """Write blocks in batches; after each batch, record them in their groups' attributes."""
-    groups = {task.path: group for group, task in tasks}
-    done = {path: set(group.attrs.get(DONE, [])) for path, group in groups.items()}
-    remaining = {path: sum(1 for _, t in tasks if t.path == path) for path in groups}
+    """Prepare a tile-year's groups, write their blocks, commit."""
+    root = writes.root
+    prepared = [_prepare_group(root, members, group, options) for group in options.band_groups]
+    summary.groups += [p.path for p in prepared]
+    summary.layouts |= {p.layout.name for p in prepared}
+    name = f"{members[0].tile} {members[0].year}"
+    todo = [(p, block) for p in prepared for block in p.todo]
+    sessions = writes.forks(len(todo), name)
+    tasks = [
+        _Task(
+            str(options.target),
+            p.path,
+            block,
+            tuple(
+                tuple(str(m.band_path(b)) for b in p.bands) for m in members[block.t0 : block.t1]
+            ),
+            session,
+        )
+        for (p, block), session in zip(todo, sessions, strict=True)
+    ]
+    _run_tasks(tasks, writes, options, summary, show_progress)
+    added = prepared[0].added
+    if options.overwrite:
+        message = f"{name}: rebuilt from {len(members)} products"
+    elif added:
+        message = f"{name}: {len(added)} products added ({added[0]} … {added[-1]})"
+    else:
+        message = f"{name}: blocks of {len(members)} products completed"
+    begin = time.perf_counter()
+    snapshot = writes.commit(message, added)
+    summary.commit_seconds += time.perf_counter() - begin
+    if snapshot is not None:
+        summary.commits.append(snapshot)
 
-    def record(batch: list[_Task], written: list[int]) -> None:
-        summary.bytes_decoded += sum(written)
+
+def _run_tasks(
+    tasks: list[_Task],
+    writes: _FolderWrites | TileYearCommit,
+    options: ZarrOptions,
+    summary: ZarrSummary,
+    show_progress: bool,
+) -> None:
+    """Write blocks in batches; after each batch, merge their sessions and record them in
+    their groups' attributes."""
+    root = writes.root
+    paths = {task.path for task in tasks}
+    done = {path: set(root[path].attrs.get(DONE, [])) for path in paths}
+    remaining = {path: sum(1 for t in tasks if t.path == path) for path in paths}
+
+    def record(batch: list[_Task], written: list[tuple[int, Any]]) -> None:
+        begin = time.perf_counter()
+        writes.merge([session for _, session in written if session is not None])
+        summary.commit_seconds += time.perf_counter() - begin
+        summary.bytes_decoded += sum(size for size, _ in written)
         summary.blocks_written += len(batch)
         for task in batch:
             done[task.path].add(task.block.key)
             remaining[task.path] -= 1
         for path in {task.path for task in batch}:
-            groups[path].attrs.update({DONE: sorted(done[path]), COMPLETE: remaining[path] == 0})
+            root[path].attrs.update({DONE: sorted(done[path]), COMPLETE: remaining[path] == 0})
 
     compute_in_batches(
         write_block,
-        [task for _, task in tasks],
-        workers=options.workers,
-        scheduler=options.scheduler,
+        tasks,
+        parallel=options.engine.parallel,
         label="blocks",
         show_progress=show_progress,
         after_batch=record,
@@ -262,7 +336,7 @@ def _run_tasks(
 def make(fmt: formats.Format, source: Path, target: Path, show_progress: bool) -> list[str]:
     """The format registry's hook: make the Zarr format ``fmt`` at ``target`` from SAFE."""
     assert isinstance(fmt, ZarrFormat), f"{fmt.name} is not made by convert_safe_to_zarr"
-    return convert(ZarrOptions(source, target, sharded=fmt.sharded), show_progress).lines()
+    return convert(ZarrOptions(source, target, fmt), show_progress).lines()
 
 
 def zarr_formats() -> dict[str, ZarrFormat]:
@@ -278,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format", default=formats.ZARR.name, choices=zarr_formats(),
-        help="Zarr format to write (zarr_sharded: with the sharding codec).",
+        help="Zarr format to write (zarr_sharded: with the sharding codec; icechunk: an "
+        "icechunk repository, one commit per tile-year).",
     )  # fmt: skip
     parser.add_argument(
         "--sharded", dest="format", action="store_const", const=formats.ZARR_SHARDED.name,
@@ -297,8 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Zarr store (default: the format's $DSLAB_S2L1C_NETWORK_{FORMAT}_PATH).",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="Rebuild groups whose products changed."
-    )
+        "--overwrite", action="store_true",
+        help="Rebuild groups whose products changed (icechunk: in a new commit).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history", action="store_true",
+        help="List the commits of an icechunk repository (newest first) and exit.",
+    )  # fmt: skip
     return parser
 
 
@@ -306,17 +386,26 @@ def _run(args: argparse.Namespace) -> int:
     layout = zarr_layouts.get(args.layout) if args.layout else None
     locations = Locations.from_environment()
     fmt = zarr_formats()[args.format]
+    if args.history:
+        if not fmt.transactional:
+            raise ConfigError(
+                f"--history lists the commits of an icechunk repository, not {fmt.name}"
+            )
+        for commit in history(FolderPlace(args.target or storages.NETWORK.path(locations, fmt))):
+            print(commit.line())
+        return 0
     options = ZarrOptions(
         safe_root=args.source or storages.NETWORK.path(locations, formats.SAFE),
         target=args.target or storages.NETWORK.path(locations, fmt),
-        sharded=fmt.sharded,
+        fmt=fmt,
         layout=layout,
-        tile=args.tile,
-        year=args.year,
-        workers=args.workers,
-        scheduler=args.scheduler,
+        selection=Selection(tuple(args.tiles or ()), tuple(args.years or ())),
+        engine=dask_engine(args, os.environ),
         overwrite=args.overwrite,
     )
+    if args.show_job_script:
+        print(options.engine.slurm.job_script())
+        return 0
     for line in convert(options, show_progress=not args.quiet).lines():
         print(line)
     return 0

@@ -34,7 +34,7 @@ def object_sizes(
     if not fmt.chunk_objects:
         raise ConfigError(f"format must be one of {', '.join(CHUNKED)}, got {format_name!r}")
     place = storage.place(locations, fmt)
-    objects = place.files() if place.exists() else {}
+    objects = fmt.object_sizes(place) if place.exists() else {}
     if not objects:
         raise InputDataError(
             f"{place} ({storage.name} {fmt.name}) does not exist: run {storage.step_for(fmt)} first"

@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from .errors import InputDataError
-from .utils import BANDS, RESOLUTIONS
+from .utils import BANDS, RESOLUTIONS, parse_tile_id
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +309,40 @@ def list_products(
     if year is not None:
         products = [product for product in products if product.year == year]
     return sorted(products, key=lambda product: (product.start_time, product.name.name))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The tile-years a converter works on: every tile and year found, or only these."""
+
+    tiles: tuple[str, ...] = ()
+    years: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiles", tuple(dict.fromkeys(map(parse_tile_id, self.tiles))))
+        object.__setattr__(self, "years", tuple(dict.fromkeys(self.years)))
+
+    def products(self, safe_root: Path) -> list[SafeProduct]:
+        """The selected products under ``safe_root``, by time; InputDataError if there are none."""
+        found = [
+            product
+            for tile in self.tiles or (None,)
+            for year in self.years or (None,)
+            for product in list_products(safe_root, tile, year)
+        ]
+        if not found:
+            raise InputDataError(
+                f"no L1C products{self.describe()} under {safe_root}: run intake first"
+            )
+        return sorted(found, key=lambda product: (product.start_time, product.name.name))
+
+    def describe(self) -> str:
+        """`` of tile 35VLH in 2024``-style words, empty when everything is selected."""
+        tiles = (
+            f" of tile{'s' * (len(self.tiles) > 1)} {' '.join(self.tiles)}" if self.tiles else ""
+        )
+        years = f" in {' '.join(map(str, self.years))}" if self.years else ""
+        return tiles + years
 
 
 # --------------------------------------------------------------------------------------

@@ -266,53 +266,26 @@ def run_parallel(pool: Executor, function: Callable[[T], Any], items: Iterable[T
         raise
 
 
-SCHEDULER_TIMEOUT = "10s"  # distributed retries a refused connection until then
-
-
-@contextlib.contextmanager
-def dask_scheduler(scheduler: str | None = None, workers: int | None = None) -> Iterator[None]:
-    """Run ``dask.compute`` on local threads, or on the dask.distributed cluster at ``scheduler``.
-
-    A cluster (for example one started with dask-jobqueue on Slurm) must see the same files.
-    """
-    import dask
-
-    if scheduler is None:
-        with dask.config.set(scheduler="threads", num_workers=workers or os.cpu_count()):
-            yield
-        return
-    from distributed import Client
-
-    try:
-        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
-    except OSError as err:
-        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
-    try:
-        yield
-    finally:
-        client.close()
-
-
 def compute_in_batches(
     function: Callable[[T], Any],
     items: list[T],
     *,
-    workers: int | None,
-    scheduler: str | None,
+    parallel: int,
     label: str,
     show_progress: bool,
     after_batch: Callable[[list[T], list[Any]], None] | None = None,
 ) -> list[Any]:
-    """``function`` over ``items`` as Dask tasks, a few per worker at a time.
+    """``function`` over ``items`` as Dask tasks, a few per ``parallel`` task slot at a time
+    (on the engine of the caller's ``DaskEngine.running``).
 
     Batches bound memory and let ``after_batch(items, results)`` record progress, so an
     interrupted run keeps what finished. Returns the results in order.
     """
     import dask
 
-    size = 4 * (workers or os.cpu_count() or 1)
+    size = 4 * parallel
     results: list[Any] = []
-    with dask_scheduler(scheduler, workers), progress_bar(len(items), label, show_progress) as bar:
+    with progress_bar(len(items), label, show_progress) as bar:
         bar.update(0)
         for start in range(0, len(items), size):
             batch = items[start : start + size]

@@ -25,16 +25,17 @@ from zarr.storage import LocalStore, ZipStore
 from sentinel2_l1c import (
     convert_safe_to_cog,
     convert_safe_to_zarr,
+    dask_engine,
     formats,
-    utils,
     zarr_layouts,
     zip_zarr,
 )  # fmt: skip
 from sentinel2_l1c.convert_safe_to_cog import CogOptions
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.dask_engine import DaskEngine
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.cog import cog_file
-from sentinel2_l1c.safe import SafeProduct, list_products, read_band
+from sentinel2_l1c.safe import SafeProduct, Selection, list_products, read_band
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
 from sentinel2_l1c.zarr_store import COMPLETE, DONE, LAYOUT, blocks, group_path, is_complete
 
@@ -64,7 +65,7 @@ def converted(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Con
     convert_safe_to_cog.convert(CogOptions(archive.root, out / "cog"), show_progress=False)
     convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", layout=SMALL), False)
     convert_safe_to_zarr.convert(
-        ZarrOptions(archive.root, out / "sharded", sharded=True, layout=SMALL), False
+        ZarrOptions(archive.root, out / "sharded", formats.ZARR_SHARDED, layout=SMALL), False
     )
     zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
     return Converted(products, out / "cog", out / "zarr", out / "sharded", out / "zarr.zip")
@@ -76,9 +77,12 @@ def data_array(store: object, band_group: BandGroup) -> zarr.Array:
     )
 
 
-def store_contents(path: Path) -> dict[str, np.ndarray]:
-    """Every array of every group, for comparing stores made in different ways."""
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
+def store_contents(store: object) -> dict[str, np.ndarray]:
+    """Every array of every group, for comparing stores made in different ways (a folder's
+    path, or any Zarr store)."""
+    root = zarr.open_group(
+        str(store) if isinstance(store, Path) else store, mode="r", zarr_format=3
+    )
     contents = {}
     for band_group in BAND_GROUPS:
         group = root[group_path("35VLH", 2024, band_group)]
@@ -187,7 +191,13 @@ class TestZarrLayout:
 
     def test_default_layout_chunks_and_shards(self, archive: Archive, tmp_path: Path) -> None:
         convert_safe_to_zarr.convert(
-            ZarrOptions(archive.root, tmp_path / "s", sharded=True, tile="35VLH", year=2024), False
+            ZarrOptions(
+                archive.root,
+                tmp_path / "s",
+                formats.ZARR_SHARDED,
+                selection=Selection(("35VLH",), (2024,)),
+            ),
+            False,
         )
         layout = zarr_layouts.get(formats.ZARR_SHARDED.layout)
         for band_group in BAND_GROUPS:
@@ -214,9 +224,9 @@ class TestWrites:
             await original(self, key, value)
 
         monkeypatch.setattr(LocalStore, "set", counting_set)
-        for name, sharded in (("plain", False), ("sharded", True)):
+        for name, fmt in (("plain", formats.ZARR), ("sharded", formats.ZARR_SHARDED)):
             convert_safe_to_zarr.convert(
-                ZarrOptions(archive.root, tmp_path / name, sharded=sharded, layout=SMALL),
+                ZarrOptions(archive.root, tmp_path / name, fmt, layout=SMALL),
                 False,
             )
             data_writes = {
@@ -283,7 +293,9 @@ class TestWrites:
         code = (
             "from pathlib import Path; from tests.conftest import SMALL; "
             "from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert; "
-            f"convert(ZarrOptions(Path({str(archive.root)!r}), Path({str(target)!r}), workers=1, layout=SMALL), False)"
+            "from sentinel2_l1c.dask_engine import DaskEngine; "
+            f"convert(ZarrOptions(Path({str(archive.root)!r}), Path({str(target)!r}), "
+            "engine=DaskEngine(workers=1), layout=SMALL), False)"
         )
         process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
         deadline = time.monotonic() + 60
@@ -384,6 +396,22 @@ class TestCrashPoints:
                 convert_safe_to_zarr.convert(options, False)
         convert_safe_to_zarr.convert(options, False)
         assert_same_store(target, converted.zarr)
+
+
+def test_selection_of_tiles_and_years(archive: Archive, tmp_path: Path) -> None:
+    """--tiles/--years: several of each (duplicates dropped, a leading T accepted); none found
+    is one line naming the selection."""
+    both = Selection(("T35VLH", "35vlh", "34WFA"), (2024, 2023, 2024))
+    assert (both.tiles, both.years) == (("35VLH", "34WFA"), (2024, 2023))
+    assert both.products(archive.root) == list_products(archive.root)
+    with pytest.raises(InputDataError, match="no L1C products of tile 35VLH in 2023 under"):
+        Selection(("35VLH",), (2023,)).products(archive.root)
+    with pytest.raises(ConfigError, match="invalid tile id"):
+        Selection(("35VLX",))
+    argv = ["--tiles", "34WFA", "35VLH", "--years", "2023", "2024", "--quiet", "--layout", "first_version",
+            "--source", str(archive.root), "--target", str(tmp_path / "zarr")]  # fmt: skip
+    assert convert_safe_to_zarr.main(argv) == 0
+    assert list(zarr.open_group(str(tmp_path / "zarr"), mode="r").group_keys()) == ["35VLH"]
 
 
 class TestBadInput:
@@ -492,7 +520,7 @@ def test_conversion_on_a_distributed_scheduler(
             archive.root,
             tmp_path / "zarr",
             layout=SMALL,
-            scheduler=cluster.scheduler_address,
+            engine=DaskEngine(scheduler=cluster.scheduler_address),
         )
         assert convert_safe_to_zarr.convert(options, False).blocks_written > 0
     assert_same_store(tmp_path / "zarr", converted.zarr)
@@ -501,9 +529,12 @@ def test_conversion_on_a_distributed_scheduler(
 def test_unreachable_scheduler(
     archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(utils, "SCHEDULER_TIMEOUT", "1s")
+    monkeypatch.setattr(dask_engine, "SCHEDULER_TIMEOUT", "1s")
     options = ZarrOptions(
-        archive.root, tmp_path / "zarr", layout=SMALL, scheduler="tcp://127.0.0.1:9"
+        archive.root,
+        tmp_path / "zarr",
+        layout=SMALL,
+        engine=DaskEngine(scheduler="tcp://127.0.0.1:9"),
     )
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         convert_safe_to_zarr.convert(options, False)

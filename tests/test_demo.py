@@ -31,13 +31,14 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         p.relative_to(network) for p in safe_folders(network)
     ]
     assert "intake_cdse_s3_year" in out and "9 products found, 9 downloaded" in out
-    for fmt in ("cog", "zarr", "zarr_sharded"):
+    for fmt in ("cog", "zarr", "zarr_sharded", "icechunk"):
         assert f"network {fmt}: " in out
+    assert "1 commit (icechunk)" in out  # the tile-year
     assert (lab / "network" / "sentinel2_l1c_zipzarr.zip").is_file()
     assert len(list((lab / "network" / "sentinel2_l1c_cog" / "35VLH" / "2024").iterdir())) == 9
     assert "publish_s3 → " in out and "stage → " in out
     assert "stream-unzip zipzarr s3://sentinel2-l1c-zipzarr/" in out
-    for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr"):
+    for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr", "icechunk"):
         assert Path(lab_environment(lab)[f"DSLAB_S2L1C_TEMP_{fmt.upper()}_PATH"]).exists()
     assert "benchmark_patch_load" in out and "× fastest" in out
     table = out[out.index("benchmark_patch_load") : out.index("zarr / ideal")]
@@ -51,7 +52,7 @@ def test_demo_makes_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "throughput:" in out and "S3 zipped Zarr → stream-unzip → temp Zarr" in out
     assert "fastest patch loads: " in out and "most training steps per job: " in out
     charts = ("load_times", "throughput", "concurrency", "file_sizes_s3_zarr")
-    for name in (*charts, "file_sizes_s3_zarr_sharded"):
+    for name in (*charts, "file_sizes_s3_zarr_sharded", "file_sizes_s3_icechunk"):
         assert (lab / "img" / f"{name}.png").stat().st_size > 10_000
     assert (lab / "img" / "throughput.ods").is_file()
     settings = dict(

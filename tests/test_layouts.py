@@ -61,9 +61,10 @@ def test_objects_of_a_full_size_tile_year() -> None:
 def test_every_layout_equals_the_safe_source(archive: Archive, tmp_path: Path, name: str) -> None:
     layout = LAYOUTS[name]
     products = list_products(archive.root)
-    for sharded in (False, True):
+    for fmt in (formats.ZARR, formats.ZARR_SHARDED):
+        sharded = fmt.sharded
         target = tmp_path / f"sharded-{sharded}"
-        options = ZarrOptions(archive.root, target, sharded=sharded, layout=layout)
+        options = ZarrOptions(archive.root, target, fmt, layout=layout)
         convert_safe_to_zarr.convert(options, show_progress=False)
         root = zarr.open_group(str(target), mode="r", zarr_format=3)
         for group in BAND_GROUPS:
@@ -132,9 +133,10 @@ def test_chunks_touched_and_bytes_decompressed_are_as_computed(
     grid = products[0].grid(10)
     patch = Patch(grid.transform.c + 60 * 7, grid.transform.f - 60 * 11, 1800)
     catalogue = Catalogue("35VLH", 2024, tuple(products))
-    for sharded in (False, True):
+    for fmt in (formats.ZARR, formats.ZARR_SHARDED):
+        sharded = fmt.sharded
         target = tmp_path / f"sharded-{sharded}"
-        options = ZarrOptions(archive.root, target, sharded=sharded, layout=SMALL)
+        options = ZarrOptions(archive.root, target, fmt, layout=SMALL)
         convert_safe_to_zarr.convert(options, show_progress=False)
         store = CountingStore(LocalStore(target, read_only=True))
         loader = ZarrLoader(store, catalogue, str(target), "test")

@@ -15,18 +15,21 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import Format, Packaging, Reader
 from .cog import COG
+from .icechunk import ICECHUNK
 from .safe import SAFE
 from .zarr import ZARR, ZARR_SHARDED
 from .zipzarr import ZIPZARR
 
 __all__ = [
-    "COG", "FORMATS", "SAFE", "ZARR", "ZARR_SHARDED", "ZIPZARR",
+    "COG", "FORMATS", "ICECHUNK", "SAFE", "ZARR", "ZARR_SHARDED", "ZIPZARR",
     "Format", "Packaging", "Reader", "get", "label", "reader", "reader_keys",
 ]  # fmt: skip
 
 #: Every format, in the order of results, tables and conversions (a format after the one it
 #: is made from).
-FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (SAFE, COG, ZARR, ZIPZARR, ZARR_SHARDED)}
+FORMATS: dict[str, Format] = {
+    fmt.name: fmt for fmt in (SAFE, COG, ZARR, ZIPZARR, ZARR_SHARDED, ICECHUNK)
+}
 
 
 def get(name: str) -> Format:

@@ -79,6 +79,11 @@ class Format:
         maker = importlib.import_module(f"sentinel2_l1c.{self.maker}")
         return maker.make(self, source, target, show_progress)
 
+    def object_sizes(self, place: Place) -> dict[str, int]:
+        """Size of every object of the tree at ``place``, keyed as its Zarr store names them
+        (``…/{band_group}/data/c/…`` for chunks; object-size histograms)."""
+        return place.files()
+
     def reader(self, name: str = "") -> Reader:
         for reader in self.readers:
             if reader.name == name:

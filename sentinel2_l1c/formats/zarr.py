@@ -31,6 +31,8 @@ class ZarrFormat(Format):
 
     sharded: bool = False
     layout: str = "first_version"  # of new groups (``zarr_layouts``)
+    #: an icechunk repository: each tile-year one commit (``icechunk_repo``)
+    transactional: bool = False
 
 
 ZARR = ZarrFormat(
