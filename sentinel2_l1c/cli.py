@@ -144,8 +144,8 @@ def add_conversion_arguments(
         "Dask workers in Slurm jobs (dask-jobqueue; the --slurm-* options).",
     )  # fmt: skip
     slurm = parser.add_argument_group(
-        "Slurm jobs of --cluster slurm (defaults: $DSLAB_SLURM_CORES, _MEMORY, _WALLTIME, "
-        "_ACCOUNT, _QUEUE, _JOB_EXTRA (space-separated), _JOBS, else the values shown)"
+        "Slurm jobs of --cluster slurm; unset flags come from $DSLAB_SLURM_CORES, _MEMORY, "
+        "_WALLTIME, _ACCOUNT, _QUEUE, _JOB_EXTRA (space-separated), _JOBS, else the values shown"
     )
     defaults = SlurmJob()
     for name, kind, text in (

@@ -77,14 +77,16 @@ def data_array(store: object, band_group: BandGroup) -> zarr.Array:
     )
 
 
-def store_contents(store: object) -> dict[str, np.ndarray]:
-    """Every array of every group, for comparing stores made in different ways (a folder's
+def store_contents(
+    store: object, band_groups: tuple[BandGroup, ...] = BAND_GROUPS
+) -> dict[str, np.ndarray]:
+    """Every array of the groups, for comparing stores made in different ways (a folder's
     path, or any Zarr store)."""
     root = zarr.open_group(
         str(store) if isinstance(store, Path) else store, mode="r", zarr_format=3
     )
     contents = {}
-    for band_group in BAND_GROUPS:
+    for band_group in band_groups:
         group = root[group_path("35VLH", 2024, band_group)]
         assert group.attrs[COMPLETE] is True
         for name in ("data", "time", "product_id", "band", "x", "y"):
