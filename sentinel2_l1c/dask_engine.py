@@ -1,9 +1,9 @@
 """Where the converters' Dask tasks run: local threads, a running scheduler, a local cluster
 of worker processes, or Slurm jobs started through dask-jobqueue (CSC Puhti).
 
-Every engine gives the same results; the converters only ask it to ``run`` a block of
-``dask.compute`` calls. Worker processes and Slurm workers must see the same files (the
-network drive); what the tasks return travels back pickled.
+Every engine gives the same results; the converters run their ``dask.compute`` calls
+inside ``DaskEngine.running``. Worker processes and Slurm workers must see the same files
+(the network drive); what the tasks return travels back pickled.
 """
 
 from __future__ import annotations
