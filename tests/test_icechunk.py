@@ -22,7 +22,7 @@ from sentinel2_l1c import convert_safe_to_zarr, formats
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
 from sentinel2_l1c.dask_engine import DaskEngine, SlurmJob
 from sentinel2_l1c.errors import ConfigError
-from sentinel2_l1c.icechunk_repo import BRANCH, WORK_BRANCH, history, open_repository
+from sentinel2_l1c.icechunk_repo import BRANCH, WORK_BRANCH, history, open_repository, read_store
 from sentinel2_l1c.safe import SafeProduct, list_products
 from sentinel2_l1c.storages import FolderPlace
 from sentinel2_l1c.utils import BAND_GROUPS, BandGroup
@@ -43,8 +43,7 @@ def contents(
     repository: Path, band_groups: tuple[BandGroup, ...] = BAND_GROUPS
 ) -> dict[str, np.ndarray]:
     """Every array of the groups at the last commit of main."""
-    store = open_repository(FolderPlace(repository)).readonly_session(BRANCH).store
-    return store_contents(store, band_groups)
+    return store_contents(read_store(FolderPlace(repository)), band_groups)
 
 
 def assert_same(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> None:
