@@ -25,8 +25,8 @@ python="$repo/.venv/bin/python"
 [ -x "$python" ] || python=python3
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
-stage_args=${DSLAB_JOB_STAGE_ARGS:---from-network safe cog zarr zarr_sharded zipzarr icechunk --from-s3 zipzarr --unzip --stream-unzip --overwrite}
-benchmark_args=${DSLAB_JOB_BENCHMARK_ARGS:---storages network temp s3}
+stage_args=${DSLAB_JOB_STAGE_ARGS:---from-network safe cog zarr zarr_sharded zipzarr icechunk safe_virtual --from-s3 zipzarr --unzip --stream-unzip --overwrite}
+benchmark_args=${DSLAB_JOB_BENCHMARK_ARGS:---storages network temp s3 cdse}
 
 echo "== stage: $stage_args"
 # shellcheck disable=SC2086  # the arguments are meant to be split

@@ -93,6 +93,22 @@ class BenchmarkConfig:
             None,
         )
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """Storage × key pairs of the run: each storage with the formats it can hold."""
+        return [
+            (storage, key)
+            for storage in self.storages
+            for key in self.formats
+            if storages.get(storage).holds(formats.reader(key)[0])
+        ]
+
+    def ideal_storages(self) -> list[str]:
+        """The storages the ideal reference is timed on (those holding its format)."""
+        beside = self.ideal_beside
+        if beside is None:
+            return []
+        return [s for s in self.storages if storages.get(s).holds(formats.get(beside))]
+
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
@@ -136,9 +152,7 @@ def loader_patches(config: BenchmarkConfig) -> list[Patch]:
 
 def plan_order(config: BenchmarkConfig, repeat: int) -> list[tuple[str, str]]:
     """Storage × key pairs (and the ideal reference on each storage), shuffled."""
-    pairs = [(storage, key) for storage in config.storages for key in config.formats]
-    if config.ideal_beside is not None:
-        pairs += [(storage, IDEAL) for storage in config.storages]
+    pairs = config.pairs() + [(storage, IDEAL) for storage in config.ideal_storages()]
     random.Random(f"{config.seed}/{repeat}/order").shuffle(pairs)
     return pairs
 
@@ -162,7 +176,10 @@ def open_loader(storage_name: str, key: str, locations: Locations, found: Catalo
         raise InputDataError(
             f"{place} ({storage.name} {fmt.name}) does not exist: run {made_by} first"
         )
-    return reader.open(place, found, made_by)
+    referenced = (
+        None if fmt.references is None else storage.place(locations, formats.get(fmt.references))
+    )
+    return reader.open(place, found, made_by, referenced)
 
 
 class Run:
@@ -187,16 +204,14 @@ class Run:
 
     def open(self) -> None:
         found = self.found = catalogue(self.config, self.locations)
-        for storage in self.config.storages:
-            for key in self.config.formats:
-                self.loaders[(storage, key)] = open_loader(storage, key, self.locations, found)
-            beside = self.config.ideal_beside
-            if beside is not None:
-                fmt = formats.get(beside)
-                ideal_key = fmt.key(fmt.reader(fmt.ideal_reader or ""))
-                zarr_loader = open_loader(storage, ideal_key, self.locations, found)
-                assert isinstance(zarr_loader, ZarrLoader)
-                self.loaders[(storage, IDEAL)] = IdealLoader(zarr_loader)
+        for storage, key in self.config.pairs():
+            self.loaders[(storage, key)] = open_loader(storage, key, self.locations, found)
+        for storage in self.config.ideal_storages():
+            fmt = formats.get(self.config.ideal_beside or "")
+            ideal_key = fmt.key(fmt.reader(fmt.ideal_reader or ""))
+            zarr_loader = open_loader(storage, ideal_key, self.locations, found)
+            assert isinstance(zarr_loader, ZarrLoader)
+            self.loaders[(storage, IDEAL)] = IdealLoader(zarr_loader)
 
     def close(self) -> None:
         for loader in self.loaders.values():
@@ -206,10 +221,14 @@ class Run:
         """The files a load on a local storage may read (None for remote storages)."""
         if (storage, key) not in self.cold_files:
             fmt, _ = formats.reader(self.config.ideal_beside if key == IDEAL else key)
-            path = storages.get(storage).place(self.locations, fmt).local_path()
-            files = None
-            if path is not None:
-                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            read = [fmt] if fmt.references is None else [fmt, formats.get(fmt.references)]
+            files: list[Path] | None = []
+            for each in read:
+                path = storages.get(storage).place(self.locations, each).local_path()
+                if path is None:
+                    files = None
+                    break
+                files += [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
             self.cold_files[(storage, key)] = files
         return self.cold_files[(storage, key)]
 

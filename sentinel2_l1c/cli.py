@@ -114,10 +114,10 @@ def add_results_folder(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_conversion_arguments(
+def add_selection_arguments(
     parser: argparse.ArgumentParser, source_help: str, target_help: str
 ) -> None:
-    """Options of the converters: what to convert, where from and to, on which Dask engine."""
+    """Which tile-years of a SAFE root a command works on, and where from and to."""
     parser.add_argument(
         "--tiles", "--tile", nargs="+", default=None, metavar="TILE",
         help="Only these tiles (default: every tile found).",
@@ -128,6 +128,13 @@ def add_conversion_arguments(
     )  # fmt: skip
     parser.add_argument("--source", type=Path, default=None, help=source_help)
     parser.add_argument("--target", type=Path, default=None, help=target_help)
+
+
+def add_conversion_arguments(
+    parser: argparse.ArgumentParser, source_help: str, target_help: str
+) -> None:
+    """Options of the converters: what to convert, where from and to, on which Dask engine."""
+    add_selection_arguments(parser, source_help, target_help)
     parser.add_argument(
         "--workers", type=int, default=None,
         help="Dask threads, or worker processes with --cluster local (default: CPU count).",

@@ -24,7 +24,6 @@ import argparse
 import logging
 import os
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from .errors import ConfigError, InputDataError
 from .formats.zarr import ZarrFormat
 from .icechunk_repo import TileYearCommit, history, open_repository
 from .locations import Locations
-from .safe import SafeProduct, Selection, read_band
+from .safe import SafeProduct, Selection, read_band, tile_years
 from .storages import FolderPlace
 from .utils import BAND_GROUPS, BandGroup, compute_in_batches
 from .zarr_layouts import GroupLayout, ZarrLayout
@@ -130,13 +129,6 @@ def write_block(task: _Task) -> tuple[int, Any]:
     array = zarr.open_array(store, path=f"{task.path}/data", mode="r+", zarr_format=3)
     array[block.t0 : block.t1, :, block.y0 : block.y1, block.x0 : block.x1] = pixels
     return pixels.nbytes, task.session
-
-
-def tile_years(products: Sequence[SafeProduct]) -> dict[tuple[str, int], list[SafeProduct]]:
-    grouped: dict[tuple[str, int], list[SafeProduct]] = defaultdict(list)
-    for product in products:
-        grouped[(product.tile, product.year)].append(product)
-    return dict(grouped)
 
 
 @dataclass(frozen=True)

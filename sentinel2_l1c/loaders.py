@@ -242,23 +242,36 @@ FilesOf = Callable[[SafeProduct, BandGroup], list[str]]
 
 
 class FileLoader:
-    """Windowed GDAL reads of per-product files, products in parallel threads."""
+    """Windowed GDAL reads of per-product files, products in parallel threads (no more than
+    the place's quota of requests in flight); ``gdal_path`` names what GDAL opens for a file
+    (default: the place's path of it)."""
 
-    def __init__(self, catalogue: Catalogue, files_of: FilesOf, place: Place) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        files_of: FilesOf,
+        place: Place,
+        gdal_path: Callable[[str], str] | None = None,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
         self.products = catalogue.products
         self.files_of = files_of
         self.place = place
+        self.gdal_path = gdal_path or place.gdal_path
+        self.on_close = on_close
         self.options = place.gdal_options()
-        self.pool = ThreadPoolExecutor(catalogue.workers)
+        threads = min(catalogue.workers, place.quota or catalogue.workers)
+        self.pool = ThreadPoolExecutor(threads)
         self.stack = {
             "library": f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__})",
             "files": place.gdal_path("…"),
-            "threads": str(catalogue.workers),
+            "threads": str(threads),
         }
         self.layout = None
 
     def close(self) -> None:
         self.pool.shutdown()
+        self.on_close()
 
     def _read(self, product: SafeProduct, group: BandGroup, window: Window) -> np.ndarray:
         return np.concatenate(
@@ -269,7 +282,7 @@ class FileLoader:
         """One file's window. On a remote place a failed read (GDAL retries 5xx answers but
         not a body cut short) is read again under the place's retry policy, bypassing what
         GDAL cached of the failed attempt (``CPL_VSIL_CURL_NON_CACHED``)."""
-        path = self.place.gdal_path(name)
+        path = self.gdal_path(name)
         calls = itertools.count()
 
         def read() -> np.ndarray:

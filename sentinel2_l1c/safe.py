@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -343,6 +344,14 @@ class Selection:
         )
         years = f" in {' '.join(map(str, self.years))}" if self.years else ""
         return tiles + years
+
+
+def tile_years(products: Sequence[SafeProduct]) -> dict[tuple[str, int], list[SafeProduct]]:
+    """Products by (tile, year), each in the given order."""
+    grouped: dict[tuple[str, int], list[SafeProduct]] = defaultdict(list)
+    for product in products:
+        grouped[(product.tile, product.year)].append(product)
+    return dict(grouped)
 
 
 # --------------------------------------------------------------------------------------

@@ -56,8 +56,8 @@ STREAM_SOURCE = storages.S3
 
 
 def sources() -> list[Storage]:
-    """The storages ``stage`` copies from: every one but the staging target."""
-    return [s for s in storages.STORAGES.values() if not s.staging_target]
+    """The storages ``stage`` copies from: every one but the staging target and the archive."""
+    return [s for s in storages.STORAGES.values() if s.staging_source and not s.staging_target]
 
 
 def archive_formats() -> list[Format]:

@@ -114,6 +114,11 @@ class Place(ABC):
         """How reads of a remote place are retried (None: local, a failure is final)."""
         return None
 
+    @property
+    def quota(self) -> int | None:
+        """Requests a reader may have in flight at once (None: no limit)."""
+        return None
+
 
 @dataclass(frozen=True)
 class FolderPlace(Place):
@@ -192,6 +197,8 @@ class BucketPlace(Place):
     bucket: str
     key: str = ""
     connections: int = 64  # the client's connection pool: room for any caller's threads
+    #: requests in flight at once allowed by the provider (CDSE: 4 per user); None: no limit
+    quota: int | None = None
     _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: key → ETag of the last listing (``files``), for ``is_current``
     _etags: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -309,10 +316,16 @@ class Storage(ABC):
     made_by: str | None = None
     #: where jobs stage data to before training (the node's own disk)
     staging_target: bool = False
+    #: ``stage`` copies from it (not from the archive itself: intake fetches from there)
+    staging_source: bool = True
 
     def step_for(self, fmt: Format) -> str:
         """The command that puts ``fmt`` on this storage, for error messages."""
         return self.made_by or fmt.step
+
+    def holds(self, fmt: Format) -> bool:
+        """Whether ``fmt`` can be on this storage (every format, but on the archive itself)."""
+        return True
 
     @abstractmethod
     def variables(self, fmt: Format) -> tuple[str, ...]:
@@ -367,6 +380,48 @@ class BucketStorage(Storage):
         return settings
 
 
+class ArchiveStorage(Storage):
+    """The archive read where it is (CDSE's ``eodata`` bucket): the format intake fetches
+    from it, in its bucket ``DSLAB_S2L1C_{STORAGE}_{FORMAT}_BUCKET`` through the CDSE account
+    within its connection quota, and the virtual formats whose chunks are in those files, with
+    their manifests in a folder ``DSLAB_S2L1C_{STORAGE}_{FORMAT}_PATH`` (the lab: the network
+    drive's)."""
+
+    #: the archive's bucket (CDSE's, and the lab's stand-in)
+    bucket: str = "eodata"
+
+    def holds(self, fmt: Format) -> bool:
+        return fmt.made_from is None or fmt.references is not None
+
+    def _refuse(self, fmt: Format) -> None:
+        if not self.holds(fmt):
+            raise ConfigError(
+                f"{fmt.name} is not on {self.name}: it holds the archive's own files and the "
+                "virtual formats made of them"
+            )
+
+    def variables(self, fmt: Format) -> tuple[str, ...]:
+        kind = "PATH" if fmt.references is not None else "BUCKET"
+        return (f"DSLAB_S2L1C_{self.name.upper()}_{fmt.name.upper()}_{kind}",)
+
+    def place(self, locations: Locations, fmt: Format) -> Place:
+        self._refuse(fmt)
+        variable = self.variables(fmt)[0]
+        if fmt.references is not None:
+            return FolderPlace(locations.path(variable))
+        quota = locations.cdse_connections
+        return BucketPlace(
+            locations.cdse_account, locations.text(variable, self.bucket), quota=quota
+        )
+
+    def lab_settings(self, lab: Path, fmt: Format) -> dict[str, str]:
+        if not self.holds(fmt):
+            return {}
+        if fmt.references is not None:  # the manifests on the lab's network drive
+            return {self.variables(fmt)[0]: str(lab / NETWORK.name / fmt.file_name)}
+        return {self.variables(fmt)[0]: self.bucket}
+
+
 NETWORK = FolderStorage(
     "network", "network", "#4488ff", "the shared network drive (Puhti: Lustre /scratch)"
 )
@@ -386,8 +441,17 @@ S3 = BucketStorage(
     made_by="python -m sentinel2_l1c.publish_s3",
 )
 
+CDSE = ArchiveStorage(
+    "cdse",
+    "CDSE",
+    "#aa3377",
+    "the SAFE files where they are, in CDSE's eodata bucket (profile $DSLAB_S2L1C_CDSE_PROFILE, "
+    "at most $DSLAB_S2L1C_CDSE_CONNECTIONS connections)",
+    staging_source=False,
+)
+
 #: Every storage, in the order of results and charts.
-STORAGES: dict[str, Storage] = {storage.name: storage for storage in (NETWORK, TEMP, S3)}
+STORAGES: dict[str, Storage] = {storage.name: storage for storage in (NETWORK, TEMP, S3, CDSE)}
 
 
 def get(name: str) -> Storage:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import zarr
 from rasterio.crs import CRS
+from zarr.abc.codec import ArrayBytesCodec
 
 from .errors import InputDataError
 from .safe import Grid, SafeProduct
@@ -83,10 +84,17 @@ def blocks(
 
 
 def create_group(
-    root: zarr.Group, path: str, band_group: BandGroup, grid: Grid, crs: str, layout: GroupLayout
+    root: zarr.Group,
+    path: str,
+    band_group: BandGroup,
+    grid: Grid,
+    crs: str,
+    layout: GroupLayout,
+    serializer: ArrayBytesCodec | None = None,
 ) -> zarr.Group:
     """Empty arrays and fixed coordinates of one group (time coordinates come with products);
-    whatever an interrupted creation left at ``path`` is removed first."""
+    whatever an interrupted creation left at ``path`` is removed first. A ``serializer``
+    replaces the layout's compression (a virtual Zarr's chunks are encoded elsewhere)."""
     parent, _, name = path.rpartition("/")
     group = root.require_group(parent).create_group(name, overwrite=True)
     group.attrs.update({DONE: [], COMPLETE: False, LAYOUT: layout.name})
@@ -97,7 +105,11 @@ def create_group(
         shards=layout.shards,
         dtype="uint16",
         fill_value=0,
-        compressors=[layout.codec.blosc()],
+        **(
+            {"compressors": [layout.codec.blosc()]}
+            if serializer is None
+            else {"serializer": serializer, "compressors": None}
+        ),
         dimension_names=("time", "band", "y", "x"),
         attributes={
             "grid_mapping": "spatial_ref",

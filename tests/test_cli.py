@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 OPTION = re.compile(r"(?<![\w-])--[a-z][\w-]*")
 MODULES = [
     "intake_cdse_s3", "intake_cdse_s3_year", "convert_safe_to_cog", "convert_safe_to_zarr",
-    "zip_zarr", "publish_s3", "stage", "benchmark_patch_load", "throughput", "report",
-    "file_size_histogram", "demo", "lab.synthetic", "lab.serve",
+    "zip_zarr", "index_safe", "publish_s3", "stage", "benchmark_patch_load", "throughput",
+    "report", "file_size_histogram", "demo", "lab.synthetic", "lab.serve",
 ]  # fmt: skip
 
 

@@ -324,7 +324,7 @@ def test_job_script_runs_with_bash(configured: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     actions = last_results(configured / "logs", "stage")["actions"]
-    assert [a["action"] for a in actions] == ["copy"] * 7 + ["unzip", "stream-unzip"]
+    assert [a["action"] for a in actions] == ["copy"] * 8 + ["unzip", "stream-unzip"]
     results = last_results(configured / "logs", "sentinel2_l1c")
     assert set(results["results"]["temp"]) == {"zarr", "zipzarr"}
     assert "× fastest" in done.stdout

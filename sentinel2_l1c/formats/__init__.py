@@ -17,18 +17,19 @@ from .base import Format, Packaging, Reader
 from .cog import COG
 from .icechunk import ICECHUNK
 from .safe import SAFE
+from .safe_virtual import SAFE_VIRTUAL
 from .zarr import ZARR, ZARR_SHARDED
 from .zipzarr import ZIPZARR
 
 __all__ = [
-    "COG", "FORMATS", "ICECHUNK", "SAFE", "ZARR", "ZARR_SHARDED", "ZIPZARR",
+    "COG", "FORMATS", "ICECHUNK", "SAFE", "SAFE_VIRTUAL", "ZARR", "ZARR_SHARDED", "ZIPZARR",
     "Format", "Packaging", "Reader", "get", "label", "reader", "reader_keys",
 ]  # fmt: skip
 
 #: Every format, in the order of results, tables and conversions (a format after the one it
 #: is made from).
 FORMATS: dict[str, Format] = {
-    fmt.name: fmt for fmt in (SAFE, COG, ZARR, ZIPZARR, ZARR_SHARDED, ICECHUNK)
+    fmt.name: fmt for fmt in (SAFE, COG, ZARR, ZIPZARR, ZARR_SHARDED, ICECHUNK, SAFE_VIRTUAL)
 }
 
 

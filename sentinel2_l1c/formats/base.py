@@ -32,9 +32,12 @@ class Reader(ABC):
     label: str
 
     @abstractmethod
-    def open(self, place: Place, catalogue: Catalogue, made_by: str) -> Loader:
+    def open(
+        self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
+    ) -> Loader:
         """A loader of the tile-year on ``place`` (``made_by`` names the command that writes
-        it, for errors); ConfigError when this reader cannot read that place."""
+        it, for errors; ``referenced``: the place of the format whose files a virtual format's
+        chunks are in, on the same storage); ConfigError when it cannot read that place."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Format:
     #: the benchmark times the ideal reference (its chunks fetched and decompressed) beside
     #: it, fetching through this reader's client (the fastest); None: no ideal
     ideal_reader: str | None = None
+    #: a virtual format: the format whose files hold its chunks (read on the same storage)
+    references: str | None = None
     readers: tuple[Reader, ...] = field(default=(), repr=False)
 
     @property

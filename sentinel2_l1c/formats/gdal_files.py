@@ -19,7 +19,9 @@ class GdalReader(Reader):
     name: str = "gdal"
     label: str = "GDAL"
 
-    def open(self, place: Place, catalogue: Catalogue, made_by: str) -> FileLoader:
+    def open(
+        self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
+    ) -> FileLoader:
         names = [
             name for p in catalogue.products for g in BAND_GROUPS for name in self.files_of(p, g)
         ]

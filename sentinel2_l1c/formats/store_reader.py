@@ -22,6 +22,8 @@ class StoreReader(Reader):
     def store(self, place: Place) -> tuple[Store, Callable[[], None]]:
         """The read-only store, and what to close beside it when done."""
 
-    def open(self, place: Place, catalogue: Catalogue, made_by: str) -> ZarrLoader:
+    def open(
+        self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
+    ) -> ZarrLoader:
         store, close = self.store(place)
         return ZarrLoader(store, catalogue, str(place), made_by, on_close=close, errors=self.errors)

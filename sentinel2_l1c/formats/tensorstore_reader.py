@@ -154,6 +154,8 @@ class TensorstoreReader(Reader):
     name: str = "tensorstore"
     label: str = "tensorstore"
 
-    def open(self, place: Place, catalogue: Catalogue, made_by: str) -> TensorstoreLoader:
+    def open(
+        self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
+    ) -> TensorstoreLoader:
         spec, context = kvstore(place, self.archive)
         return TensorstoreLoader(spec, context, catalogue, str(place), made_by)

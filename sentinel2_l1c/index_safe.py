@@ -1,0 +1,278 @@
+"""Index SAFE products into a virtual Zarr (format ``safe_virtual``): no pixel is copied.
+
+For each tile-year, every band file's JPEG 2000 tiles are indexed (``jp2_index``) and become
+the chunks of the Zarr format's groups ``/{tile}/{year}/{band_group}``: ``data`` (time,
+band, y, x) chunked one JP2 tile of one band of one date, decoded by the ``jp2_codec`` codec,
+with the same coordinates and attributes as the converted Zarr. The manifest of a tile-year
+(``virtual_zarr``) is written whole under a temporary name and renamed, so it is either the
+previous one or the new one. A rerun with new products indexes only their files and keeps
+every other reference; one with nothing new changes nothing.
+
+    python -m sentinel2_l1c.index_safe [--tiles 35VLH] [--years 2024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import zarr
+from zarr.storage import MemoryStore
+
+from . import formats, storages
+from .cli import add_selection_arguments, add_switch, new_parser, run_cli
+from .errors import InputDataError
+from .formats.safe import band_files
+from .jp2_codec import Jp2TileCodec
+from .jp2_index import CodestreamError, Jp2Index, index_file
+from .locations import Locations
+from .safe import SafeProduct, Selection, tile_years
+from .utils import BAND_GROUPS, BandGroup, progress_bar
+from .virtual_zarr import Manifest, Reference, manifest_name
+from .zarr_layouts import Codec, GroupLayout
+from .zarr_store import COMPLETE, PRODUCTS, create_group, group_path, set_times
+
+LAYOUT = "jp2_tiles"  # the named layout of a virtual group: one chunk per JP2 tile
+THREADS = 8  # files indexed at once
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    safe_root: Path
+    target: Path
+    selection: Selection = Selection()
+    overwrite: bool = False
+
+
+@dataclass
+class IndexSummary:
+    target: Path
+    products: int = 0
+    manifests_written: int = 0
+    files_indexed: int = 0
+    files_kept: int = 0  # references taken over from the previous manifest
+    reads: int = 0
+    references: int = 0
+    manifest_bytes: int = 0
+    indexed_bytes: int = 0  # of the band files the manifests reference
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        share = self.manifest_bytes / self.indexed_bytes if self.indexed_bytes else 0.0
+        return [
+            f"{self.target}: {self.manifests_written} manifests written for {self.products} "
+            f"products; {self.files_indexed} band files indexed in {self.reads} reads, "
+            f"{self.files_kept} kept; {self.references} references, "
+            f"{self.manifest_bytes / 1e6:.2f} MB ({share:.4%} of the {self.indexed_bytes / 1e9:.2f} "
+            f"GB indexed) in {self.seconds:.1f} s"
+        ]
+
+
+def index_band_file(path: Path, use_tlm: bool = True) -> Jp2Index:
+    """Index one local JP2 file; InputDataError naming it when it cannot be indexed."""
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            read = lambda offset, length: os.pread(file.fileno(), length, offset)  # noqa: E731
+            return index_file(read, size, use_tlm)
+    except CodestreamError as err:
+        raise InputDataError(f"{path}: cannot index JPEG 2000 tiles: {err}") from err
+
+
+def committed_products(manifest: Manifest, path: str) -> list[str] | None:
+    """The product ids of a group in a manifest (None: the group is not there)."""
+    raw = manifest.raw.get(f"{path}/zarr.json")
+    return None if raw is None else json.loads(raw)["attributes"].get(PRODUCTS)
+
+
+def _old_references(previous: Manifest | None, path: str) -> dict[str, dict[str, Reference]]:
+    """file → chunk position (``row/col``) → reference, of a group's previous manifest."""
+    found: dict[str, dict[str, Reference]] = {}
+    if previous is None:
+        return found
+    prefix = f"{path}/data/c/"
+    for key, reference in previous.references.items():
+        if key.startswith(prefix):
+            position = "/".join(key.rsplit("/", 2)[-2:])
+            found.setdefault(reference.path, {})[position] = reference
+    return found
+
+
+def _previous_header(previous: Manifest | None, path: str) -> bytes | None:
+    raw = None if previous is None else previous.raw.get(f"{path}/data/zarr.json")
+    if raw is None:
+        return None
+    codec = json.loads(raw)["codecs"][0]
+    return Jp2TileCodec.from_dict(codec).header
+
+
+def _group(
+    root: zarr.Group,
+    products: Sequence[SafeProduct],
+    band_group: BandGroup,
+    options: IndexOptions,
+    previous: Manifest | None,
+    pool: ThreadPoolExecutor,
+    summary: IndexSummary,
+) -> dict[str, Reference]:
+    """Write a group's metadata into ``root`` and return its chunk references."""
+    first = products[0]
+    path = group_path(first.tile, first.year, band_group)
+    grid = first.grid(band_group.resolution)
+    for product in products:
+        if product.grid(band_group.resolution) != grid or product.crs != first.crs:
+            raise InputDataError(f"{product.path}: grid differs from {first.path} of the same tile")
+    old = _old_references(previous, path)
+    names = [name for product in products for name in band_files(product, band_group)]
+    new = [name for name in names if name not in old]
+    indexes = dict(
+        zip(new, pool.map(index_band_file, [options.safe_root / n for n in new]), strict=True)
+    )
+    summary.files_indexed += len(new)
+    summary.files_kept += len(names) - len(new)
+    summary.reads += sum(index.reads for index in indexes.values())
+    header = _previous_header(previous, path) if old else None
+    for name, index in indexes.items():
+        header = header or index.header.template
+        if index.header.template != header:
+            raise InputDataError(
+                f"{options.safe_root / name}: its JPEG 2000 main header differs from the other "
+                f"{band_group.name} files' (one codec configuration per array)"
+            )
+        siz = index.header.siz
+        if (siz.x_offset, siz.y_offset, siz.tile_x_offset, siz.tile_y_offset) != (0, 0, 0, 0):
+            raise InputDataError(
+                f"{options.safe_root / name}: image or tiles offset on the JPEG 2000 reference "
+                "grid (chunks must start at the image's corner)"
+            )
+        if index.header.siz.image_shape != grid.shape:
+            raise InputDataError(
+                f"{options.safe_root / name}: {index.header.siz.image_shape} pixels, the tile's "
+                f"grid has {grid.shape}"
+            )
+    assert header is not None
+    tile_shape = (
+        (siz.tile_height, siz.tile_width) if indexes else _previous_tile_shape(previous, path)
+    )
+    layout = GroupLayout(LAYOUT, (1, 1, *tile_shape), max(tile_shape), False, Codec())
+    group = create_group(
+        root, path, band_group, grid, first.crs, layout, serializer=Jp2TileCodec(header)
+    )
+    set_times(group, products)
+    group.attrs[COMPLETE] = True
+    data, across = group["data"], -(-grid.shape[1] // tile_shape[1])
+    references = {}
+    for time_index, product in enumerate(products):
+        for band_index, name in enumerate(band_files(product, band_group)):
+            if name in old:
+                tiles = old[name]
+            else:
+                tiles = {
+                    f"{t.index // across}/{t.index % across}": Reference(name, t.offset, t.length)
+                    for t in indexes[name].tiles
+                }
+            for position, reference in tiles.items():
+                row, col = map(int, position.split("/"))
+                chunk = data.metadata.encode_chunk_key((time_index, band_index, row, col))
+                references[f"{path}/data/{chunk}"] = reference
+    summary.indexed_bytes += sum((options.safe_root / name).stat().st_size for name in names)
+    return references
+
+
+def _previous_tile_shape(previous: Manifest | None, path: str) -> tuple[int, int]:
+    assert previous is not None
+    chunks = json.loads(previous.raw[f"{path}/data/zarr.json"])["chunk_grid"]
+    return tuple(chunks["configuration"]["chunk_shape"][2:])  # type: ignore[return-value]
+
+
+def index_tile_year(
+    products: Sequence[SafeProduct],
+    options: IndexOptions,
+    previous: Manifest | None,
+    pool: ThreadPoolExecutor,
+    summary: IndexSummary,
+) -> Manifest:
+    """The manifest of one tile-year's products (in time order)."""
+    contents: dict = {}
+    root = zarr.open_group(MemoryStore(contents), mode="w", zarr_format=3)
+    references = {}
+    for band_group in BAND_GROUPS:
+        references |= _group(root, products, band_group, options, previous, pool, summary)
+    return Manifest({key: value.to_bytes() for key, value in contents.items()}, references)
+
+
+def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:
+    """Index every selected tile-year under the SAFE root; each manifest lands whole."""
+    started = time.perf_counter()
+    products = options.selection.products(options.safe_root)
+    summary = IndexSummary(options.target, products=len(products))
+    groups = sorted(tile_years(products).items())
+    with (
+        ThreadPoolExecutor(THREADS) as pool,
+        progress_bar(len(groups), "tile-years", show_progress) as bar,
+    ):
+        for done, ((tile, year), members) in enumerate(groups):
+            target = options.target / manifest_name(tile, year)
+            manifest = None
+            if target.is_file() and not options.overwrite:
+                manifest = Manifest.from_bytes(target.read_bytes())
+            wanted = [p.product_id for p in members]
+            if (
+                manifest is None
+                or committed_products(manifest, group_path(tile, year, BAND_GROUPS[0])) != wanted
+            ):
+                manifest = index_tile_year(members, options, manifest, pool, summary)
+                manifest.write(target)
+                summary.manifests_written += 1
+            summary.references += len(manifest.references)
+            summary.manifest_bytes += target.stat().st_size
+            bar.update(done + 1)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def make(fmt: formats.Format, source: Path, target: Path, show_progress: bool) -> list[str]:
+    """The format registry's hook: index the SAFE products at ``source`` into ``target``."""
+    return index(IndexOptions(source, target), show_progress).lines()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "Index the JPEG 2000 tiles of SAFE products into a virtual Zarr (no pixel copied): "
+        "one manifest per tile-year, read by the safe_virtual format.",
+        prog="python -m sentinel2_l1c.index_safe",
+    )
+    add_selection_arguments(
+        parser,
+        "SAFE root (default: $DSLAB_S2L1C_NETWORK_SAFE_PATH).",
+        "Manifest root (default: $DSLAB_S2L1C_NETWORK_SAFE_VIRTUAL_PATH).",
+    )
+    add_switch(parser, "--overwrite", False, "Index every file again instead of resuming.")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    locations = Locations.from_environment()
+    options = IndexOptions(
+        safe_root=args.source or storages.NETWORK.path(locations, formats.SAFE),
+        target=args.target or storages.NETWORK.path(locations, formats.SAFE_VIRTUAL),
+        selection=Selection(tuple(args.tiles or ()), tuple(args.years or ())),
+        overwrite=args.overwrite,
+    )
+    for line in index(options, show_progress=not args.quiet).lines():
+        print(line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""The SAFE archive as a virtual Zarr: JP2 indexer, tile codec, manifests, both readers.
+
+On products whose band files have several JP2 tiles (scale 6: 2×2 tiles at every
+resolution, edge tiles smaller), with and without TLM markers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet
+import pytest
+import rasterio
+import zarr
+from obstore.store import LocalStore
+
+from sentinel2_l1c import formats, index_safe, publish_s3, storages
+from sentinel2_l1c.benchmark import open_loader
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
+from sentinel2_l1c.formats.safe import band_files
+from sentinel2_l1c.jp2_codec import NAME, Jp2TileCodec
+from sentinel2_l1c.jp2_index import CodestreamError, index_file, tiles_in_order
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_locations
+from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
+from sentinel2_l1c.loaders import Catalogue, Patch, ZarrLoader, checksum
+from sentinel2_l1c.safe import list_products
+from sentinel2_l1c.utils import BAND_GROUPS
+from sentinel2_l1c.virtual_zarr import Manifest, VirtualStore, manifest_name
+
+from .conftest import one_error_line
+
+#: 1830/915/305 px at 10/20/60 m: 2×2 JP2 tiles at each resolution, the last ones smaller.
+TILED = SyntheticOptions(
+    tile="35VLH", start=date(2024, 5, 1), end=date(2024, 6, 1), count=3, scale=6, seed=3,
+    cloudy_share=0.0,
+)  # fmt: skip
+#: The year of the products without TLM markers (False) and with (True): one SAFE root can
+#: hold both.
+YEAR = {False: 2024, True: 2025}
+
+
+@pytest.fixture(scope="module")
+def tiled(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    """SAFE roots of products without TLM markers (False: three) and with (True: two)."""
+    roots = {}
+    for tlm in (False, True):
+        roots[tlm] = tmp_path_factory.mktemp(f"tiled-tlm-{tlm}")
+        start, end = date(YEAR[tlm], 5, 1), date(YEAR[tlm], 6, 1)
+        options = replace(TILED, tlm=tlm, count=2 if tlm else 3, start=start, end=end)
+        list(generate(options, roots[tlm], show_progress=False))
+    return roots
+
+
+def band_paths(root: Path) -> list[Path]:
+    """The band files of every product (not the masks and previews, also JP2)."""
+    products = list_products(root, None, None)
+    return [root / name for p in products for g in BAND_GROUPS for name in band_files(p, g)]
+
+
+def index(root: Path, target: Path, **options: object) -> index_safe.IndexSummary:
+    return index_safe.index(index_safe.IndexOptions(root, target, **options), False)
+
+
+def read_manifest(manifests: Path, year: int = YEAR[False]) -> Manifest:
+    return Manifest.from_bytes((manifests / manifest_name("35VLH", year)).read_bytes())
+
+
+def open_virtual(manifests: Path, root: Path, year: int = YEAR[False]) -> zarr.Group:
+    manifest = read_manifest(manifests, year)
+    return zarr.open_group(VirtualStore(manifest, LocalStore(root)), mode="r", zarr_format=3)
+
+
+def reader_of(data: bytes) -> Callable[[int, int], bytes]:
+    return lambda offset, length: data[offset : offset + length]
+
+
+def test_the_indexer_finds_the_tiles_the_tlm_markers_of_gdal_list(tiled: dict[bool, Path]):
+    for path in band_paths(tiled[True]):
+        data = path.read_bytes()
+        read = reader_of(data)
+        listed, walked = index_file(read, len(data)), index_file(read, len(data), use_tlm=False)
+        assert listed.header.tlm is not None and listed.reads == 1
+        assert walked.tiles == listed.tiles and len(listed.tiles) == 4
+        assert walked.reads <= len(walked.tiles) + 1
+        assert listed.tiles[-1].offset + listed.tiles[-1].length == len(data) - 2  # then EOC
+    for path in band_paths(tiled[False])[:13]:
+        data = path.read_bytes()
+        found = index_file(reader_of(data), len(data))
+        assert found.header.tlm is None and [t.index for t in found.tiles] == [0, 1, 2, 3]
+
+
+def test_each_tile_decodes_as_gdal_decodes_the_file(tiled: dict[bool, Path], tmp_path: Path):
+    """A date's whole arrays through the codec (every tile, edge tiles too) against GDAL."""
+    assert zarr.registry.get_codec_class(NAME) is Jp2TileCodec  # the entry point
+    for tlm, root in tiled.items():
+        index(root, tmp_path / f"virtual-{tlm}")
+        group = open_virtual(tmp_path / f"virtual-{tlm}", root, YEAR[tlm])
+        first = list_products(root, None, None)[0]
+        for band_group in BAND_GROUPS:
+            data = group[f"35VLH/{YEAR[tlm]}/{band_group.name}/data"]
+            assert (
+                data.chunks[2:]
+                == {10: (1024, 1024), 20: (640, 640), 60: (192, 192)}[band_group.resolution]
+            )
+            for band_index, name in enumerate(band_files(first, band_group)):
+                with rasterio.open(root / name) as dataset:
+                    expected = dataset.read(1)
+                assert np.array_equal(data[0, band_index], expected), name
+
+
+def test_virtual_zarr_and_tlm_reads_equal_the_zarr_format_on_every_storage(
+    tiled: dict[bool, Path], local_cdse: LocalCdse, tmp_path: Path
+) -> None:
+    """Metadata, coordinates and patches crossing tile edges, with and without TLM markers
+    in the files, on the network drive and S3."""
+    lab = tmp_path / "lab"
+    locations = local_cdse.locations(lab_locations(lab))
+    suffix = tmp_path.name[-12:].lower().replace("_", "-")
+    locations = locations.with_settings(
+        {storages.S3.variables(formats.get(name))[0]: f"v-{suffix}-{name.replace('_', '-')}"
+         for name in ("safe", "safe_virtual")}
+    )  # fmt: skip
+    network = storages.NETWORK
+    safe_root = network.path(locations, formats.SAFE)
+    for root in tiled.values():
+        shutil.copytree(root, safe_root, dirs_exist_ok=True)
+    convert(ZarrOptions(safe_root, network.path(locations, formats.ZARR)), show_progress=False)
+    formats.SAFE_VIRTUAL.convert(safe_root, network.path(locations, formats.SAFE_VIRTUAL), False)
+    publish_s3.publish(
+        publish_s3.PublishOptions(("safe", "safe_virtual")), locations, lab / "logs", False
+    )
+    for year in YEAR.values():
+        products = tuple(list_products(safe_root, "35VLH", year))
+        catalogue = Catalogue("35VLH", year, products)
+        reference = open_loader("network", "zarr@zarr-python", locations, catalogue)
+        assert isinstance(reference, ZarrLoader)
+        left, top = (float(products[0].grid(10).bounds[i]) for i in (0, 3))
+        patches = [Patch(left + x, top - y, 2400) for x, y in ((0, 0), (9000, 9000), (15900, 4200))]
+        expected = [checksum(reference.load(patch)) for patch in patches]
+        virtual = open_loader("network", "safe_virtual", locations, catalogue)
+        assert isinstance(virtual, ZarrLoader) and virtual.layout == index_safe.LAYOUT
+        for group in BAND_GROUPS:
+            got, want = virtual.arrays[group.name], reference.arrays[group.name]
+            assert got.shape == want.shape and got.dtype == want.dtype
+            for name in ("time", "product_id", "band", "x", "y"):
+                node = f"35VLH/{year}/{group.name}/{name}"
+                assert np.array_equal(zarr.open_array(virtual.store, path=node)[:],
+                                      zarr.open_array(reference.store, path=node)[:])  # fmt: skip
+        virtual.close()
+        reference.close()
+        for storage in ("network", "s3"):
+            for key in ("safe_virtual", "safe_virtual@gdal_tlm"):
+                loader = open_loader(storage, key, locations, catalogue)
+                try:
+                    assert [checksum(loader.load(p)) for p in patches] == expected, (year, key)
+                finally:
+                    loader.close()
+
+
+def test_an_append_adds_only_references(tiled: dict[bool, Path], tmp_path: Path) -> None:
+    root, manifests = tmp_path / "safe", tmp_path / "virtual"
+    products = list_products(tiled[False], None, None)
+    for product in products[:2]:
+        shutil.copytree(product.path, root / product.path.relative_to(tiled[False]))
+    first = index(root, manifests)
+    assert (first.manifests_written, first.files_indexed) == (1, 26)
+    before = read_manifest(manifests)
+    stats = {path: path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
+    shutil.copytree(products[2].path, root / products[2].path.relative_to(tiled[False]))
+    second = index(root, manifests)
+    assert (second.files_indexed, second.files_kept) == (13, 26)
+    after = read_manifest(manifests)
+    assert all(after.references[key] == ref for key, ref in before.references.items())
+    added = {key: ref for key, ref in after.references.items() if key not in before.references}
+    assert {ref.path.split("/")[6] for ref in added.values()} == {products[2].path.name}
+    assert len(added) == len(before.references) // 2
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in stats.items())
+    assert index(root, manifests).manifests_written == 0  # nothing new: nothing written
+    group = open_virtual(manifests, root)
+    assert group["35VLH/2024/B02_B03_B04_B08/data"].shape[0] == 3
+
+
+def test_a_failed_manifest_write_leaves_the_previous_one(
+    tiled: dict[bool, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = tmp_path / "virtual"
+    index(tiled[True], manifests)
+    target = manifests / manifest_name("35VLH", YEAR[True])
+    before = target.read_bytes()
+
+    def killed(table: object, where: object, **options: object) -> None:
+        Path(where).write_bytes(b"PAR1 half a manifest")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyarrow.parquet, "write_table", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index(tiled[True], manifests, overwrite=True)
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_a_truncated_or_corrupt_band_file_is_one_error_naming_it(
+    tiled: dict[bool, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for damage in ("truncated", "corrupt"):
+        root = tmp_path / damage
+        shutil.copytree(tiled[False], root)
+        victim = band_paths(root)[5]
+        data = victim.read_bytes()
+        if damage == "truncated":
+            victim.write_bytes(data[: len(data) // 2])
+        else:
+            start = data.index(b"\xff\x90")  # the first tile-part header
+            victim.write_bytes(data[:start] + b"\x00" * 12 + data[start + 12 :])
+        line = one_error_line(
+            index_safe.main, ["--source", str(root), "--target", str(tmp_path / "v")], capsys
+        )
+        assert str(victim) in line and "JPEG 2000" in line, line
+        assert not (tmp_path / "v" / manifest_name("35VLH", YEAR[False])).exists()
+
+
+def test_more_than_one_tile_part_per_tile_is_refused_by_name() -> None:
+    with pytest.raises(CodestreamError, match="tile 0 has more than one tile-part"):
+        tiles_in_order([(0, 100, 50), (0, 150, 50)], 1)
+    with pytest.raises(CodestreamError, match="1 of 2 tiles are missing"):
+        tiles_in_order([(1, 100, 50)], 2)
+
+
+def test_the_codec_configuration_round_trips(tiled: dict[bool, Path], tmp_path: Path) -> None:
+    index(tiled[False], tmp_path / "v")
+    manifest = read_manifest(tmp_path / "v")
+    metadata = json.loads(manifest.raw[f"35VLH/{YEAR[False]}/B02_B03_B04_B08/data/zarr.json"])
+    codec = Jp2TileCodec.from_dict(metadata["codecs"][0])
+    assert codec.to_dict() == metadata["codecs"][0] and codec.header[:2] == b"\xff\x51"
