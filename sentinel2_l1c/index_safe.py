@@ -32,7 +32,7 @@ from .formats.safe import band_files
 from .jp2_codec import Jp2TileCodec
 from .jp2_index import CodestreamError, Jp2Index, index_file
 from .locations import Locations
-from .safe import SafeProduct, Selection, tile_years
+from .safe import Grid, SafeProduct, Selection, tile_years
 from .utils import BAND_GROUPS, BandGroup, progress_bar
 from .virtual_zarr import Manifest, Reference, manifest_name
 from .zarr_layouts import Codec, GroupLayout
@@ -112,6 +112,45 @@ def _previous_header(previous: Manifest | None, path: str) -> bytes | None:
     return Jp2TileCodec.from_dict(codec).header
 
 
+def _tile_grid(products: Sequence[SafeProduct], band_group: BandGroup) -> Grid:
+    """The band group's grid, which every product of a tile-year must share."""
+    first = products[0]
+    grid = first.grid(band_group.resolution)
+    for product in products:
+        if product.grid(band_group.resolution) != grid or product.crs != first.crs:
+            raise InputDataError(f"{product.path}: grid differs from {first.path} of the same tile")
+    return grid
+
+
+def _checked_header(
+    indexes: dict[str, Jp2Index], header: bytes | None, grid: Grid, band_group: BandGroup,
+    safe_root: Path,
+) -> bytes:  # fmt: skip
+    """The main header the group's files share (``header``: the previous manifest's), checked
+    against every newly indexed file: one codec configuration per array, chunks that start at
+    the image's corner, the tile's grid."""
+    for name, index in indexes.items():
+        header = header or index.header.template
+        siz = index.header.siz
+        if index.header.template != header:
+            problem = (
+                f"its JPEG 2000 main header differs from the other {band_group.name} files' "
+                "(one codec configuration per array)"
+            )
+        elif (siz.x_offset, siz.y_offset, siz.tile_x_offset, siz.tile_y_offset) != (0, 0, 0, 0):
+            problem = (
+                "image or tiles offset on the JPEG 2000 reference grid (chunks must start at "
+                "the image's corner)"
+            )
+        elif siz.image_shape != grid.shape:
+            problem = f"{siz.image_shape} pixels, the tile's grid has {grid.shape}"
+        else:
+            continue
+        raise InputDataError(f"{safe_root / name}: {problem}")
+    assert header is not None
+    return header
+
+
 def _group(
     root: zarr.Group,
     products: Sequence[SafeProduct],
@@ -121,13 +160,11 @@ def _group(
     pool: ThreadPoolExecutor,
     summary: IndexSummary,
 ) -> dict[str, Reference]:
-    """Write a group's metadata into ``root`` and return its chunk references."""
+    """Index the group's new band files, write its metadata into ``root`` and return its chunk
+    references (the previous manifest's for files it already indexed)."""
     first = products[0]
     path = group_path(first.tile, first.year, band_group)
-    grid = first.grid(band_group.resolution)
-    for product in products:
-        if product.grid(band_group.resolution) != grid or product.crs != first.crs:
-            raise InputDataError(f"{product.path}: grid differs from {first.path} of the same tile")
+    grid = _tile_grid(products, band_group)
     old = _old_references(previous, path)
     names = [name for product in products for name in band_files(product, band_group)]
     new = [name for name in names if name not in old]
@@ -137,36 +174,32 @@ def _group(
     summary.files_indexed += len(new)
     summary.files_kept += len(names) - len(new)
     summary.reads += sum(index.reads for index in indexes.values())
-    header = _previous_header(previous, path) if old else None
-    for name, index in indexes.items():
-        header = header or index.header.template
-        if index.header.template != header:
-            raise InputDataError(
-                f"{options.safe_root / name}: its JPEG 2000 main header differs from the other "
-                f"{band_group.name} files' (one codec configuration per array)"
-            )
-        siz = index.header.siz
-        if (siz.x_offset, siz.y_offset, siz.tile_x_offset, siz.tile_y_offset) != (0, 0, 0, 0):
-            raise InputDataError(
-                f"{options.safe_root / name}: image or tiles offset on the JPEG 2000 reference "
-                "grid (chunks must start at the image's corner)"
-            )
-        if index.header.siz.image_shape != grid.shape:
-            raise InputDataError(
-                f"{options.safe_root / name}: {index.header.siz.image_shape} pixels, the tile's "
-                f"grid has {grid.shape}"
-            )
-    assert header is not None
-    tile_shape = (
-        (siz.tile_height, siz.tile_width) if indexes else _previous_tile_shape(previous, path)
-    )
+    summary.indexed_bytes += sum((options.safe_root / name).stat().st_size for name in names)
+    previous_header = _previous_header(previous, path) if old else None
+    header = _checked_header(indexes, previous_header, grid, band_group, options.safe_root)
+    if indexes:
+        siz = next(iter(indexes.values())).header.siz
+        tile_shape = (siz.tile_height, siz.tile_width)
+    else:
+        tile_shape = _previous_tile_shape(previous, path)
     layout = GroupLayout(LAYOUT, (1, 1, *tile_shape), max(tile_shape), False, Codec())
     group = create_group(
         root, path, band_group, grid, first.crs, layout, serializer=Jp2TileCodec(header)
     )
     set_times(group, products)
     group.attrs[COMPLETE] = True
-    data, across = group["data"], -(-grid.shape[1] // tile_shape[1])
+    return _references(products, band_group, group["data"], old, indexes)
+
+
+def _references(
+    products: Sequence[SafeProduct],
+    band_group: BandGroup,
+    data: zarr.Array,
+    old: dict[str, dict[str, Reference]],
+    indexes: dict[str, Jp2Index],
+) -> dict[str, Reference]:
+    """Chunk key → reference of every tile of every band file, keys in the array's time order."""
+    across = -(-data.shape[-1] // data.chunks[-1])
     references = {}
     for time_index, product in enumerate(products):
         for band_index, name in enumerate(band_files(product, band_group)):
@@ -180,8 +213,7 @@ def _group(
             for position, reference in tiles.items():
                 row, col = map(int, position.split("/"))
                 chunk = data.metadata.encode_chunk_key((time_index, band_index, row, col))
-                references[f"{path}/data/{chunk}"] = reference
-    summary.indexed_bytes += sum((options.safe_root / name).stat().st_size for name in names)
+                references[f"{data.path}/{chunk}"] = reference
     return references
 
 

@@ -281,14 +281,15 @@ class FileLoader:
     def _read_file(self, name: str, window: Window) -> np.ndarray:
         """One file's window. On a remote place a failed read (GDAL retries 5xx answers but
         not a body cut short) is read again under the place's retry policy, bypassing what
-        GDAL cached of the failed attempt (``CPL_VSIL_CURL_NON_CACHED``)."""
+        GDAL cached of the failed attempt (``CPL_VSIL_CURL_NON_CACHED``, set on the remote
+        file even when GDAL opens it through another path, e.g. ``/vsisparse/``)."""
         path = self.gdal_path(name)
         calls = itertools.count()
 
         def read() -> np.ndarray:
             options = self.options
             if next(calls):  # a retry: nothing GDAL cached of the failed attempt is used
-                options = {**options, "CPL_VSIL_CURL_NON_CACHED": path}
+                options = {**options, "CPL_VSIL_CURL_NON_CACHED": self.place.gdal_path(name)}
             with rasterio.Env(**options), rasterio.open(path) as dataset:
                 return dataset.read(window=window)
 

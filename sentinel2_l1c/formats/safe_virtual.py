@@ -25,7 +25,7 @@ import obstore
 from obstore.exceptions import BaseError, NotFoundError
 
 from ..errors import ConfigError, InputDataError
-from ..jp2_index import CodestreamError, Tile, has_tlm, with_tlm
+from ..jp2_index import EOC, CodestreamError, Tile, has_tlm, with_tlm
 from ..loaders import Catalogue, FileLoader, ZarrLoader, reported
 from ..storages import Place
 from ..utils import BAND_GROUPS
@@ -33,8 +33,6 @@ from ..virtual_zarr import Manifest, VirtualStore, manifest_name
 from .base import Format, Packaging, Reader
 from .obstore_reader import object_store
 from .safe import band_files
-
-EOC_LENGTH = 2  # a band file ends with the codestream's EOC marker after its last tile
 
 
 def read_manifest(place: Place, catalogue: Catalogue, made_by: str) -> Manifest:
@@ -87,12 +85,15 @@ def tiles_by_file(manifest: Manifest) -> dict[str, list[Tile]]:
 
 
 def sparse_description(source: str, head: Path, head_length: int, tiles: list[Tile]) -> str:
-    """A ``/vsisparse/`` file: the patched head from a local file, the tiles from ``source``."""
+    """A ``/vsisparse/`` file: the patched head from the local file ``head`` (its first
+    ``head_length`` bytes), the tiles from ``source``, then the EOC marker that ``head`` ends
+    with (so whatever follows the last tile in the original file is never read)."""
     start = tiles[0].offset
-    end = tiles[-1].offset + tiles[-1].length + EOC_LENGTH
+    tiles_length = tiles[-1].offset + tiles[-1].length - start
     regions = (
         (str(head), 0, 0, head_length),
-        (source, head_length, start, end - start),
+        (source, head_length, start, tiles_length),
+        (str(head), head_length + tiles_length, head_length, len(EOC)),
     )
     parts = "".join(
         f'<SubfileRegion><Filename relative="0">{escape(name)}</Filename>'
@@ -100,7 +101,8 @@ def sparse_description(source: str, head: Path, head_length: int, tiles: list[Ti
         f"<RegionLength>{length}</RegionLength></SubfileRegion>"
         for name, destination, offset, length in regions
     )
-    return f"<VSISparseFile><Length>{head_length + end - start}</Length>{parts}</VSISparseFile>"
+    length = head_length + tiles_length + len(EOC)
+    return f"<VSISparseFile><Length>{length}</Length>{parts}</VSISparseFile>"
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ class GdalTlmReader(Reader):
                 return source.gdal_path(name)
             patched = with_tlm(head[:first], tiles[name])
             head_file, description = folder / f"{number}.head", folder / f"{number}.xml"
-            head_file.write_bytes(patched)
+            head_file.write_bytes(patched + EOC)
             description.write_text(
                 sparse_description(source.gdal_path(name), head_file, len(patched), tiles[name])
             )
