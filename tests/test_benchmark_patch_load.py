@@ -15,6 +15,7 @@ from rasterio.windows import Window
 
 from sentinel2_l1c import (
     benchmark,
+    demo,
     formats,
     loader_mode,
     loaders,
@@ -366,16 +367,20 @@ def test_loader_mode_returns_the_same_pixels_at_every_concurrency(
     configured: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Threads sharing one loader: every storage × format and number of patches in flight
-    loads the same patches as one-at-a-time loads do; patches/s and percentiles add up."""
+    loads the same patches as one-at-a-time loads do; patches/s and percentiles add up. The
+    formats decoding JPEG 2000 per load are left out as the demo leaves them out (seconds per
+    load; their loaders run in loader mode in the worker-process test)."""
     output = configured / "logs-threads"
+    chosen = [name for name in FORMATS if name not in demo.decoded_per_load()]
     argv = ["--storages", "network", "temp", "--num_repeats", "2", "--output", str(output)]
+    argv += ["--loader_formats", *chosen]
     assert run_main([*argv, "--concurrency", "1", "3", "--patches", "3"]) == 0
     assert "in flight" in capsys.readouterr().out
     (path,) = output.glob("*.json")
     data = read_benchmark(path)
     assert data.mismatches() == []
     for storage in ("network", "temp"):
-        assert set(data.throughput[storage]) == set(FORMATS)
+        assert set(data.throughput[storage]) == set(chosen)
         for by_concurrency in data.throughput[storage].values():
             assert set(by_concurrency) == {1, 3}
             for entry in by_concurrency.values():
