@@ -98,18 +98,33 @@ def requests_per_patch(config, locations, cdse: LocalCdse, patches: int) -> dict
     return counts
 
 
+def patch_window(loader: ZarrLoader, patch, group) -> rasterio.windows.Window:  # noqa: ANN001
+    rows, cols = slices(patch, loader.origins[group.name], group)
+    return rasterio.windows.Window.from_slices(rows, cols)
+
+
 def touched(loader: ZarrLoader, patch) -> list[tuple[object, object]]:  # noqa: ANN001
     """(reference, array) of every JP2 tile a patch touches, from the virtual loader."""
     manifest, found = loader.store.manifest, []
     for group in BAND_GROUPS:
         array = loader.arrays[group.name]
-        rows, cols = slices(patch, loader.origins[group.name], group)
-        window = rasterio.windows.Window(cols.start, rows.start, cols.stop - cols.start,
-                                         rows.stop - rows.start)  # fmt: skip
+        window = patch_window(loader, patch, group)
         for index in touched_chunks(array.shape, array.chunks, window):
             key = f"{array.path}/{array.metadata.encode_chunk_key(index)}"
             found.append((manifest.references[key], array))
     return found
+
+
+def windows_decoded(found, loader: ZarrLoader, patch) -> int:  # noqa: ANN001
+    """Read the patch's windows of every band file with GDAL; the pixels needed."""
+    needed = 0
+    for group in BAND_GROUPS:
+        window = patch_window(loader, patch, group)
+        for product in found.products:
+            for band in group.bands:
+                with rasterio.open(product.band_path(band)) as dataset:
+                    needed += dataset.read(1, window=window).size
+    return needed
 
 
 def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # noqa: ANN001
@@ -136,15 +151,9 @@ def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # no
     for (_, array), data in zip(references, tiles, strict=True):
         imagecodecs.jpeg2k_decode(tile_codestream(array.metadata.codecs[0].header, data))
     decoded = time.perf_counter() - begin
-    needed, begin = 0, time.perf_counter()
-    for group in BAND_GROUPS:
-        rows, cols = slices(patch, loader.origins[group.name], group)
-        window = rasterio.windows.Window(cols.start, rows.start, cols.stop - cols.start,
-                                         rows.stop - rows.start)  # fmt: skip
-        for product in found.products:
-            for band in group.bands:
-                with rasterio.open(product.band_path(band)) as dataset:
-                    needed += dataset.read(1, window=window).size
+    begin = time.perf_counter()
+    with rasterio.Env(GDAL_NUM_THREADS=1):  # GDAL's OpenJPEG would use every core otherwise
+        needed = windows_decoded(found, loader, patch)
     windowed = time.perf_counter() - begin
     loader.close()
     decoded_pixels = sum(array.chunks[2] * array.chunks[3] for _, array in references)
