@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, run_intake  # noqa: E402
 from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
 
     work = Path(tempfile.mkdtemp(prefix="dslab-intake-bench-"))
     try:

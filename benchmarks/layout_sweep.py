@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sentinel2_l1c import formats, publish_s3, stage, storages, throughput, zarr_layouts  # noqa: E402
 from sentinel2_l1c.benchmark import BenchmarkConfig, plan_patch, run_benchmark  # noqa: E402
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
 from sentinel2_l1c.dask_engine import DaskEngine  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
@@ -313,6 +314,7 @@ def main() -> None:
     parser.add_argument("--again", action="store_true", help="measure candidates measured before")
     parser.add_argument("--keep-data", action="store_true", help="keep each candidate's stores")
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     candidates = [Candidate.parse(text) for text in args.candidates]
     profile = network.parse(args.network)
     options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sentinel2_l1c import formats, stage, storages, throughput  # noqa: E402
 from sentinel2_l1c.benchmark import BenchmarkConfig, run_benchmark  # noqa: E402
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, make_source, synthetic_options  # noqa: E402
 from sentinel2_l1c.lab import network  # noqa: E402
 from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
@@ -126,6 +127,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-stage", dest="stage", action="store_false")
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     profiles = [network.parse(text) for text in args.profiles]
     if args.loader_formats is None:
         args.loader_formats = [name for name in args.formats if name != formats.SAFE.name]

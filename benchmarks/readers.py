@@ -31,6 +31,7 @@ from sentinel2_l1c.benchmark import (  # noqa: E402
     plan_patch,
     run_benchmark,
 )
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
 from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=list(ZARR_FORMATS))
     parser.add_argument("--count-only", action="store_true", help="only count S3 requests")
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
     args.lab.mkdir(parents=True, exist_ok=True)
     keys = [k for k in formats.reader_keys() if k.partition("@")[0] in args.formats]

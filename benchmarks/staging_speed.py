@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sentinel2_l1c import formats, publish_s3, stage, storages  # noqa: E402
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations  # noqa: E402
 from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
 from sentinel2_l1c.locations import Locations  # noqa: E402
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     lab = args.lab.resolve()
     logs = lab / "logs-staging-bench"
     identity = Identity("bench", ("Admin", "Read", "Write", "List", "Tagging"))

@@ -41,6 +41,7 @@ from sentinel2_l1c.benchmark import (  # noqa: E402
     run_benchmark,
     table,
 )
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
 from sentinel2_l1c.formats.obstore_reader import object_store  # noqa: E402
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--network", default="allas", help="network profile of the lab's S3")
     parser.add_argument("--cdse-network", default="cdse", help="network profile of CDSE")
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
     args.lab.mkdir(parents=True, exist_ok=True)
     if not source_root(args.lab).exists():

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zarr  # noqa: E402
 
 from sentinel2_l1c import convert_safe_to_zarr, formats, zip_zarr  # noqa: E402
+from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.lab.network import NetworkProfile  # noqa: E402
 from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
 from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every S3 request")
     args = parser.parse_args()
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     work = Path(tempfile.mkdtemp(prefix="dslab-zip-bench-"))
     store = None
     try:
