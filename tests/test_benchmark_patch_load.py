@@ -313,14 +313,15 @@ def test_s3_loads_recover_from_injected_faults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Every 7th S3 request fails (a 503, or a body cut short): reads of every S3 client
-    (GDAL, tensorstore, s3fs, obstore, async_zipfs) are retried and return the same pixels
-    (COG on S3 used to fail every run)."""
+    (GDAL, also through ``/vsisparse/``, tensorstore, s3fs, obstore, async_zipfs) are retried
+    and return the same pixels (COG on S3 used to fail every run)."""
     with LabProxy(published.store.s3_port, every=7) as proxy:
         files = write_aws_files(
             tmp_path / "aws", proxy.endpoint, {LAB_S3_PROFILE: published.storage_user}
         )
         use_settings(monkeypatch, files.environment(), {"DSLAB_NETWORK_ATTEMPTS": "8"})
         keys = ["cog", "zarr", "zipzarr", "zarr@zarr-python", "zarr@obstore", "zipzarr@async_zipfs"]
+        keys += ["safe_virtual@gdal_tlm"]
         argv = ["--storages", "network", "s3", "--formats", *keys]
         argv += ["--num_repeats", "2", "--output", str(tmp_path / "logs")]
         assert run_main(argv) == 0, capsys.readouterr().err
