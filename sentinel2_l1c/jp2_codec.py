@@ -2,9 +2,11 @@
 
 A chunk's bytes are the tile's tile-part as it lies in the file (SOT marker on); the codec's
 configuration holds the main header the file's tiles share (``jp2_index.MainHeader.template``).
-Decoding joins the two into a codestream of that tile alone and decodes it with OpenJPEG
-(imagecodecs), in a worker thread so the chunks of a read decode on every core. Tiles at the
-right and bottom edge are smaller than the chunk: the rest is the fill value, as Zarr pads.
+Decoding joins the two into a codestream of that tile alone and decodes it with OpenJPEG, in a
+worker thread so the chunks of a read decode on every core. The codec decodes partially: zarr
+hands it the part of the chunk a read selects, and OpenJPEG decodes only that area
+(``openjpeg.decode``), which is most of the time of a patch load. Tiles at the right and bottom
+edge are smaller than the chunk: the rest is the fill value, as Zarr pads.
 
 Registered with zarr through the ``zarr.codecs`` entry point (``pyproject.toml``), so any
 zarr-python reads the virtual store by name. Read-only: encoding is refused.
@@ -17,24 +19,26 @@ import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import imagecodecs
 import numpy as np
-from zarr.abc.codec import ArrayBytesCodec
+from zarr.abc.codec import ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
 from zarr.core.buffer import Buffer, NDBuffer
 from zarr.core.common import JSON, parse_named_configuration
 
+from . import openjpeg
 from .jp2_index import tile_codestream
 
 if TYPE_CHECKING:
     from typing import Self
 
+    from zarr.abc.store import ByteGetter
     from zarr.core.array_spec import ArraySpec
+    from zarr.core.indexing import Selector, SelectorTuple
 
 NAME = "sentinel2_l1c.jp2_tile"
 
 
 @dataclass(frozen=True)
-class Jp2TileCodec(ArrayBytesCodec):
+class Jp2TileCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
     """Decodes one JPEG 2000 tile-part, given the main header its file's tiles share."""
 
     header: bytes
@@ -48,22 +52,52 @@ class Jp2TileCodec(ArrayBytesCodec):
     def to_dict(self) -> dict[str, JSON]:
         return {"name": NAME, "configuration": {"header": base64.b64encode(self.header).decode()}}
 
-    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        tile = imagecodecs.jpeg2k_decode(tile_codestream(self.header, chunk_bytes.to_bytes()))
-        dtype = chunk_spec.dtype.to_native_dtype()
-        height, width = chunk_spec.shape[-2:]
-        if tile.shape != (height, width):  # an edge tile: pad as Zarr pads edge chunks
-            padded = np.full((height, width), chunk_spec.fill_value, dtype=dtype)
-            padded[: tile.shape[0], : tile.shape[1]] = tile
-            tile = padded
-        pixels = tile.astype(dtype, copy=False).reshape(chunk_spec.shape)
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(pixels)
+    def _decode_area(
+        self, tile_part: bytes, chunk_spec: ArraySpec, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> np.ndarray:
+        """The chunk with ``[rows, cols]`` decoded; the rest (never read) is the fill value."""
+        chunk = np.full(
+            chunk_spec.shape[-2:], chunk_spec.fill_value, chunk_spec.dtype.to_native_dtype()
+        )
+        pixels = openjpeg.decode(tile_codestream(self.header, tile_part), rows, cols)
+        chunk[rows[0] : rows[0] + pixels.shape[0], cols[0] : cols[0] + pixels.shape[1]] = pixels
+        return chunk.reshape(chunk_spec.shape)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+        height, width = chunk_spec.shape[-2:]
+        chunk = await asyncio.to_thread(
+            self._decode_area, chunk_bytes.to_bytes(), chunk_spec, (0, height), (0, width)
+        )
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(chunk)
+
+    async def _decode_partial_single(
+        self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
+    ) -> NDBuffer | None:
+        chunk_bytes = await byte_getter.get(prototype=chunk_spec.prototype)
+        if chunk_bytes is None:
+            return None
+        height, width = chunk_spec.shape[-2:]
+        rows, cols = (0, height), (0, width)
+        if isinstance(selection, tuple) and len(selection) == len(chunk_spec.shape):
+            rows, cols = span(selection[-2], height), span(selection[-1], width)
+        chunk = await asyncio.to_thread(
+            self._decode_area, chunk_bytes.to_bytes(), chunk_spec, rows, cols
+        )
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(chunk[selection])
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         raise NotImplementedError(f"{NAME} is read-only: its chunks are tiles of JP2 files")
 
     def compute_encoded_size(self, input_byte_length: int, _chunk_spec: ArraySpec) -> int:
         raise NotImplementedError(f"{NAME} chunks have no fixed size")
+
+
+def span(selector: Selector, length: int) -> tuple[int, int]:
+    """The ``[start, stop)`` a selector of one chunk axis of ``length`` touches (all of it for
+    a selector that is not a slice or an index)."""
+    if isinstance(selector, slice):
+        start, stop, _ = selector.indices(length)  # zarr refuses steps below 1
+        return start, max(start, stop)
+    if isinstance(selector, int | np.integer):
+        return int(selector), int(selector) + 1
+    return 0, length

@@ -20,12 +20,12 @@ import rasterio
 import zarr
 from obstore.store import LocalStore
 
-from sentinel2_l1c import formats, index_safe, publish_s3, storages
+from sentinel2_l1c import formats, index_safe, openjpeg, publish_s3, storages
 from sentinel2_l1c.benchmark import open_loader
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
 from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.jp2_codec import NAME, Jp2TileCodec
-from sentinel2_l1c.jp2_index import CodestreamError, index_file, tiles_in_order
+from sentinel2_l1c.jp2_index import CodestreamError, index_file, tile_codestream, tiles_in_order
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
@@ -113,6 +113,37 @@ def test_each_tile_decodes_as_gdal_decodes_the_file(tiled: dict[bool, Path], tmp
                 with rasterio.open(root / name) as dataset:
                     expected = dataset.read(1)
                 assert np.array_equal(data[0, band_index], expected), name
+
+
+def test_a_partial_decode_gives_the_pixels_of_the_whole(tiled: dict[bool, Path], tmp_path: Path):
+    """OpenJPEG decoding only an area of a tile, alone and through the codec's partial decode
+    (slices, steps, single indices, index lists, edge tiles, areas beyond the image)."""
+    root = tiled[False]
+    path = band_paths(root)[0]  # B02, 10 m: tiles of 1024 px, the last ones 806 px
+    data = path.read_bytes()
+    found = index_file(reader_of(data), len(data))
+    with rasterio.open(path) as dataset:
+        whole = dataset.read(1)
+    for tile in found.tiles:
+        top, left = 1024 * (tile.index // 2), 1024 * (tile.index % 2)
+        codestream = tile_codestream(
+            found.header.template, data[tile.offset : tile.offset + tile.length]
+        )
+        for rows, cols in (((0, 1024), (0, 1024)), ((3, 510), (700, 1000)), ((800, 2000), (5, 6))):
+            pixels = openjpeg.decode(codestream, rows, cols)
+            expected = whole[top + rows[0] : top + rows[1], left + cols[0] : left + cols[1]]
+            expected = expected[: 1024 - rows[0], : 1024 - cols[0]]  # within this tile
+            assert np.array_equal(pixels, expected), (tile.index, rows, cols)
+        assert openjpeg.decode(codestream, (1500, 1600), (0, 10)).size == 0
+    with pytest.raises(CodestreamError, match="OpenJPEG could not"):
+        openjpeg.decode(codestream[: len(codestream) // 3], (0, 10), (0, 10))
+
+    index(root, tmp_path / "v")
+    array = open_virtual(tmp_path / "v", root)["35VLH/2024/B02_B03_B04_B08/data"]
+    assert np.array_equal(array[0, 0, 1000:1100:7, 5], whole[1000:1100:7, 5])
+    assert np.array_equal(array[0, 0, -3:, 1700::9], whole[-3:, 1700::9])
+    assert np.array_equal(array.oindex[0, 0, [4, 1500, 1029], 1100:], whole[[4, 1500, 1029], 1100:])
+    assert np.array_equal(array.vindex[0, 0, [1, 1800], [1700, 2]], whole[[1, 1800], [1700, 2]])
 
 
 def test_virtual_zarr_and_tlm_reads_equal_the_zarr_format_on_every_storage(

@@ -65,7 +65,8 @@ class VirtualReader(Reader):
         source = source_of(referenced)
         manifest = read_manifest(place, catalogue, made_by)
         store = VirtualStore(manifest, object_store(source), source.quota)
-        return ZarrLoader(store, catalogue, str(place), made_by, errors=(BaseError,))
+        errors = (BaseError, CodestreamError)  # CodestreamError: a tile OpenJPEG refuses
+        return ZarrLoader(store, catalogue, str(place), made_by, errors=errors)
 
 
 def tiles_by_file(manifest: Manifest) -> dict[str, list[Tile]]:
