@@ -7,9 +7,8 @@ the manifests and Zarr to the lab's S3, and benchmarks patch loads of ``safe``,
 (each format where that storage holds it) under the lab's network profiles (S3 like Allas,
 CDSE like CDSE with its 4 connections). Then counts requests per patch on S3 and CDSE
 through the lab's counting proxy, and splits a virtual patch load into its parts: fetching
-the touched JP2 tiles, decoding them whole (the codec), and GDAL's decode of only the window
-(OpenJPEG's partial decode, what a partial-decode codec could get). Writes
-``virtual-safe.json`` in the lab.
+the touched JP2 tiles, decoding them whole, and decoding only the area of each tile the patch
+needs (what the codec does: OpenJPEG's decode area). Writes ``virtual-safe.json`` in the lab.
 
     .venv/bin/python benchmarks/virtual_safe.py --lab /tmp/layout-lab --scale 2 --dates 40
 """
@@ -28,11 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import imagecodecs  # noqa: E402
 import obstore  # noqa: E402
 import rasterio  # noqa: E402
 
-from sentinel2_l1c import formats, index_safe, publish_s3, storages  # noqa: E402
+from sentinel2_l1c import formats, index_safe, openjpeg, publish_s3, storages  # noqa: E402
 from sentinel2_l1c.benchmark import (  # noqa: E402
     BenchmarkConfig,
     catalogue,
@@ -99,73 +97,63 @@ def requests_per_patch(config, locations, cdse: LocalCdse, patches: int) -> dict
     return counts
 
 
-def patch_window(loader: ZarrLoader, patch, group) -> rasterio.windows.Window:  # noqa: ANN001
-    rows, cols = slices(patch, loader.origins[group.name], group)
-    return rasterio.windows.Window.from_slices(rows, cols)
-
-
-def touched(loader: ZarrLoader, patch) -> list[tuple[object, object]]:  # noqa: ANN001
-    """(reference, array) of every JP2 tile a patch touches, from the virtual loader."""
+def touched(loader: ZarrLoader, patch) -> list[tuple[object, bytes, tuple, tuple]]:  # noqa: ANN001
+    """Every JP2 tile a patch touches, from the virtual loader: its reference, its file's main
+    header, and the rows and columns of the tile the patch needs."""
     manifest, found = loader.store.manifest, []
     for group in BAND_GROUPS:
         array = loader.arrays[group.name]
-        window = patch_window(loader, patch, group)
+        rows, cols = slices(patch, loader.origins[group.name], group)
+        height, width = array.chunks[2:]
+        window = rasterio.windows.Window.from_slices(rows, cols)
         for index in touched_chunks(array.shape, array.chunks, window):
             key = f"{array.path}/{array.metadata.encode_chunk_key(index)}"
-            found.append((manifest.references[key], array))
+            top, left = index[2] * height, index[3] * width
+            needed_rows = (max(rows.start - top, 0), min(rows.stop - top, height))
+            needed_cols = (max(cols.start - left, 0), min(cols.stop - left, width))
+            header = array.metadata.codecs[0].header
+            found.append((manifest.references[key], header, needed_rows, needed_cols))
     return found
-
-
-def windows_decoded(found, loader: ZarrLoader, patch) -> int:  # noqa: ANN001
-    """Read the patch's windows of every band file with GDAL; the pixels needed."""
-    needed = 0
-    for group in BAND_GROUPS:
-        window = patch_window(loader, patch, group)
-        for product in found.products:
-            for band in group.bands:
-                with rasterio.open(product.band_path(band)) as dataset:
-                    needed += dataset.read(1, window=window).size
-    return needed
 
 
 def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # noqa: ANN001
     """JP2 tiles the counted patches touch, and where the time of a virtual load of the first
-    goes: fetching its tiles, decoding them whole, GDAL decoding only the window."""
+    goes: fetching its tiles, decoding them whole, decoding only the parts the patch needs
+    (what the codec does), each on one thread."""
     found = catalogue(config, locations)
     loader = open_loader("network", "safe_virtual", locations, found)
     assert isinstance(loader, ZarrLoader)
     counts = [len(touched(loader, plan_patch(config, repeat))) for repeat in range(patches)]
-    patch = plan_patch(config, 0)
-    references = touched(loader, patch)
+    references = touched(loader, plan_patch(config, 0))
+    loader.close()
     files = object_store(storages.NETWORK.place(locations, formats.SAFE))
 
     async def fetch_all() -> list[bytes]:
         return [bytes(b) for b in await asyncio.gather(*(
             obstore.get_range_async(files, r.path, start=r.offset, length=r.size)
-            for r, _ in references
+            for r, *_ in references
         ))]  # fmt: skip
 
     begin = time.perf_counter()
     tiles = asyncio.run(fetch_all())
     fetched = time.perf_counter() - begin
+    codestreams = [tile_codestream(h, t) for (_, h, *_), t in zip(references, tiles, strict=True)]
     begin = time.perf_counter()
-    for (_, array), data in zip(references, tiles, strict=True):
-        imagecodecs.jpeg2k_decode(tile_codestream(array.metadata.codecs[0].header, data))
-    decoded = time.perf_counter() - begin
+    decoded = sum(openjpeg.decode(c, (0, 1 << 30), (0, 1 << 30)).size for c in codestreams)
+    whole = time.perf_counter() - begin
     begin = time.perf_counter()
-    with rasterio.Env(GDAL_NUM_THREADS=1):  # GDAL's OpenJPEG would use every core otherwise
-        needed = windows_decoded(found, loader, patch)
-    windowed = time.perf_counter() - begin
-    loader.close()
-    decoded_pixels = sum(array.chunks[2] * array.chunks[3] for _, array in references)
+    for codestream, (_, _, rows, cols) in zip(codestreams, references, strict=True):
+        openjpeg.decode(codestream, rows, cols)
+    partial = time.perf_counter() - begin
+    needed = sum((r[1] - r[0]) * (c[1] - c[0]) for _, _, r, c in references)
     return {
         "tiles_per_counted_patch": sum(counts) / patches,
         "tiles": len(references),
         "tile_bytes": sum(len(t) for t in tiles),
         "fetch_s": fetched,
-        "decode_whole_tiles_s (one thread)": decoded,
-        "gdal_window_decode_s (one thread)": windowed,
-        "pixels_decoded_per_pixel_needed": decoded_pixels / needed,
+        "decode_whole_tiles_s (one thread)": whole,
+        "decode_needed_areas_s (one thread)": partial,
+        "pixels_in_touched_tiles_per_pixel_needed": decoded / needed,
     }
 
 
