@@ -178,12 +178,21 @@ class ZarrLoader:
         self.on_close()
 
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
-        pixels = {}
+        """Every band group's window, the groups read at once (one group's last chunks decode
+        while the next group's are fetched)."""
+
+        async def read(group: BandGroup) -> np.ndarray:
+            rows, cols = slices(patch, self.origins[group.name], group)
+            return await self.arrays[group.name].async_array.getitem(
+                (slice(None), slice(None), rows, cols)
+            )
+
+        async def read_all() -> list[np.ndarray]:
+            return await asyncio.gather(*(read(group) for group in BAND_GROUPS))
+
         with reported(self.where, self.errors):
-            for group in BAND_GROUPS:
-                rows, cols = slices(patch, self.origins[group.name], group)
-                pixels[group.name] = self.arrays[group.name][:, :, rows, cols]
-        return pixels
+            pixels = zarr_sync(read_all())
+        return {group.name: p for group, p in zip(BAND_GROUPS, pixels, strict=True)}
 
 
 class IdealLoader:
