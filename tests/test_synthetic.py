@@ -22,7 +22,7 @@ from sentinel2_l1c.utils import BANDS, band_resolution
 
 from .conftest import Archive
 
-SOC, SOT, SOD, COD, TLM, PLT = 0xFF4F, 0xFF90, 0xFF93, 0xFF52, 0xFF55, 0xFF58
+SOC, SIZ, SOT, SOD, COD, TLM, PLT = 0xFF4F, 0xFF51, 0xFF90, 0xFF93, 0xFF52, 0xFF55, 0xFF58
 
 
 def _marker_segments(data: bytes, position: int, stop: int) -> tuple[dict[int, bytes], int]:
@@ -92,9 +92,14 @@ class TestBandFiles:
                 assert dataset.block_shapes[0] == (expected_blocks[resolution],) * 2
                 assert dataset.width == 10980 // 5 * 10 // resolution
             main, tile_part = codestream(path)
+            assert main[SIZ][36] + 1 == 15, "15-bit samples"
             cod = main[COD]
+            assert cod[1] == 0, "LRCP progression"
+            assert int.from_bytes(cod[2:4], "big") == 1, "one quality layer"
             assert cod[5] + 1 == 5, "5 resolution levels"
+            assert (cod[6], cod[7]) == (4, 4), "64×64 code-blocks"
             assert cod[9] == 1, "reversible 5/3 wavelet"
+            assert cod[0] & 1 and list(cod[10:]) == [0x88] * 5, "256×256 precincts"
             assert TLM in main, "--tlm writes TLM markers"
             assert PLT in tile_part, "PLT markers in tile-part headers"
 

@@ -25,6 +25,7 @@ RADIOMETRIC_OFFSET = 1000
 QUANTIFICATION_VALUE = 10000
 PARCEL_SIZE = 360  # metres; a multiple of 60 so parcels align across resolutions
 NOISE_DN = 12.0
+BAND_BITS = 15  # ESA's band files hold 15-bit samples: digital numbers saturate at 32767
 EAST_EDGE_ORBIT = 36  # its partial products miss the tile's east side; other orbits the west
 LAKE_LEVEL = 0.33  # share of the smooth lake field below this is water
 
@@ -203,7 +204,7 @@ class Scene:
         )
         value += rng.standard_normal(value.shape, dtype=np.float32) * NOISE_DN
         np.rint(value, out=value)
-        np.clip(value, 1, 65534, out=value)
+        np.clip(value, 1, (1 << BAND_BITS) - 1, out=value)
         digital = value.astype(np.uint16)
         _, _, nodata = self._dated_layers(acquisition, grid)
         if nodata is not None:

@@ -2,7 +2,8 @@
 
 The products have ESA's folder tree and file names (~67 files), real XML metadata with true
 values, and 13 band JP2 files written by GDAL's JP2OpenJPEG driver as ESA writes them:
-lossless 5/3 wavelet, 5 resolution levels, 1024/640/192 px tiles, PLT markers (``--tlm``
+15-bit samples, lossless 5/3 wavelet, 5 resolution levels, 64×64 code-blocks, 256×256
+precincts, one quality layer in LRCP order, 1024/640/192 px tiles, PLT markers (``--tlm``
 adds TLM markers as products since February 2026 have). Pixels come from ``scene.Scene``.
 
 Simplifications, documented rather than hidden: quality masks (MSK_DETFOO, MSK_QUALIT,
@@ -44,7 +45,7 @@ from ..utils import (
 )
 from ..zarr_layouts import JP2_TILE
 from . import safe_xml
-from .scene import Scene
+from .scene import BAND_BITS, Scene
 from .schedule import Acquisition, plan_acquisitions
 from .tile_grid import FULL_TILE_SIZE, tile_origin
 
@@ -277,18 +278,26 @@ class ProductWriter:
         _write_picture(html / "star_bg.jpg", "JPEG", 4)
 
     def _write_jp2(self, path: Path, pixels: np.ndarray, grid: Grid) -> None:
-        """Lossless JP2 with ESA's tiling, resolution levels and markers, georeferenced."""
+        """Lossless JP2 with ESA's codestream parameters, tiling and markers, georeferenced
+        (GDAL's defaults differ in precincts: 512×512 at full resolution, narrower below)."""
         layers = pixels if pixels.ndim == 3 else pixels[None]
         height, width = layers.shape[1:]
+        resolutions = max(1, min(5, int(math.log2(min(height, width))) - 2))
         options = {
             "QUALITY": 100,
             "REVERSIBLE": "YES",
-            "RESOLUTIONS": max(1, min(5, int(math.log2(min(height, width))) - 2)),
+            "RESOLUTIONS": resolutions,
+            "PRECINCTS": ",".join(["{256,256}"] * resolutions),
+            "CODEBLOCK_WIDTH": 64,
+            "CODEBLOCK_HEIGHT": 64,
+            "PROGRESSION": "LRCP",
             "PLT": "YES",
             "TLM": "YES" if self.options.tlm else "NO",
             "GeoJP2": "NO",
             "GMLJP2": "YES",
         }
+        if layers.dtype == np.uint16:
+            options["NBITS"] = BAND_BITS
         block = JP2_TILE.get(grid.resolution, 1024)
         if max(height, width) > block:  # smaller images are one JP2 tile (GDAL's default)
             # rasterio passes only the lower-case spelling on (BLOCKXSIZE is dropped).
