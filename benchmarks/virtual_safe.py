@@ -43,7 +43,7 @@ from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
 from sentinel2_l1c.formats.obstore_reader import object_store  # noqa: E402
-from sentinel2_l1c.jp2_index import tile_codestream  # noqa: E402
+from sentinel2_l1c.jp2_index import Siz, tile_codestream  # noqa: E402
 from sentinel2_l1c.lab import network  # noqa: E402
 from sentinel2_l1c.lab.cdse import CDSE_PROFILE, LocalCdse  # noqa: E402
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
@@ -139,7 +139,10 @@ def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # no
     fetched = time.perf_counter() - begin
     codestreams = [tile_codestream(h, t) for (_, h, *_), t in zip(references, tiles, strict=True)]
     begin = time.perf_counter()
-    decoded = sum(openjpeg.decode(c, (0, 1 << 30), (0, 1 << 30)).size for c in codestreams)
+    decoded = 0
+    for codestream, (_, header, *_) in zip(codestreams, references, strict=True):
+        siz = Siz.parse(header)  # the tile size; edge tiles are clipped to the image
+        decoded += openjpeg.decode(codestream, (0, siz.tile_height), (0, siz.tile_width)).size
     whole = time.perf_counter() - begin
     begin = time.perf_counter()
     for codestream, (_, _, rows, cols) in zip(codestreams, references, strict=True):

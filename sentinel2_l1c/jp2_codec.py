@@ -64,11 +64,7 @@ class Jp2TileCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         return chunk.reshape(chunk_spec.shape)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        height, width = chunk_spec.shape[-2:]
-        chunk = await asyncio.to_thread(
-            self._decode_area, chunk_bytes.to_bytes(), chunk_spec, (0, height), (0, width)
-        )
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(chunk)
+        return await self._decode_selection(chunk_bytes, chunk_spec, ...)
 
     async def _decode_partial_single(
         self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
@@ -76,6 +72,13 @@ class Jp2TileCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         chunk_bytes = await byte_getter.get(prototype=chunk_spec.prototype)
         if chunk_bytes is None:
             return None
+        return await self._decode_selection(chunk_bytes, chunk_spec, selection)
+
+    async def _decode_selection(
+        self, chunk_bytes: Buffer, chunk_spec: ArraySpec, selection: SelectorTuple
+    ) -> NDBuffer:
+        """``chunk[selection]``, decoding only the rows and columns it spans (on a worker
+        thread: OpenJPEG runs without the GIL)."""
         height, width = chunk_spec.shape[-2:]
         rows, cols = (0, height), (0, width)
         if isinstance(selection, tuple) and len(selection) == len(chunk_spec.shape):
