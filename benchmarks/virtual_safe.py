@@ -119,7 +119,8 @@ def touched(loader: ZarrLoader, patch) -> list[tuple[object, bytes, tuple, tuple
 def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # noqa: ANN001
     """JP2 tiles the counted patches touch, and where the time of a virtual load of the first
     goes: fetching its tiles, decoding them whole, decoding only the parts the patch needs
-    (what the codec does), each on one thread."""
+    (what the codec does), each on one thread; and the bytes of the tiles' prefixes the
+    patch needs (what the virtual store fetches)."""
     found = catalogue(config, locations)
     loader = open_loader("network", "safe_virtual", locations, found)
     assert isinstance(loader, ZarrLoader)
@@ -149,10 +150,15 @@ def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # no
         openjpeg.decode(codestream, rows, cols)
     partial = time.perf_counter() - begin
     needed = sum((r[1] - r[0]) * (c[1] - c[0]) for _, _, r, c in references)
+    fetched_bytes = sum(
+        reference.size if reference.prefixes is None else reference.prefixes.needed(rows, cols)
+        for reference, _, rows, cols in references
+    )
     return {
         "tiles_per_counted_patch": sum(counts) / patches,
         "tiles": len(references),
         "tile_bytes": sum(len(t) for t in tiles),
+        "prefix_bytes (what the virtual store fetches)": fetched_bytes,
         "fetch_s": fetched,
         "decode_whole_tiles_s (one thread)": whole,
         "decode_needed_areas_s (one thread)": partial,

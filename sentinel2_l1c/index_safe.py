@@ -30,7 +30,8 @@ from .cli import add_selection_arguments, add_switch, new_parser, run_cli
 from .errors import InputDataError
 from .formats.safe import band_files
 from .jp2_codec import Jp2TileCodec
-from .jp2_index import CodestreamError, Jp2Index, index_file
+from .jp2_index import CodestreamError, Jp2Index, Tile, index_file
+from .jp2_packets import CodingStyle, prefixes
 from .locations import Locations
 from .safe import Grid, SafeProduct, Selection, tile_years
 from .utils import BAND_GROUPS, BandGroup, progress_bar
@@ -207,7 +208,7 @@ def _references(
                 tiles = old[name]
             else:
                 tiles = {
-                    f"{t.index // across}/{t.index % across}": Reference(name, t.offset, t.length)
+                    f"{t.index // across}/{t.index % across}": _reference(name, indexes[name], t)
                     for t in indexes[name].tiles
                 }
             for position, reference in tiles.items():
@@ -215,6 +216,15 @@ def _references(
                 chunk = data.metadata.encode_chunk_key((time_index, band_index, row, col))
                 references[f"{data.path}/{chunk}"] = reference
     return references
+
+
+def _reference(name: str, index: Jp2Index, tile: Tile) -> Reference:
+    """A tile's byte range, with where its precincts' packets end when the walk read them."""
+    found = None
+    if tile.header is not None:
+        style = CodingStyle.find(index.header.template)
+        found = prefixes(index.header.siz, style, tile.index, tile.header, tile.length)
+    return Reference(name, tile.offset, tile.length, found)
 
 
 def _previous_tile_shape(previous: Manifest | None, path: str) -> tuple[int, int]:

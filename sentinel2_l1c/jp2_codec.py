@@ -5,8 +5,10 @@ configuration holds the main header the file's tiles share (``jp2_index.MainHead
 Decoding joins the two into a codestream of that tile alone and decodes it with OpenJPEG, in a
 worker thread so the chunks of a read decode on every core. The codec decodes partially: zarr
 hands it the part of the chunk a read selects, and OpenJPEG decodes only that area
-(``openjpeg.decode``), which is most of the time of a patch load. Tiles at the right and bottom
-edge are smaller than the chunk: the rest is the fill value, as Zarr pads.
+(``openjpeg.decode``), which is most of the time of a patch load. From a ``VirtualStore`` it
+asks for only the leading bytes that area needs (``jp2_packets``) and completes them with
+empty packets. Tiles at the right and bottom edge are smaller than the chunk: the rest is the
+fill value, as Zarr pads.
 
 Registered with zarr through the ``zarr.codecs`` entry point (``pyproject.toml``), so any
 zarr-python reads the virtual store by name. Read-only: encoding is refused.
@@ -23,9 +25,12 @@ import numpy as np
 from zarr.abc.codec import ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
 from zarr.core.buffer import Buffer, NDBuffer
 from zarr.core.common import JSON, parse_named_configuration
+from zarr.storage import StorePath
 
 from . import openjpeg
 from .jp2_index import tile_codestream
+from .jp2_packets import completed
+from .virtual_zarr import VirtualStore
 
 if TYPE_CHECKING:
     from typing import Self
@@ -52,39 +57,49 @@ class Jp2TileCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
     def to_dict(self) -> dict[str, JSON]:
         return {"name": NAME, "configuration": {"header": base64.b64encode(self.header).decode()}}
 
-    def _decode_area(
+    def _decoded(
         self, tile_part: bytes, chunk_spec: ArraySpec, rows: tuple[int, int], cols: tuple[int, int]
     ) -> np.ndarray:
-        """The chunk with ``[rows, cols]`` decoded; the rest (never read) is the fill value."""
         chunk = np.full(
             chunk_spec.shape[-2:], chunk_spec.fill_value, chunk_spec.dtype.to_native_dtype()
         )
-        pixels = openjpeg.decode(tile_codestream(self.header, tile_part), rows, cols)
+        codestream = tile_codestream(self.header, completed(tile_part))
+        pixels = openjpeg.decode(codestream, rows, cols)
         chunk[rows[0] : rows[0] + pixels.shape[0], cols[0] : cols[0] + pixels.shape[1]] = pixels
         return chunk.reshape(chunk_spec.shape)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        return await self._decode_selection(chunk_bytes, chunk_spec, ...)
+        height, width = chunk_spec.shape[-2:]
+        return await self._decode_area(chunk_bytes, chunk_spec, ..., (0, height), (0, width))
 
     async def _decode_partial_single(
         self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
     ) -> NDBuffer | None:
-        chunk_bytes = await byte_getter.get(prototype=chunk_spec.prototype)
-        if chunk_bytes is None:
-            return None
-        return await self._decode_selection(chunk_bytes, chunk_spec, selection)
-
-    async def _decode_selection(
-        self, chunk_bytes: Buffer, chunk_spec: ArraySpec, selection: SelectorTuple
-    ) -> NDBuffer:
-        """``chunk[selection]``, decoding only the rows and columns it spans (on a worker
-        thread: OpenJPEG runs without the GIL)."""
         height, width = chunk_spec.shape[-2:]
         rows, cols = (0, height), (0, width)
         if isinstance(selection, tuple) and len(selection) == len(chunk_spec.shape):
             rows, cols = span(selection[-2], height), span(selection[-1], width)
+        prototype = chunk_spec.prototype
+        if isinstance(byte_getter, StorePath) and isinstance(byte_getter.store, VirtualStore):
+            chunk_bytes = await byte_getter.store.get_area(byte_getter.path, prototype, rows, cols)
+        else:
+            chunk_bytes = await byte_getter.get(prototype=prototype)
+        if chunk_bytes is None:
+            return None
+        return await self._decode_area(chunk_bytes, chunk_spec, selection, rows, cols)
+
+    async def _decode_area(
+        self,
+        chunk_bytes: Buffer,
+        chunk_spec: ArraySpec,
+        selection: SelectorTuple,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+    ) -> NDBuffer:
+        """``chunk[selection]`` with only ``[rows) × [cols)`` decoded, the rest (never read)
+        the fill value; on a worker thread (OpenJPEG runs without the GIL)."""
         chunk = await asyncio.to_thread(
-            self._decode_area, chunk_bytes.to_bytes(), chunk_spec, rows, cols
+            self._decoded, chunk_bytes.to_bytes(), chunk_spec, rows, cols
         )
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(chunk[selection])
 

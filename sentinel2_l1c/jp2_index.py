@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 SOC, SOT, EOC = b"\xff\x4f", b"\xff\x90", b"\xff\xd9"
-SIZ, TLM, PLM, PPM, COM = 0xFF51, 0xFF55, 0xFF57, 0xFF60, 0xFF64
+SIZ, TLM, PLM, PLT, PPM, COM, SOD = 0xFF51, 0xFF55, 0xFF57, 0xFF58, 0xFF60, 0xFF64, 0xFF93
 #: main-header segments a lone tile does not need (their content describes the whole file)
 DROPPED = {TLM, PLM, COM}
 HEAD_READ = 64 * 1024  # first read: the JP2 boxes and main header fit easily
 WALK_READ = 16 * 1024  # each hop of the SOT walk (small tiles' headers share one read)
 SOT_LENGTH = 12  # marker, Lsot, Isot, Psot, TPsot, TNsot
+TILE_HEADER_PEEK = 4096  # a tile-part header (SOT to SOD, PLT included) this long is parsed
 
 
 class CodestreamError(ValueError):
@@ -97,6 +98,55 @@ class Tile:
     index: int
     offset: int
     length: int
+    header: TilePartHeader | None = None  # when the SOT walk read it
+
+
+@dataclass(frozen=True)
+class TilePartHeader:
+    """A tile-part header (SOT to SOD) and the packet lengths its PLT markers list."""
+
+    length: int  # bytes from SOT through SOD
+    psot: int
+    packets: tuple[int, ...] | None  # None: no PLT marker
+    others: bool  # marker segments besides PLT and COM (e.g. a tile's own coding style)
+
+    @classmethod
+    def parse(cls, data: bytes) -> TilePartHeader | None:
+        """From the start of a tile-part; None when ``data`` ends before its SOD marker."""
+        if len(data) < 12:
+            return None
+        psot = struct.unpack(">I", data[6:10])[0]
+        position, lengths, others, plt = 12, [], False, False
+        while True:
+            if position + 2 > len(data):
+                return None
+            marker = struct.unpack(">H", data[position : position + 2])[0]
+            if marker == SOD:
+                return cls(position + 2, psot, tuple(lengths) if plt else None, others)
+            if position + 4 > len(data):
+                return None
+            length = struct.unpack(">H", data[position + 2 : position + 4])[0]
+            if marker >> 8 != 0xFF or length < 2:
+                raise CodestreamError(f"bad marker {marker:#06x} in a tile-part header")
+            if position + 2 + length > len(data):
+                return None
+            if marker == PLT:
+                plt = True
+                lengths += _packet_lengths(data[position + 5 : position + 2 + length])
+            elif marker != COM:
+                others = True
+            position += 2 + length
+
+
+def _packet_lengths(body: bytes) -> list[int]:
+    """The lengths in a PLT segment's body after Zplt: 7 bits a byte, high bit = more."""
+    lengths, value = [], 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            lengths.append(value)
+            value = 0
+    return lengths
 
 
 @dataclass(frozen=True)
@@ -202,18 +252,19 @@ def parse_sot(data: bytes) -> tuple[int, int, int, int]:
     return struct.unpack(">HIBB", data[4:12])
 
 
-def tiles_in_order(parts: list[tuple[int, int, int]], count: int) -> tuple[Tile, ...]:
-    """Tiles from (tile index, offset, length) of every tile-part: one part per tile, each
-    tile present (more tile-parts per tile are refused by name)."""
+def tiles_in_order(parts: list[Tile], count: int) -> tuple[Tile, ...]:
+    """Tiles from every tile-part: one part per tile, each tile present (more tile-parts per
+    tile are refused by name)."""
     tiles: dict[int, Tile] = {}
-    for index, offset, length in parts:
+    for part in parts:
+        index = part.index
         if index in tiles:
             raise CodestreamError(
                 f"tile {index} has more than one tile-part (not supported: one chunk per tile)"
             )
         if index >= count:
             raise CodestreamError(f"tile-part of tile {index}, but the image has {count} tiles")
-        tiles[index] = Tile(index, offset, length)
+        tiles[index] = part
     if len(tiles) != count:
         raise CodestreamError(f"{count - len(tiles)} of {count} tiles are missing")
     return tuple(tiles[i] for i in range(count))
@@ -236,6 +287,12 @@ class _Reader:
                 raise CodestreamError(f"file ends at byte {offset + len(self.buffer)}")
         return self.buffer[offset - self.start : end - self.start]
 
+    def buffered(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset`` that the last read holds, without reading."""
+        if not self.start <= offset <= self.start + len(self.buffer):
+            return b""
+        return self.buffer[offset - self.start : offset - self.start + length]
+
 
 def index_file(read: Callable[[int, int], bytes], size: int, use_tlm: bool = True) -> Jp2Index:
     """Index one JP2 file of ``size`` bytes; ``read(offset, length)`` reads a byte range.
@@ -254,7 +311,7 @@ def index_file(read: Callable[[int, int], bytes], size: int, use_tlm: bool = Tru
     if header.tlm is not None and use_tlm:
         parts, offset = [], header.end
         for index, length in header.tlm:
-            parts.append((index, offset, length))
+            parts.append(Tile(index, offset, length))
             offset += length
         if offset > size:
             raise CodestreamError(f"TLM marker says {offset} bytes, the file has {size}")
@@ -266,7 +323,8 @@ def index_file(read: Callable[[int, int], bytes], size: int, use_tlm: bool = Tru
             length = size - 2 - offset
         if length < SOT_LENGTH or offset + length > size:
             raise CodestreamError(f"tile-part at byte {offset} runs past the end of the file")
-        parts.append((index, offset, length))
+        head = reader.buffered(offset, min(length, TILE_HEADER_PEEK))  # no read of its own
+        parts.append(Tile(index, offset, length, TilePartHeader.parse(head)))
         offset += length
     return Jp2Index(header, tiles_in_order(parts, count), reader.reads)
 

@@ -6,7 +6,9 @@ store key with either ``raw`` bytes (metadata, small coordinate chunks) or a ref
 to the root the referenced files live under, so the same manifest serves that root on any
 storage: ``VirtualStore`` resolves them against the obstore store it is given (a folder, a
 bucket). Paths are dictionary-encoded and offsets/sizes columnar, so a full-size tile-year
-(~244 000 references) stays a few MB.
+(~244 000 references) stays a few MB. A reference to a JP2 tile can also say where each
+full-resolution precinct's packet ends (``prefixes``, from the index's PLT walk), so that
+``VirtualStore.get_area`` fetches only the leading bytes an area of the tile needs.
 
 fsspec's reader of kerchunk Parquet (``LazyReferenceMapper``) knows only Zarr v2 metadata,
 and icechunk 1.x stores virtual references as absolute URLs; hence this small store.
@@ -27,6 +29,7 @@ import pyarrow.parquet as pq
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from .jp2_packets import Prefixes
 from .utils import temp_sibling
 
 SUFFIX = ".parquet"
@@ -37,17 +40,20 @@ SCHEMA = pa.schema(
         ("path", pa.dictionary(pa.int32(), pa.string())),
         ("offset", pa.int64()),
         ("size", pa.int64()),
+        ("prefixes", pa.list_(pa.int64())),
     ]
 )
 
 
 @dataclass(frozen=True)
 class Reference:
-    """A chunk that is ``size`` bytes at ``offset`` of the file ``path``."""
+    """A chunk that is ``size`` bytes at ``offset`` of the file ``path``; ``prefixes`` says
+    how many of its leading bytes an area of it needs (None: all of them)."""
 
     path: str
     offset: int
     size: int
+    prefixes: Prefixes | None = None
 
 
 @dataclass
@@ -68,19 +74,25 @@ class Manifest:
                 "path": pa.array([*blank, *(r.path for r in refs)]).dictionary_encode(),
                 "offset": [*blank, *(r.offset for r in refs)],
                 "size": [*blank, *(r.size for r in refs)],
+                "prefixes": [*blank, *(r.prefixes and r.prefixes.flat() for r in refs)],
             },
             schema=SCHEMA,
         )
 
     @classmethod
     def from_table(cls, table: pa.Table) -> Manifest:
-        columns = {name: table.column(name).to_pylist() for name in SCHEMA.names}
+        blank = [None] * table.num_rows  # manifests written before a column existed
+        columns = {
+            name: table.column(name).to_pylist() if name in table.column_names else blank
+            for name in SCHEMA.names
+        }
         manifest = cls({}, {})
-        for key, raw, path, offset, size in zip(*columns.values(), strict=True):
+        for key, raw, path, offset, size, flat in zip(*columns.values(), strict=True):
             if raw is not None:
                 manifest.raw[key] = raw
             else:
-                manifest.references[key] = Reference(path, offset, size)
+                found = None if flat is None else Prefixes.from_flat(flat)
+                manifest.references[key] = Reference(path, offset, size, found)
         return manifest
 
     @classmethod
@@ -155,15 +167,36 @@ class VirtualStore(Store):
             return None
         limit = self._limit()
         if limit is None:
-            data = await self._read(reference)
+            data = await self._read(reference, byte_range)
         else:
             async with limit:
-                data = await self._read(reference)
-        return prototype.buffer.from_bytes(_sliced(data, byte_range))
+                data = await self._read(reference, byte_range)
+        return prototype.buffer.from_bytes(data)
 
-    async def _read(self, reference: Reference) -> bytes:
+    async def get_area(
+        self, key: str, prototype: BufferPrototype, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> Buffer | None:
+        """A chunk's leading bytes that decode its ``[rows) × [cols)`` (all of a chunk
+        without ``prefixes``): one range request, shorter for areas near the top left."""
+        reference = self.manifest.references.get(key)
+        if reference is None or reference.prefixes is None:
+            return await self.get(key, prototype)
+        length = reference.prefixes.needed(rows, cols)
+        return await self.get(key, prototype, RangeByteRequest(0, length))
+
+    async def _read(self, reference: Reference, byte_range: ByteRequest | None) -> bytes:
+        """The reference's bytes, or only the range of them asked for."""
+        start, stop = 0, reference.size
+        if isinstance(byte_range, RangeByteRequest):
+            start, stop = byte_range.start, min(byte_range.end, reference.size)
+        elif isinstance(byte_range, OffsetByteRequest):
+            start = byte_range.offset
+        elif byte_range is not None:
+            start = max(reference.size - byte_range.suffix, 0)
+        if stop <= start:
+            return b""
         data = await obstore.get_range_async(
-            self.files, reference.path, start=reference.offset, length=reference.size
+            self.files, reference.path, start=reference.offset + start, length=stop - start
         )
         return bytes(data)
 

@@ -6,6 +6,7 @@ resolution, edge tiles smaller), with and without TLM markers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Callable
@@ -14,18 +15,27 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pyarrow
 import pyarrow.parquet
 import pytest
 import rasterio
 import zarr
 from obstore.store import LocalStore
+from zarr.core.buffer import default_buffer_prototype
 
 from sentinel2_l1c import formats, index_safe, openjpeg, publish_s3, storages
 from sentinel2_l1c.benchmark import open_loader
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
 from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.jp2_codec import NAME, Jp2TileCodec
-from sentinel2_l1c.jp2_index import CodestreamError, index_file, tile_codestream, tiles_in_order
+from sentinel2_l1c.jp2_index import (
+    CodestreamError,
+    Tile,
+    index_file,
+    tile_codestream,
+    tiles_in_order,
+)
+from sentinel2_l1c.jp2_packets import MARGIN, CodingStyle, completed, prefixes
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
@@ -87,7 +97,10 @@ def test_the_indexer_finds_the_tiles_the_tlm_markers_of_gdal_list(tiled: dict[bo
         read = reader_of(data)
         listed, walked = index_file(read, len(data)), index_file(read, len(data), use_tlm=False)
         assert listed.header.tlm is not None and listed.reads == 1
-        assert walked.tiles == listed.tiles and len(listed.tiles) == 4
+        spans = [[(t.index, t.offset, t.length) for t in i.tiles] for i in (walked, listed)]
+        assert spans[0] == spans[1] and len(listed.tiles) == 4
+        assert all(t.header is None for t in listed.tiles), "TLM: the tiles are not read"
+        assert all(t.header and t.header.packets for t in walked.tiles), "the walk reads PLT"
         assert walked.reads <= len(walked.tiles) + 1
         assert listed.tiles[-1].offset + listed.tiles[-1].length == len(data) - 2  # then EOC
     for path in band_paths(tiled[False])[:13]:
@@ -144,6 +157,45 @@ def test_a_partial_decode_gives_the_pixels_of_the_whole(tiled: dict[bool, Path],
     assert np.array_equal(array[0, 0, -3:, 1700::9], whole[-3:, 1700::9])
     assert np.array_equal(array.oindex[0, 0, [4, 1500, 1029], 1100:], whole[[4, 1500, 1029], 1100:])
     assert np.array_equal(array.vindex[0, 0, [1, 1800], [1700, 2]], whole[[1, 1800], [1700, 2]])
+
+
+def test_a_prefix_of_a_tile_decodes_its_area_like_the_whole_tile(tiled: dict[bool, Path]):
+    """The leading bytes ``Prefixes`` asks for, completed with empty packets, decode a window
+    like the whole tile: windows ending on either side of every precinct edge (± the wavelet
+    margin) at 10, 20 and 60 m, edge tiles too; windows high in a 10 m tile need less."""
+    root = tiled[False]
+    first = list_products(root, None, None)[0]
+    saved = {}
+    for band_group in BAND_GROUPS:
+        data = (root / band_files(first, band_group)[0]).read_bytes()
+        found = index_file(reader_of(data), len(data))
+        style = CodingStyle.find(found.header.template)
+        assert style.simple and style.precincts[-1] == (256, 256)
+        for tile in found.tiles:
+            part = data[tile.offset : tile.offset + tile.length]
+            table = prefixes(found.header.siz, style, tile.index, tile.header, tile.length)
+            assert table is not None and table.ends[-1] == tile.length
+            x0, y0, x1, y1 = found.header.siz.tile_box(tile.index)
+            whole = tile_codestream(found.header.template, part)
+            stops = [(y1 - y0, x1 - x0)] + [
+                (min(max(edge + shift, 1), y1 - y0), min(max(edge - shift, 1), x1 - x0))
+                for edge in (*table.row_edges, *table.col_edges)
+                for shift in (-MARGIN, 1 - MARGIN, 0, 1)
+            ]
+            for bottom, right in stops:
+                rows, cols = (max(bottom - 40, 0), bottom), (max(right - 40, 0), right)
+                needed = table.needed(rows, cols)
+                assert needed <= tile.length
+                saved[band_group.resolution] = saved.get(band_group.resolution, 0) + (
+                    tile.length - needed
+                )
+                prefix = tile_codestream(found.header.template, completed(part[:needed]))
+                assert np.array_equal(
+                    openjpeg.decode(prefix, rows, cols), openjpeg.decode(whole, rows, cols)
+                ), (band_group.name, tile.index, rows, cols)
+    assert saved[10] > 0 and saved[20] > 0
+    with pytest.raises(CodestreamError, match="bytes into a packet"):
+        completed(part[: table.ends[0] - 1])
 
 
 def test_virtual_zarr_and_tlm_reads_equal_the_zarr_format_on_every_storage(
@@ -259,9 +311,9 @@ def test_a_truncated_or_corrupt_band_file_is_one_error_naming_it(
 
 def test_more_than_one_tile_part_per_tile_is_refused_by_name() -> None:
     with pytest.raises(CodestreamError, match="tile 0 has more than one tile-part"):
-        tiles_in_order([(0, 100, 50), (0, 150, 50)], 1)
+        tiles_in_order([Tile(0, 100, 50), Tile(0, 150, 50)], 1)
     with pytest.raises(CodestreamError, match="1 of 2 tiles are missing"):
-        tiles_in_order([(1, 100, 50)], 2)
+        tiles_in_order([Tile(1, 100, 50)], 2)
 
 
 def test_the_codec_configuration_round_trips(tiled: dict[bool, Path], tmp_path: Path) -> None:
@@ -270,3 +322,33 @@ def test_the_codec_configuration_round_trips(tiled: dict[bool, Path], tmp_path: 
     metadata = json.loads(manifest.raw[f"35VLH/{YEAR[False]}/B02_B03_B04_B08/data/zarr.json"])
     codec = Jp2TileCodec.from_dict(metadata["codecs"][0])
     assert codec.to_dict() == metadata["codecs"][0] and codec.header[:2] == b"\xff\x51"
+
+
+def test_the_manifest_keeps_where_packets_end_and_the_store_fetches_only_those(
+    tiled: dict[bool, Path], tmp_path: Path
+) -> None:
+    """Walked tiles carry ``Prefixes`` through the Parquet manifest; TLM-indexed ones do not
+    (their tile-part headers are never read); a manifest from before the column still reads;
+    ``get_area`` fetches the prefix an area needs, all of a tile without a table."""
+    for tlm, root in tiled.items():
+        index(root, tmp_path / f"v{tlm}")
+        manifest = read_manifest(tmp_path / f"v{tlm}", YEAR[tlm])
+        assert all((r.prefixes is None) == tlm for r in manifest.references.values())
+    root, manifest = tiled[False], read_manifest(tmp_path / "vFalse")
+    older = manifest.table().drop_columns(["prefixes"])
+    sink = pyarrow.BufferOutputStream()
+    pyarrow.parquet.write_table(older, sink)
+    assert Manifest.from_bytes(sink.getvalue().to_pybytes()).references == {
+        key: replace(reference, prefixes=None) for key, reference in manifest.references.items()
+    }
+    store, prototype = VirtualStore(manifest, LocalStore(root)), default_buffer_prototype()
+    key, reference = next(iter(manifest.references.items()))
+    assert reference.prefixes is not None and reference.prefixes.row_edges == (256, 512, 768)
+    top = asyncio.run(store.get_area(key, prototype, (0, 10), (0, 10)))
+    assert len(top) == reference.prefixes.ends[0] < reference.size
+    whole = asyncio.run(store.get(key, prototype))
+    assert top.to_bytes() == whole.to_bytes()[: len(top)] and len(whole) == reference.size
+    bare = VirtualStore(
+        Manifest(manifest.raw, {key: replace(reference, prefixes=None)}), store.files
+    )
+    assert len(asyncio.run(bare.get_area(key, prototype, (0, 10), (0, 10)))) == reference.size
