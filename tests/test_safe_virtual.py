@@ -21,6 +21,7 @@ import pytest
 import rasterio
 import zarr
 from obstore.store import LocalStore
+from zarr.abc.store import ByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
 from sentinel2_l1c import formats, index_safe, openjpeg, publish_s3, storages
@@ -42,7 +43,7 @@ from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
 from sentinel2_l1c.loaders import Catalogue, Patch, ZarrLoader, checksum
 from sentinel2_l1c.safe import list_products
 from sentinel2_l1c.utils import BAND_GROUPS
-from sentinel2_l1c.virtual_zarr import Manifest, VirtualStore, manifest_name
+from sentinel2_l1c.virtual_zarr import Manifest, Reference, VirtualStore, manifest_name
 
 from .conftest import one_error_line
 
@@ -342,7 +343,8 @@ def test_the_manifest_keeps_where_packets_end_and_the_store_fetches_only_those(
         key: replace(reference, prefixes=None) for key, reference in manifest.references.items()
     }
     store, prototype = VirtualStore(manifest, LocalStore(root)), default_buffer_prototype()
-    key, reference = next(iter(manifest.references.items()))
+    key = "35VLH/2024/B02_B03_B04_B08/data/c/0/0/0/0"  # the first date's B02, top left tile
+    reference = manifest.references[key]
     assert reference.prefixes is not None and reference.prefixes.row_edges == (256, 512, 768)
     top = asyncio.run(store.get_area(key, prototype, (0, 10), (0, 10)))
     assert len(top) == reference.prefixes.ends[0] < reference.size
@@ -352,3 +354,17 @@ def test_the_manifest_keeps_where_packets_end_and_the_store_fetches_only_those(
         Manifest(manifest.raw, {key: replace(reference, prefixes=None)}), store.files
     )
     assert len(asyncio.run(bare.get_area(key, prototype, (0, 10), (0, 10)))) == reference.size
+
+    lengths = []
+
+    class Counting(VirtualStore):
+        async def _read(self, reference: Reference, byte_range: ByteRequest | None) -> bytes:
+            data = await super()._read(reference, byte_range)
+            lengths.append(len(data))
+            return data
+
+    group = zarr.open_group(Counting(manifest, LocalStore(root)), mode="r", zarr_format=3)
+    corner = group["35VLH/2024/B02_B03_B04_B08/data"][0, 0, :10, :10]  # through zarr's codec
+    with rasterio.open(root / reference.path) as dataset:
+        assert np.array_equal(corner, dataset.read(1, window=((0, 10), (0, 10))))
+    assert lengths == [reference.prefixes.ends[0]], "one read, of the top left precinct's prefix"
