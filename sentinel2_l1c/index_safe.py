@@ -30,7 +30,7 @@ from .cli import add_selection_arguments, add_switch, new_parser, run_cli
 from .errors import InputDataError
 from .formats.safe import band_files
 from .jp2_codec import Jp2TileCodec
-from .jp2_index import CodestreamError, Jp2Index, Tile, index_file
+from .jp2_index import CodestreamError, Jp2Index, index_file
 from .jp2_packets import CodingStyle, prefixes
 from .locations import Locations
 from .safe import Grid, SafeProduct, Selection, tile_years
@@ -208,8 +208,10 @@ def _references(
                 tiles = old[name]
             else:
                 tiles = {
-                    f"{t.index // across}/{t.index % across}": _reference(name, indexes[name], t)
-                    for t in indexes[name].tiles
+                    f"{t.index // across}/{t.index % across}": reference
+                    for t, reference in zip(
+                        indexes[name].tiles, _file_references(name, indexes[name]), strict=True
+                    )
                 }
             for position, reference in tiles.items():
                 row, col = map(int, position.split("/"))
@@ -218,13 +220,21 @@ def _references(
     return references
 
 
-def _reference(name: str, index: Jp2Index, tile: Tile) -> Reference:
-    """A tile's byte range, with where its precincts' packets end when the walk read them."""
-    found = None
-    if tile.header is not None:
-        style = CodingStyle.find(index.header.template)
-        found = prefixes(index.header.siz, style, tile.index, tile.header, tile.length)
-    return Reference(name, tile.offset, tile.length, found)
+def _file_references(name: str, index: Jp2Index) -> list[Reference]:
+    """A file's tiles as byte ranges, with where their precincts' packets end when the walk
+    read their headers."""
+    style = CodingStyle.find(index.header.template)
+    return [
+        Reference(
+            name,
+            tile.offset,
+            tile.length,
+            None
+            if tile.header is None
+            else prefixes(index.header.siz, style, tile.index, tile.header, tile.length),
+        )
+        for tile in index.tiles
+    ]
 
 
 def _previous_tile_shape(previous: Manifest | None, path: str) -> tuple[int, int]:

@@ -119,14 +119,15 @@ def manifest_name(tile: str, year: int) -> str:
     return f"{tile}/{year}{SUFFIX}"
 
 
-def _sliced(data: bytes, byte_range: ByteRequest | None) -> bytes:
+def _span(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
+    """``[start, stop)`` of a Zarr byte request within ``size`` bytes."""
     if byte_range is None:
-        return data
+        return 0, size
     if isinstance(byte_range, RangeByteRequest):
-        return data[byte_range.start : byte_range.end]
+        return min(byte_range.start, size), min(byte_range.end, size)
     if isinstance(byte_range, OffsetByteRequest):
-        return data[byte_range.offset :]
-    return data[-byte_range.suffix :]
+        return min(byte_range.offset, size), size
+    return max(size - byte_range.suffix, 0), size
 
 
 class VirtualStore(Store):
@@ -161,7 +162,8 @@ class VirtualStore(Store):
     ) -> Buffer | None:
         raw = self.manifest.raw.get(key)
         if raw is not None:
-            return prototype.buffer.from_bytes(_sliced(raw, byte_range))
+            start, stop = _span(byte_range, len(raw))
+            return prototype.buffer.from_bytes(raw[start:stop])
         reference = self.manifest.references.get(key)
         if reference is None:
             return None
@@ -186,13 +188,7 @@ class VirtualStore(Store):
 
     async def _read(self, reference: Reference, byte_range: ByteRequest | None) -> bytes:
         """The reference's bytes, or only the range of them asked for."""
-        start, stop = 0, reference.size
-        if isinstance(byte_range, RangeByteRequest):
-            start, stop = byte_range.start, min(byte_range.end, reference.size)
-        elif isinstance(byte_range, OffsetByteRequest):
-            start = byte_range.offset
-        elif byte_range is not None:
-            start = max(reference.size - byte_range.suffix, 0)
+        start, stop = _span(byte_range, reference.size)
         if stop <= start:
             return b""
         data = await obstore.get_range_async(
