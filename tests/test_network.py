@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import threading
 import time
 import urllib.request
@@ -149,3 +150,42 @@ def test_lab_storage_behind_a_profile_and_recorded(tmp_path: Path) -> None:
         begin = time.perf_counter()
         client.list_buckets()
         assert time.perf_counter() - begin >= 0.12
+
+
+class CountingHandler(SimpleHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive that drops a connection idle for 0.3 s, as stores do."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 0.3
+    connections = 0
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_proxy_keeps_one_upstream_connection_per_client_connection(tmp_path: Path) -> None:
+    (tmp_path / "blob").write_bytes(b"x" * 1000)
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(CountingHandler, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with LabProxy(server.server_address[1], every=None) as proxy:
+            client = http.client.HTTPConnection("127.0.0.1", int(proxy.endpoint.rsplit(":", 1)[1]))
+            for _ in range(3):
+                client.request("GET", "/blob")
+                assert client.getresponse().read() == b"x" * 1000
+            assert CountingHandler.connections == 1  # one upstream for three requests
+            time.sleep(0.6)  # the store has closed the idle connection: reopened, not an error
+            client.request("GET", "/blob")
+            answer = client.getresponse()
+            assert (answer.status, answer.read()) == (200, b"x" * 1000)
+            assert CountingHandler.connections == 2
+            client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
