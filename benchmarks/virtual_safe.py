@@ -42,6 +42,7 @@ from sentinel2_l1c.benchmark import (  # noqa: E402
 from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
 from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
+from sentinel2_l1c.errors import ConfigError  # noqa: E402
 from sentinel2_l1c.formats.obstore_reader import object_store  # noqa: E402
 from sentinel2_l1c.jp2_index import Siz, tile_codestream  # noqa: E402
 from sentinel2_l1c.lab import network  # noqa: E402
@@ -49,6 +50,7 @@ from sentinel2_l1c.lab.cdse import CDSE_PROFILE, LocalCdse  # noqa: E402
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
 from sentinel2_l1c.lab.object_store import write_aws_files  # noqa: E402
 from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
+from sentinel2_l1c.lab.synthetic import TileGeometry  # noqa: E402
 from sentinel2_l1c.loaders import ZarrLoader, slices  # noqa: E402
 from sentinel2_l1c.safe import list_products  # noqa: E402
 from sentinel2_l1c.utils import BAND_GROUPS, atomic_write_text  # noqa: E402
@@ -179,8 +181,17 @@ def main() -> None:
     parser.add_argument("--network", default="allas", help="network profile of the lab's S3")
     parser.add_argument("--cdse-network", default="cdse", help="network profile of CDSE")
     args = parser.parse_args()
-    interrupt_on_sigterm()  # a kill stops the lab servers too
     options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
+    try:  # checked before minutes of building the lab, on the tile the lab will have
+        bounds = TileGeometry.for_tile(options.tile, options.scale).grids[10].bounds
+        config = BenchmarkConfig(
+            STORAGES, KEYS, args.repeats, options.tile, options.year,
+            (bounds[0], bounds[3], bounds[2], bounds[1]), patch_size=args.patch_size,
+        )  # fmt: skip
+        synthetic_options(options)
+    except ConfigError as error:
+        parser.error(str(error))
+    interrupt_on_sigterm()  # a kill stops the lab servers too
     args.lab.mkdir(parents=True, exist_ok=True)
     if not source_root(args.lab).exists():
         make_source(options, synthetic_options(options), show_progress=True)
@@ -216,11 +227,7 @@ def main() -> None:
             publish_s3.PublishOptions(("safe", "safe_virtual", "zarr")),
             locations, locations.results_folder(), True,
         )  # fmt: skip
-        left, bottom, right, top = products[0].grid(10).bounds
-        config = BenchmarkConfig(
-            STORAGES, KEYS, args.repeats, options.tile, options.year, (left, top, right, bottom),
-            patch_size=args.patch_size,
-        )  # fmt: skip
+        assert products[0].grid(10).bounds == bounds, "the lab's tile is not the one planned"
         target, results = run_benchmark(config, locations, locations.results_folder())
         assert not results.mismatches(), results.mismatches()
         summary["results"] = str(target)
