@@ -113,29 +113,39 @@ class TilePartHeader:
     @classmethod
     def parse(cls, data: bytes) -> TilePartHeader | None:
         """From the start of a tile-part; None when ``data`` ends before its SOD marker."""
-        if len(data) < 12:
+        if len(data) < SOT_LENGTH:
             return None
-        psot = struct.unpack(">I", data[6:10])[0]
-        position, lengths, others, plt = 12, [], False, False
-        while True:
-            if position + 2 > len(data):
-                return None
-            marker = struct.unpack(">H", data[position : position + 2])[0]
-            if marker == SOD:
-                return cls(position + 2, psot, tuple(lengths) if plt else None, others)
-            if position + 4 > len(data):
-                return None
-            length = struct.unpack(">H", data[position + 2 : position + 4])[0]
-            if marker >> 8 != 0xFF or length < 2:
-                raise CodestreamError(f"bad marker {marker:#06x} in a tile-part header")
-            if position + 2 + length > len(data):
-                return None
-            if marker == PLT:
-                plt = True
-                lengths += _packet_lengths(data[position + 5 : position + 2 + length])
-            elif marker != COM:
-                others = True
-            position += 2 + length
+        walked = _marker_segments(data, SOT_LENGTH, SOD, "a tile-part header")
+        if walked is None:
+            return None
+        segments, sod = walked
+        plts = [segment for marker, segment in segments if marker == PLT]
+        packets = tuple(n for plt in plts for n in _packet_lengths(plt[5:])) if plts else None
+        others = any(marker not in (PLT, COM) for marker, _ in segments)
+        return cls(sod + 2, struct.unpack(">I", data[6:10])[0], packets, others)
+
+
+def _marker_segments(
+    data: bytes, position: int, stop: int, where: str
+) -> tuple[list[tuple[int, bytes]], int] | None:
+    """The marker segments from ``position`` to the marker ``stop`` and the offset of that
+    marker; None when ``data`` ends first."""
+    segments = []
+    while True:
+        if position + 2 > len(data):
+            return None
+        marker = int.from_bytes(data[position : position + 2])
+        if marker == stop:
+            return segments, position
+        if position + 4 > len(data):
+            return None
+        length = int.from_bytes(data[position + 2 : position + 4])
+        if marker >> 8 != 0xFF or length < 2:
+            raise CodestreamError(f"bad marker {marker:#06x} in {where} at byte {position}")
+        if position + 2 + length > len(data):
+            return None
+        segments.append((marker, data[position : position + 2 + length]))
+        position += 2 + length
 
 
 def _packet_lengths(body: bytes) -> list[int]:
@@ -202,29 +212,17 @@ def parse_main_header(data: bytes, start: int) -> MainHeader | None:
     """The main header beginning at ``start`` in ``data``; None when ``data`` ends first."""
     if data[start : start + 2] != SOC:
         raise CodestreamError(f"no SOC marker at byte {start}")
-    position, kept, siz, tlm = start + 2, [], None, []
-    while True:
-        if position + 4 > len(data):
-            return None
-        marker, length = struct.unpack(">HH", data[position : position + 4])
-        if marker == 0xFF90:
-            break
-        if marker >> 8 != 0xFF or length < 2:
-            raise CodestreamError(f"bad marker {marker:#06x} in the main header at byte {position}")
-        if position + 2 + length > len(data):
-            return None
-        segment = data[position : position + 2 + length]
-        if marker == PPM:
-            raise CodestreamError("packed packet headers (PPM) are not supported")
-        if marker == SIZ:
-            siz = Siz.parse(segment)
-        if marker == TLM:
-            tlm.append(segment)
-        if marker not in DROPPED:
-            kept.append(segment)
-        position += 2 + length
-    if siz is None or kept[0][:2] != b"\xff\x51":
+    walked = _marker_segments(data, start + 2, int.from_bytes(SOT), "the main header")
+    if walked is None:
+        return None
+    segments, position = walked
+    if any(marker == PPM for marker, _ in segments):
+        raise CodestreamError("packed packet headers (PPM) are not supported")
+    kept = [segment for marker, segment in segments if marker not in DROPPED]
+    if not kept or int.from_bytes(kept[0][:2]) != SIZ:
         raise CodestreamError("the main header does not start with a SIZ marker")
+    siz = Siz.parse(kept[0])
+    tlm = [segment for marker, segment in segments if marker == TLM]
     return MainHeader(
         start, position, siz, b"".join(kept), parse_tlm(tlm, siz.tile_count) if tlm else None
     )

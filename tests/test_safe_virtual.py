@@ -32,7 +32,10 @@ from sentinel2_l1c.jp2_codec import NAME, Jp2TileCodec
 from sentinel2_l1c.jp2_index import (
     CodestreamError,
     Tile,
+    TilePartHeader,
+    codestream_start,
     index_file,
+    parse_main_header,
     tile_codestream,
     tiles_in_order,
 )
@@ -308,6 +311,27 @@ def test_a_truncated_or_corrupt_band_file_is_one_error_naming_it(
         )
         assert str(victim) in line and "JPEG 2000" in line, line
         assert not (tmp_path / "v" / manifest_name("35VLH", YEAR[False])).exists()
+
+
+def test_headers_cut_short_ask_for_more_and_bad_markers_are_refused(
+    tiled: dict[bool, Path],
+) -> None:
+    data = band_paths(tiled[False])[0].read_bytes()
+    start = codestream_start(data)
+    assert start is not None
+    header = parse_main_header(data, start)
+    assert header is not None and header.tlm is None
+    assert parse_main_header(data[: header.end - 1], start) is None  # read on, then parse
+    after_siz = start + 4 + int.from_bytes(data[start + 4 : start + 6])
+    bad = data[:after_siz] + b"\x12\x34" + data[after_siz + 2 :]
+    with pytest.raises(CodestreamError, match="bad marker 0x1234 in the main header"):
+        parse_main_header(bad, start)
+    part = TilePartHeader.parse(data[header.end :])
+    assert part is not None and part.packets and not part.others
+    assert TilePartHeader.parse(data[header.end : header.end + part.length - 1]) is None
+    bad = data[header.end : header.end + 12] + b"\x12\x34" + data[header.end + 14 :]
+    with pytest.raises(CodestreamError, match="bad marker 0x1234 in a tile-part header"):
+        TilePartHeader.parse(bad)
 
 
 def test_more_than_one_tile_part_per_tile_is_refused_by_name() -> None:
