@@ -117,9 +117,8 @@ def main() -> None:
         finally:
             for loader in loaders.values():
                 loader.close()
-    storage = storages.get(args.storage)
     summary = {
-        "storage": storage.name,
+        "storage": args.storage,
         "network": (profiles[0] if args.storage == "s3" else profiles[1]).describe(),
         "load_s": {way: statistics.mean(times[way]) for way in WAYS},
         "per_patch_s": times,
