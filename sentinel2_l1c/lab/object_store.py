@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 1.0  # weed server never finished a graceful stop in 15 s here; then it is killed
+SOCKET_FOLDER = Path("/tmp")  # weed's Unix sockets, seaweedfs-<service>-<port>.sock: fixed paths
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class SeaweedFS:
         self.identities = identities
         self.process: subprocess.Popen[bytes] | None = None
         self.s3_port = 0
+        self.ports: list[int] = []
+        self.sockets: dict[Path, int] = {}  # weed's socket files → their inodes
 
     @property
     def endpoint(self) -> str:
@@ -86,7 +89,7 @@ class SeaweedFS:
         write_private(
             config, json.dumps({"identities": [_identity_json(i) for i in self.identities]})
         )
-        ports = free_ports(9)
+        ports = self.ports = free_ports(9)
         self.s3_port = ports[6]
         command = [
             weed_binary(), "server",
@@ -110,8 +113,25 @@ class SeaweedFS:
         except BaseException:
             self.stop()
             raise
+        self.sockets = {path: path.stat().st_ino for path in self._socket_files()}
         log.info("SeaweedFS (pid %d) serves S3 at %s", self.process.pid, self.endpoint)
         return self
+
+    def _socket_files(self) -> list[Path]:
+        """The Unix sockets weed made for its services on our ports (in /tmp whatever the
+        data folder, and left there when it is killed)."""
+        return [p for port in self.ports for p in SOCKET_FOLDER.glob(f"seaweedfs-*-{port}.sock")]
+
+    def _remove_sockets(self) -> None:
+        """Remove the sockets our weed left: those we saw it make, not a newer one of the
+        same name (a port is free for another server once ours has ended)."""
+        for path, inode in self.sockets.items():
+            try:
+                if path.stat().st_ino == inode:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+        self.sockets = {}
 
     def _wait_ready(self) -> None:
         """Poll until an authenticated ListBuckets succeeds (the S3 gateway needs the filer)."""
@@ -148,16 +168,17 @@ class SeaweedFS:
         )
 
     def stop(self) -> None:
-        """Stop our own process: SIGTERM, then SIGKILL if it does not end in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        log.info("SeaweedFS (pid %d) stopped", self.process.pid)
+        """Stop our own process: SIGTERM, then SIGKILL if it does not end in time; then
+        remove the sockets it left."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            log.info("SeaweedFS (pid %d) stopped", self.process.pid)
+        self._remove_sockets()
 
     def __enter__(self) -> SeaweedFS:
         return self.start()
