@@ -14,6 +14,8 @@ from sentinel2_l1c.lab.layout import lab_environment, source_root
 from sentinel2_l1c.safe import list_products, safe_folders
 from sentinel2_l1c.storages import STORAGES, get
 
+from .test_object_store import weed_sockets
+
 LOOPBACK = ["--network", "loopback", "--cdse-network", "loopback", "--concurrency"]
 
 
@@ -124,28 +126,3 @@ def test_serve_stops_servers_and_command_on_sigterm(tmp_path: Path) -> None:
     gone, alive = psutil.wait_procs(started, timeout=30)
     assert alive == [], [p.name() for p in alive]
     assert [path for path in sockets if path.exists()] == []
-
-
-def weed_sockets(command: list[str]) -> list[Path]:
-    """The Unix sockets in /tmp of a ``weed server`` started with ``command``."""
-    ports = [a.split("=", 1)[1] for a in command if a.split("=", 1)[0].endswith("port.grpc")]
-    ports += [a.split("=", 1)[1] for a in command if a.startswith("-s3.port=")]
-    return [p for port in ports for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
-
-
-def test_weed_leaves_no_sockets_but_keeps_a_newer_one_of_the_same_name(tmp_path: Path) -> None:
-    """weed's sockets have fixed names in /tmp and outlive a killed weed (hundreds piled up
-    there); stopping removes ours, not a file another server made under a name once ours."""
-    import psutil
-
-    from sentinel2_l1c.lab.object_store import Identity, SeaweedFS
-
-    with SeaweedFS(tmp_path / "store", [Identity("admin", ("Admin",))]) as store:
-        assert store.process is not None
-        sockets = weed_sockets(psutil.Process(store.process.pid).cmdline())
-        assert len(sockets) >= 3, sockets
-        newer = sockets[0]
-        newer.unlink()
-        newer.write_text("another server's")
-    assert [path for path in sockets if path.exists()] == [newer]
-    newer.unlink()
