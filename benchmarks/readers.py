@@ -71,7 +71,10 @@ def build(
 
 def ideal_through_s3fs(config: BenchmarkConfig, locations) -> list[float]:  # noqa: ANN001
     """The ideal of the first version: chunks fetched through zarr-python's s3fs store."""
-    ideal = IdealLoader(open_loader("s3", "zarr", locations, catalogue(config, locations)))
+    zarr_python = open_loader(
+        "s3", FIRST_VERSION_READER["zarr"], locations, catalogue(config, locations)
+    )
+    ideal = IdealLoader(zarr_python)
     try:
         ideal.load(plan_patch(config, -1))  # warm-up, as in the benchmark
         times = []
