@@ -15,7 +15,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -249,24 +249,28 @@ class IdealLoader:
 #: The files of a product that hold a band group, relative to the place (bands in order).
 FilesOf = Callable[[SafeProduct, BandGroup], list[str]]
 
+#: What GDAL opens to read a window of a file (by its name on the place): a path, valid
+#: while the context is open.
+GdalSource = Callable[[str, Window], AbstractContextManager[str]]
+
 
 class FileLoader:
     """Windowed GDAL reads of per-product files, products in parallel threads (no more than
-    the place's quota of requests in flight); ``gdal_path`` names what GDAL opens for a file
-    (default: the place's path of it)."""
+    the place's quota of requests in flight); ``gdal_source`` gives what GDAL opens for a
+    window of a file (default: the place's path of the file)."""
 
     def __init__(
         self,
         catalogue: Catalogue,
         files_of: FilesOf,
         place: Place,
-        gdal_path: Callable[[str], str] | None = None,
+        gdal_source: GdalSource | None = None,
         on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self.products = catalogue.products
         self.files_of = files_of
         self.place = place
-        self.gdal_path = gdal_path or place.gdal_path
+        self.gdal_source = gdal_source or (lambda name, _: nullcontext(place.gdal_path(name)))
         self.on_close = on_close
         self.options = place.gdal_options()
         threads = min(catalogue.workers, place.quota or catalogue.workers)
@@ -292,14 +296,18 @@ class FileLoader:
         not a body cut short) is read again under the place's retry policy, bypassing what
         GDAL cached of the failed attempt (``CPL_VSIL_CURL_NON_CACHED``, set on the remote
         file even when GDAL opens it through another path, e.g. ``/vsisparse/``)."""
-        path = self.gdal_path(name)
+        path = self.place.gdal_path(name)
         calls = itertools.count()
 
         def read() -> np.ndarray:
             options = self.options
             if next(calls):  # a retry: nothing GDAL cached of the failed attempt is used
-                options = {**options, "CPL_VSIL_CURL_NON_CACHED": self.place.gdal_path(name)}
-            with rasterio.Env(**options), rasterio.open(path) as dataset:
+                options = {**options, "CPL_VSIL_CURL_NON_CACHED": path}
+            with (
+                self.gdal_source(name, window) as source,
+                rasterio.Env(**options),
+                rasterio.open(source) as dataset,
+            ):
                 return dataset.read(window=window)
 
         retry = self.place.retry

@@ -21,6 +21,7 @@ import pytest
 import rasterio
 import zarr
 from obstore.store import LocalStore
+from rasterio.windows import Window
 from zarr.abc.store import ByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
@@ -28,8 +29,15 @@ from sentinel2_l1c import formats, index_safe, openjpeg, publish_s3, storages
 from sentinel2_l1c.benchmark import open_loader
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
 from sentinel2_l1c.formats.safe import band_files
+from sentinel2_l1c.formats.safe_virtual import (
+    TAIL,
+    TileGrid,
+    fetch_ranges,
+    sparse_description,
+)
 from sentinel2_l1c.jp2_codec import NAME, Jp2TileCodec
 from sentinel2_l1c.jp2_index import (
+    EOC,
     CodestreamError,
     Tile,
     TilePartHeader,
@@ -38,6 +46,7 @@ from sentinel2_l1c.jp2_index import (
     parse_main_header,
     tile_codestream,
     tiles_in_order,
+    with_tlm,
 )
 from sentinel2_l1c.jp2_packets import MARGIN, CodingStyle, completed, prefixes
 from sentinel2_l1c.lab.cdse import LocalCdse
@@ -249,6 +258,56 @@ def test_virtual_zarr_and_tlm_reads_equal_the_zarr_format_on_every_storage(
                     assert [checksum(loader.load(p)) for p in patches] == expected, (year, key)
                 finally:
                     loader.close()
+
+
+def test_a_window_fetches_one_range_per_run_of_touched_tiles() -> None:
+    """3×3 tiles of 100 bytes after a 50-byte head: a window over tiles 1, 2, 4 and 5 is
+    two ranges (tiles 1–2 and 4–5), each with the tail, and the last tile has none."""
+    grid = TileGrid(tuple(Tile(i, 50 + 100 * i, 100) for i in range(9)), (10, 20), 3)
+    touched = grid.touched(Window(col_off=25, row_off=5, width=30, height=10))
+    assert [tile.index for tile in touched] == [1, 2, 4, 5]
+    assert fetch_ranges(grid.tiles, touched, 8) == [range(150, 358), range(450, 658)]
+    assert fetch_ranges(grid.tiles, grid.touched(Window(40, 25, 20, 5)), 8) == [range(850, 950)]
+    near = [grid.tiles[0], grid.tiles[1]], [grid.tiles[0], grid.tiles[2]]
+    assert fetch_ranges(grid.tiles, near[0], 8) == [range(50, 258)]
+    assert fetch_ranges(grid.tiles, near[1], 100) == [range(50, 450)]  # gap within the tail
+
+
+@pytest.mark.parametrize("tlm", [False, True])
+def test_gdal_reads_a_window_from_the_fetched_ranges_only(
+    tiled: dict[bool, Path], tmp_path: Path, tlm: bool
+) -> None:
+    """Through the ``@gdal_tlm`` reader's ``/vsisparse/`` file, with the rest of the tiles in
+    a file that does not exist: a window inside one tile, across tiles and at the last tile
+    reads what GDAL reads from the band file, so GDAL reads nothing but the fetched ranges
+    (one request each)."""
+    missing = str(tmp_path / "not-fetched.jp2")
+    for number, path in enumerate(band_paths(tiled[tlm])[:13]):
+        data = path.read_bytes()
+        found = index_file(reader_of(data), len(data))
+        siz, first = found.header.siz, found.tiles[0].offset
+        grid = TileGrid(found.tiles, (siz.tile_height, siz.tile_width), siz.tiles_across)
+        head = data[:first] if tlm else with_tlm(data[:first], found.tiles)
+        head_file, opening_file = tmp_path / f"{number}.head", tmp_path / f"{number}.opening"
+        head_file.write_bytes(head + EOC)
+        opening_file.write_bytes(data[first : first + TAIL])
+        height, width = siz.image_shape
+        windows = (Window(3, 5, 40, 30), Window(width // 2, height // 3, width // 2, 50),
+                   Window(width - 7, height - 9, 7, 9))  # fmt: skip
+        for window in windows:
+            spans = fetch_ranges(found.tiles, grid.touched(window), TAIL)
+            fetched = [(range(first, first + TAIL), str(opening_file))]
+            for i, span in enumerate(spans):
+                (tmp_path / f"{number}-{i}.bin").write_bytes(data[span.start : span.stop])
+                fetched.append((span, str(tmp_path / f"{number}-{i}.bin")))
+            description = tmp_path / f"{number}.xml"
+            description.write_text(
+                sparse_description(missing, head_file, len(head), found.tiles, fetched)
+            )
+            with rasterio.open(f"/vsisparse/{description}") as dataset:
+                got = dataset.read(window=window)
+            with rasterio.open(path) as dataset:
+                assert np.array_equal(got, dataset.read(window=window)), (path.name, window)
 
 
 def test_an_append_adds_only_references(tiled: dict[bool, Path], tmp_path: Path) -> None:
