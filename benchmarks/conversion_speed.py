@@ -23,11 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, formats, zip_zarr  # noqa: E402
-from sentinel2_l1c.dask_engine import CLUSTERS, DaskEngine  # noqa: E402
-from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
-from sentinel2_l1c.safe import list_products, read_band  # noqa: E402
-from sentinel2_l1c.utils import BANDS, compute_in_batches, tree_size  # noqa: E402
+from sentinel2_l1c import convert_safe_to_cog, convert_safe_to_zarr, formats, zip_zarr
+from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
+from sentinel2_l1c.run.dask_engine import CLUSTERS, DaskEngine
+from sentinel2_l1c.run.parallel import compute_in_batches
+from sentinel2_l1c.s2.bands import BANDS
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.s2.product import read_band
+from sentinel2_l1c.storage.files import tree_size
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, run_intake  # noqa: E402
-from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
-from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
-from sentinel2_l1c.locations import Locations  # noqa: E402
+from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, run_intake
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.storage.clients import s3_client
+from sentinel2_l1c.storage.locations import Locations
 
 
 def plain_get(
@@ -68,7 +69,7 @@ def main() -> None:
         list(generate(options, work / "eodata", show_progress=False))
         with LocalCdse(work / "lab", work / "eodata") as cdse:
             account = cdse.locations(Locations()).cdse_account
-            client = account.client(args.connections)
+            client = s3_client(account, args.connections)
             keys = [
                 o["Key"]
                 for page in client.get_paginator("list_objects_v2").paginate(Bucket="eodata")

@@ -2,7 +2,7 @@
 
 Builds (or reuses) a lab tile-year (synthetic products, intake to the network drive) and times
 decoding every JP2 of it without writing (decode-only: the floor of any conversion). Then, per
-candidate (a Zarr format and a named layout of ``zarr_layouts``), under the lab's network
+candidate (a Zarr format and a named layout of ``cube.layouts``), under the lab's network
 profile: converts (timed), publishes to the lab's S3, stages S3 → temp (timed), benchmarks
 random patch loads on temp and S3, counts S3 requests and bytes per patch through the lab's
 counting proxy, and computes from the layout the chunks a patch touches (amplification = bytes
@@ -29,20 +29,26 @@ from readers import requests_per_patch  # this folder's request counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentinel2_l1c import formats, publish_s3, stage, storages, throughput, zarr_layouts  # noqa: E402
-from sentinel2_l1c.benchmark import BenchmarkConfig, plan_patch, run_benchmark  # noqa: E402
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
-from sentinel2_l1c.dask_engine import DaskEngine  # noqa: E402
-from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
-from sentinel2_l1c.formats.zarr import ZarrFormat  # noqa: E402
-from sentinel2_l1c.lab import network  # noqa: E402
-from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
-from sentinel2_l1c.lab.layout import lab_locations, source_root  # noqa: E402
-from sentinel2_l1c.locations import Locations  # noqa: E402
-from sentinel2_l1c.results import ActionLog  # noqa: E402
-from sentinel2_l1c.safe import SafeProduct, list_products, read_band  # noqa: E402
-from sentinel2_l1c.utils import BAND_GROUPS, atomic_write_text, compute_in_batches  # noqa: E402
+from sentinel2_l1c import formats, publish_s3, stage, throughput
+from sentinel2_l1c.bench.config import BenchmarkConfig, plan_patch
+from sentinel2_l1c.bench.run import run_benchmark
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
+from sentinel2_l1c.cube import layouts as zarr_layouts
+from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options
+from sentinel2_l1c.formats.zarr import ZarrFormat
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_locations, source_root
+from sentinel2_l1c.records.actions import ActionLog
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.run.dask_engine import DaskEngine
+from sentinel2_l1c.run.parallel import compute_in_batches
+from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.s2.product import SafeProduct, read_band
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_write_text
+from sentinel2_l1c.storage.locations import Locations
 
 DEFAULT_CANDIDATES = [
     "zarr:first_version",

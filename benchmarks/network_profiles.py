@@ -25,15 +25,18 @@ from readers import build  # this folder's lab builder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentinel2_l1c import formats, stage, storages, throughput  # noqa: E402
-from sentinel2_l1c.benchmark import BenchmarkConfig, run_benchmark  # noqa: E402
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.demo import DemoOptions, make_source, synthetic_options  # noqa: E402
-from sentinel2_l1c.lab import network  # noqa: E402
-from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
-from sentinel2_l1c.lab.layout import lab_locations, source_root  # noqa: E402
-from sentinel2_l1c.results import ActionLog, BenchmarkResults  # noqa: E402
-from sentinel2_l1c.safe import list_products  # noqa: E402
+from sentinel2_l1c import formats, stage, throughput
+from sentinel2_l1c.bench.config import BenchmarkConfig
+from sentinel2_l1c.bench.run import run_benchmark
+from sentinel2_l1c.demo import DemoOptions, make_source, synthetic_options
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_locations, source_root
+from sentinel2_l1c.records.actions import ActionLog
+from sentinel2_l1c.records.benchmark import BenchmarkResults
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
 
 
 def measure(args: argparse.Namespace, options: DemoOptions, profile: network.NetworkProfile):

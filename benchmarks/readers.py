@@ -23,22 +23,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentinel2_l1c import formats, publish_s3, stage, storages  # noqa: E402
-from sentinel2_l1c.benchmark import (  # noqa: E402
+from sentinel2_l1c import formats, publish_s3, stage
+from sentinel2_l1c.bench.config import (
     BenchmarkConfig,
-    catalogue,
-    open_loader,
+    Pair,
     plan_patch,
-    run_benchmark,
 )
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
-from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
-from sentinel2_l1c.lab.object_store import write_aws_files  # noqa: E402
-from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
-from sentinel2_l1c.loaders import IdealLoader  # noqa: E402
-from sentinel2_l1c.safe import list_products  # noqa: E402
+from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark
+from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root
+from sentinel2_l1c.lab.object_store import write_aws_files
+from sentinel2_l1c.lab.proxy import LabProxy
+from sentinel2_l1c.loaders.zarr_arrays import IdealLoader
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
 
 ZARR_FORMATS = ("zarr", "zarr_sharded", "zipzarr")
 #: what each format was read with before tensorstore became the default (ideal: its floor)
@@ -72,7 +72,7 @@ def build(
 def ideal_through_s3fs(config: BenchmarkConfig, locations) -> list[float]:  # noqa: ANN001
     """The ideal of the first version: chunks fetched through zarr-python's s3fs store."""
     zarr_python = open_loader(
-        "s3", FIRST_VERSION_READER["zarr"], locations, catalogue(config, locations)
+        Pair.parse("s3", FIRST_VERSION_READER["zarr"]), locations, catalogue(config, locations)
     )
     ideal = IdealLoader(zarr_python)
     try:
@@ -106,7 +106,7 @@ def requests_per_patch(
         )
         found = catalogue(config, counted)
         for key in config.formats:
-            loader = open_loader("s3", key, counted, found)
+            loader = open_loader(Pair.parse("s3", key), counted, found)
             try:
                 loader.load(plan_patch(config, -1))
                 requests, sent = proxy.requests, proxy.response_bytes

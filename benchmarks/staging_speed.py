@@ -21,13 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentinel2_l1c import formats, publish_s3, stage, storages  # noqa: E402
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations  # noqa: E402
-from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
-from sentinel2_l1c.locations import Locations  # noqa: E402
-from sentinel2_l1c.results import ActionLog  # noqa: E402
-from sentinel2_l1c.utils import tree_size  # noqa: E402
+from sentinel2_l1c import formats, publish_s3, stage
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations
+from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files
+from sentinel2_l1c.records.actions import ActionLog
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import tree_size
+from sentinel2_l1c.storage.locations import Locations
 
 
 def plain_upload(client, bucket: str, source: Path, key: str | None, connections: int) -> None:

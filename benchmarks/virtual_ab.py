@@ -30,17 +30,23 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentinel2_l1c import formats, storages  # noqa: E402
-from sentinel2_l1c.benchmark import BenchmarkConfig, catalogue, open_loader, plan_patch  # noqa: E402
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.demo import DemoOptions  # noqa: E402
-from sentinel2_l1c.errors import ConfigError  # noqa: E402
-from sentinel2_l1c.lab import network  # noqa: E402
-from sentinel2_l1c.lab.cdse import LocalCdse  # noqa: E402
-from sentinel2_l1c.lab.layout import lab_locations, source_root  # noqa: E402
-from sentinel2_l1c.safe import list_products  # noqa: E402
-from sentinel2_l1c.utils import atomic_write_text  # noqa: E402
-from sentinel2_l1c.virtual_zarr import Manifest, VirtualStore  # noqa: E402
+from sentinel2_l1c import formats
+from sentinel2_l1c.bench.config import (
+    BenchmarkConfig,
+    Pair,
+    plan_patch,
+)
+from sentinel2_l1c.bench.run import catalogue, open_loader
+from sentinel2_l1c.demo import DemoOptions
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.jp2.virtual_store import Manifest, VirtualStore
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_locations, source_root
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_write_text
 
 BOOTSTRAP_SAMPLES = 2000
 
@@ -131,7 +137,10 @@ def main() -> None:
     ) as cdse:
         locations = cdse.locations(lab_locations(args.lab))
         found = catalogue(config, locations)
-        loaders = {way: open_loader(args.storage, WAYS[way][0], locations, found) for way in ways}
+        loaders = {
+            way: open_loader(Pair.parse(args.storage, WAYS[way][0]), locations, found)
+            for way in ways
+        }
         for way in ways:
             rewrite = WAYS[way][1]
             if rewrite is not None:

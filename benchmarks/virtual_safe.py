@@ -27,34 +27,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import obstore  # noqa: E402
-import rasterio  # noqa: E402
+import obstore
+import rasterio
 
-from sentinel2_l1c import formats, index_safe, openjpeg, publish_s3, storages  # noqa: E402
-from sentinel2_l1c.benchmark import (  # noqa: E402
+from sentinel2_l1c import formats, index_safe, publish_s3
+from sentinel2_l1c.bench.config import (
     BenchmarkConfig,
-    catalogue,
-    open_loader,
+    Pair,
     plan_patch,
-    run_benchmark,
-    table,
 )
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert  # noqa: E402
-from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options  # noqa: E402
-from sentinel2_l1c.errors import ConfigError  # noqa: E402
-from sentinel2_l1c.formats.obstore_reader import object_store  # noqa: E402
-from sentinel2_l1c.jp2_index import Siz, tile_codestream  # noqa: E402
-from sentinel2_l1c.lab import network  # noqa: E402
-from sentinel2_l1c.lab.cdse import CDSE_PROFILE, LocalCdse  # noqa: E402
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root  # noqa: E402
-from sentinel2_l1c.lab.object_store import write_aws_files  # noqa: E402
-from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
-from sentinel2_l1c.lab.synthetic import TileGeometry  # noqa: E402
-from sentinel2_l1c.loaders import ZarrLoader, slices  # noqa: E402
-from sentinel2_l1c.safe import list_products  # noqa: E402
-from sentinel2_l1c.utils import BAND_GROUPS, atomic_write_text  # noqa: E402
-from sentinel2_l1c.zarr_layouts import touched_chunks  # noqa: E402
+from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark, table
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
+from sentinel2_l1c.cube.layouts import touched_chunks
+from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.jp2 import openjpeg
+from sentinel2_l1c.jp2.index import Siz, tile_codestream
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.cdse import CDSE_PROFILE, LocalCdse
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root
+from sentinel2_l1c.lab.object_store import write_aws_files
+from sentinel2_l1c.lab.proxy import LabProxy
+from sentinel2_l1c.lab.synthetic import TileGeometry
+from sentinel2_l1c.loaders.base import slices
+from sentinel2_l1c.loaders.zarr_arrays import ZarrLoader
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_write_text
 
 KEYS = ("safe", "safe_virtual@gdal_tlm", "safe_virtual", "zarr")
 STORAGES = ("network", "s3", "cdse")
@@ -81,10 +82,10 @@ def requests_per_patch(config, locations, cdse: LocalCdse, patches: int) -> dict
             locations, aws_config_file=files.config, aws_credentials_file=files.credentials
         )
         found = catalogue(config, counted)
-        for storage, key in config.pairs():
-            if storage == "network":
+        for pair in config.pairs():
+            if pair.storage.name == "network":
                 continue
-            loader = open_loader(storage, key, counted, found)
+            loader = open_loader(pair, counted, found)
             try:
                 loader.load(plan_patch(config, -1))
                 counted_requests = 0
@@ -93,7 +94,7 @@ def requests_per_patch(config, locations, cdse: LocalCdse, patches: int) -> dict
                     before = proxy.requests
                     loader.load(plan_patch(config, repeat))
                     counted_requests += proxy.requests - before
-                counts[f"{storage}/{key}"] = counted_requests / patches
+                counts[pair.name] = counted_requests / patches
             finally:
                 loader.close()
     return counts
@@ -124,12 +125,12 @@ def where_time_goes(config, locations, patches: int) -> dict[str, object]:  # no
     (what the codec does), each on one thread; and the bytes of the tiles' prefixes the
     patch needs (what the virtual store fetches)."""
     found = catalogue(config, locations)
-    loader = open_loader("network", "safe_virtual", locations, found)
+    loader = open_loader(Pair.parse("network", "safe_virtual"), locations, found)
     assert isinstance(loader, ZarrLoader)
     counts = [len(touched(loader, plan_patch(config, repeat))) for repeat in range(patches)]
     references = touched(loader, plan_patch(config, 0))
     loader.close()
-    files = object_store(storages.NETWORK.place(locations, formats.SAFE))
+    files = storages.NETWORK.place(locations, formats.SAFE).obstore()
 
     async def fetch_all() -> list[bytes]:
         return [bytes(b) for b in await asyncio.gather(*(

@@ -1,7 +1,7 @@
 """Zipped Zarr through async_zipfs vs plain Zarr vs zarr's ZipStore, locally and on S3.
 
 The stores are opened by the registry's readers (``formats``) on places of the storages
-(``storages``), exactly as the benchmark opens them.
+(``storage.storages``), exactly as the benchmark opens them.
 
 
 One run on one machine: writes a synthetic tile-year, converts it to Zarr and sharded Zarr,
@@ -29,19 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import zarr  # noqa: E402
+import zarr
 
-from sentinel2_l1c import convert_safe_to_zarr, formats, zip_zarr  # noqa: E402
-from sentinel2_l1c.cli import interrupt_on_sigterm  # noqa: E402
-from sentinel2_l1c.lab.network import NetworkProfile  # noqa: E402
-from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files  # noqa: E402
-from sentinel2_l1c.lab.proxy import LabProxy  # noqa: E402
-from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate  # noqa: E402
-from sentinel2_l1c.s3_account import S3Account  # noqa: E402
-from sentinel2_l1c.safe import list_products  # noqa: E402
-from sentinel2_l1c.storages import BucketPlace, FolderPlace  # noqa: E402
-from sentinel2_l1c.utils import BAND_GROUPS  # noqa: E402
-from sentinel2_l1c.zarr_store import group_path  # noqa: E402
+from sentinel2_l1c import convert_safe_to_zarr, formats, zip_zarr
+from sentinel2_l1c.cube.schema import group_path
+from sentinel2_l1c.lab.network import NetworkProfile
+from sentinel2_l1c.lab.object_store import Identity, SeaweedFS, write_aws_files
+from sentinel2_l1c.lab.proxy import LabProxy
+from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
+from sentinel2_l1c.run.cli import interrupt_on_sigterm
+from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage.places import BucketPlace, FolderPlace
+from sentinel2_l1c.storage.s3_account import S3Account
 
 PROFILE = "bench"
 

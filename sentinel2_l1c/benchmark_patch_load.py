@@ -25,14 +25,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import formats, storages
-from .benchmark import BenchmarkConfig, run_benchmark, table, with_zip_reader
-from .cli import add_results_folder, new_parser, parse_bool, run_cli
-from .errors import ConfigError, InputDataError
-from .loader_mode import LOADERS
-from .locations import Locations
-from .safe import list_products
-from .utils import parse_tile_id
+from sentinel2_l1c import formats
+from sentinel2_l1c.bench.config import BenchmarkConfig, with_zip_reader
+from sentinel2_l1c.bench.loader_mode import LOADERS
+from sentinel2_l1c.bench.run import run_benchmark, table
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.run.cli import add_results_folder, new_parser, parse_bool, run_cli
+from sentinel2_l1c.s2.bands import parse_tile_id
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.locations import Locations
 
 Bounds = tuple[float, float, float, float]
 

@@ -22,13 +22,18 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
-from . import formats, storages
-from .cli import add_conversion_arguments, dask_engine, new_parser, run_cli
-from .dask_engine import DaskEngine
-from .formats.cog import METADATA, product_folder
-from .locations import Locations
-from .safe import SafeProduct, Selection, format_utc
-from .utils import BAND_GROUPS, BandGroup, atomic_output, compute_in_batches
+from sentinel2_l1c import formats
+from sentinel2_l1c.formats.cog import METADATA, product_folder
+from sentinel2_l1c.run.cli import add_conversion_arguments, dask_engine, new_parser, run_cli
+from sentinel2_l1c.run.dask_engine import DaskEngine
+from sentinel2_l1c.run.parallel import compute_in_batches
+from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
+from sentinel2_l1c.s2.listing import Selection
+from sentinel2_l1c.s2.names import format_utc
+from sentinel2_l1c.s2.product import SafeProduct
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_output
+from sentinel2_l1c.storage.locations import Locations
 
 COG_OPTIONS = {
     "compress": "DEFLATE",

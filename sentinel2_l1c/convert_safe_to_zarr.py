@@ -2,14 +2,14 @@
 ``--format icechunk``: in an icechunk repository).
 
 The arrays are chunked, sharded and compressed per a named layout (``--layout``, default the
-format's; ``zarr_layouts``), planned from the full product list, then written in blocks of one
-time chunk × ``block``² pixels as parallel Dask tasks (on the engine of ``dask_engine``),
+format's; ``cube.layouts``), planned from the full product list, then written in blocks of one
+time chunk × ``block``² pixels as parallel Dask tasks (on the engine of ``run.dask_engine``),
 one tile-year after another: each task decodes only the JP2 windows it needs and writes whole
 chunks (or whole shards), so every chunk is written exactly once. In a Zarr folder, progress
 is recorded per block in the group's attributes: a rerun after a crash resumes with the
 blocks not yet written; a run with new products appends their dates (rewriting at most the
 last partial time chunk); a run with nothing new writes nothing. The time axis is committed
-only when its arrays agree (``zarr_store``), so a run killed at any point leaves a state the
+only when its arrays agree (``cube.protocol``), so a run killed at any point leaves a state the
 rerun repairs, never a group marked complete with missing data. In an icechunk repository a
 tile-year is one commit (``icechunk_repo``): a killed run leaves the last commit, and the
 rerun redoes the tile-year it was writing.
@@ -33,30 +33,36 @@ import numpy as np
 import zarr
 from rasterio.windows import Window
 
-from . import formats, storages, zarr_layouts
-from .cli import add_conversion_arguments, dask_engine, new_parser, run_cli
-from .dask_engine import DaskEngine
-from .errors import ConfigError, InputDataError
-from .formats.zarr import ZarrFormat
-from .icechunk_repo import TileYearCommit, history, open_repository
-from .locations import Locations
-from .safe import SafeProduct, Selection, read_band, tile_years
-from .storages import FolderPlace
-from .utils import BAND_GROUPS, BandGroup, compute_in_batches
-from .zarr_layouts import GroupLayout, ZarrLayout
-from .zarr_store import (
-    COMPLETE,
-    DONE,
+from sentinel2_l1c import formats
+from sentinel2_l1c.cube import layouts as zarr_layouts
+from sentinel2_l1c.cube.icechunk_repo import TileYearCommit, history, open_repository
+from sentinel2_l1c.cube.layouts import GroupLayout, ZarrLayout
+from sentinel2_l1c.cube.protocol import (
     Block,
+    FolderWriter,
+    TileYearWriter,
     arrays_agree,
     blocks,
-    check_same_grid,
     committed_products,
-    create_group,
-    group_path,
-    layout_name,
+    done_blocks,
+    mark_complete,
+    new_group,
+    record_blocks,
     set_times,
+    withdraw,
 )
+from sentinel2_l1c.cube.schema import check_same_grid, group_path, layout_name
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.formats.zarr import ZarrFormat
+from sentinel2_l1c.run.cli import add_conversion_arguments, dask_engine, new_parser, run_cli
+from sentinel2_l1c.run.dask_engine import DaskEngine
+from sentinel2_l1c.run.parallel import compute_in_batches
+from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
+from sentinel2_l1c.s2.listing import Selection, tile_years
+from sentinel2_l1c.s2.product import SafeProduct, read_band
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.locations import Locations
+from sentinel2_l1c.storage.places import FolderPlace
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +162,7 @@ def _prepare_group(
     wanted = [p.product_id for p in products]
     if committed is None:  # new, rebuilt, or a creation that never committed
         layout = options.new_layout.of(band_group, options.fmt.sharded)
-        group = create_group(root, path, band_group, grid, first.crs, layout)
+        group = new_group(root, path, band_group, grid, first.crs, layout)
         committed = []
     else:
         group = root[path]
@@ -168,18 +174,18 @@ def _prepare_group(
                 "root's (dates before its last one were added, or products removed); rerun with "
                 "--overwrite to rebuild it"
             )
-    done = set(group.attrs.get(DONE, []))
+    done = done_blocks(group)
     if wanted != committed or not arrays_agree(group, len(wanted)):
         # Completeness is withdrawn before the time axis changes: blocks from the last,
         # partial time chunk of the committed axis on are written again.
         step = layout.chunks[0]
         partial_start = len(committed) - len(committed) % step
         done = {key for key in done if int(key.split("/")[0]) < partial_start}
-        group.attrs.update({DONE: sorted(done), COMPLETE: False})
+        withdraw(group, done)
         set_times(group, products)
     todo = [b for b in blocks(len(products), grid.shape, layout) if b.key not in done]
-    if not todo and not group.attrs.get(COMPLETE):
-        group.attrs[COMPLETE] = True
+    if not todo:
+        mark_complete(group)
     return _Prepared(path, band_group.bands, layout, todo, wanted[len(committed) :])
 
 
@@ -197,30 +203,6 @@ def _existing_layout(
     return layout.of(band_group, options.fmt.sharded)
 
 
-def _remove_partial_files(target: Path) -> None:
-    """Temporary files zarr's LocalStore leaves when a write is killed."""
-    for leftover in target.rglob("*.partial"):
-        leftover.unlink()
-
-
-class _FolderWrites:
-    """Writes to a Zarr folder: progress recorded per batch is the only commit there is."""
-
-    def __init__(self, target: Path) -> None:
-        if target.exists():
-            _remove_partial_files(target)
-        self.root = zarr.open_group(str(target), mode="a", zarr_format=3)
-
-    def forks(self, count: int, prepared: str) -> list[Any]:
-        return [None] * count
-
-    def merge(self, forks: list[Any]) -> None:
-        pass
-
-    def commit(self, message: str, products_added: list[str]) -> None:
-        return None
-
-
 def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
     """Convert every selected tile-year under the SAFE root, each written (and, in an
     icechunk repository, committed) before the next."""
@@ -235,7 +217,7 @@ def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
     with options.engine.running():
         for _, members in sorted(tile_years(products).items()):
             writes = (
-                _FolderWrites(options.target) if repository is None else TileYearCommit(repository)
+                FolderWriter(options.target) if repository is None else TileYearCommit(repository)
             )
             _convert_tile_year(writes, members, options, summary, show_progress)
     summary.seconds = time.perf_counter() - started
@@ -243,7 +225,7 @@ def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
 
 
 def _convert_tile_year(
-    writes: _FolderWrites | TileYearCommit,
+    writes: TileYearWriter,
     members: list[SafeProduct],
     options: ZarrOptions,
     summary: ZarrSummary,
@@ -286,7 +268,7 @@ def _convert_tile_year(
 
 def _run_tasks(
     tasks: list[_Task],
-    writes: _FolderWrites | TileYearCommit,
+    writes: TileYearWriter,
     options: ZarrOptions,
     summary: ZarrSummary,
     show_progress: bool,
@@ -295,7 +277,7 @@ def _run_tasks(
     their groups' attributes."""
     root = writes.root
     paths = {task.path for task in tasks}
-    done = {path: set(root[path].attrs.get(DONE, [])) for path in paths}
+    done = {path: done_blocks(root[path]) for path in paths}
     remaining = {path: sum(1 for t in tasks if t.path == path) for path in paths}
 
     def record(batch: list[_Task], written: list[tuple[int, Any]]) -> None:
@@ -308,7 +290,7 @@ def _run_tasks(
             done[task.path].add(task.block.key)
             remaining[task.path] -= 1
         for path in {task.path for task in batch}:
-            root[path].attrs.update({DONE: sorted(done[path]), COMPLETE: remaining[path] == 0})
+            record_blocks(root[path], done[path], complete=remaining[path] == 0)
 
     compute_in_batches(
         write_block,

@@ -19,21 +19,35 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from . import file_size_histogram, formats, publish_s3, report, stage, storages, throughput
-from .benchmark import BenchmarkConfig, run_benchmark, table
-from .cli import interrupt_on_sigterm, new_parser, options_from_args, run_cli
-from .errors import InputDataError
-from .intake_cdse_s3 import IntakeOptions, run_intake
-from .intake_cdse_s3_year import day_windows
-from .lab import network
-from .lab.cdse import LocalCdse
-from .lab.layout import lab_environment, lab_locations, source_root
-from .lab.network import PROFILES, NetworkProfile
-from .lab.synthetic import SyntheticOptions, generate
-from .locations import Locations
-from .results import ActionLog, BenchmarkResults
-from .safe import list_products
-from .utils import atomic_write_text, tree_size
+from sentinel2_l1c import (
+    convert_safe_to_cog,
+    convert_safe_to_zarr,
+    file_size_histogram,
+    formats,
+    index_safe,
+    publish_s3,
+    report,
+    stage,
+    throughput,
+    zip_zarr,
+)
+from sentinel2_l1c.bench.config import BenchmarkConfig
+from sentinel2_l1c.bench.run import run_benchmark, table
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, run_intake
+from sentinel2_l1c.intake_cdse_s3_year import day_windows
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_environment, lab_locations, source_root
+from sentinel2_l1c.lab.network import PROFILES, NetworkProfile
+from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
+from sentinel2_l1c.records.actions import ActionLog
+from sentinel2_l1c.records.benchmark import BenchmarkResults
+from sentinel2_l1c.run.cli import interrupt_on_sigterm, new_parser, options_from_args, run_cli
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_write_text, tree_size
+from sentinel2_l1c.storage.locations import Locations
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,21 @@ def intake(options: DemoOptions, locations: Locations, show_progress: bool) -> l
     return [f"intake_cdse_s3_year → {intake_options.safe_root}: {line}" for line in summary.lines()]
 
 
+#: The converter commands by name (a format's ``maker``), each with its ``make``.
+MAKERS = {
+    command.__name__.rpartition(".")[2]: command.make
+    for command in (convert_safe_to_cog, convert_safe_to_zarr, zip_zarr, index_safe)
+}
+
+
+def make_format(fmt: formats.Format, source: Path, target: Path, show_progress: bool) -> list[str]:
+    """Make ``fmt`` at ``target`` from its ``made_from`` format at ``source`` with its
+    converter (resumable, skips what is done); returns summary lines."""
+    if fmt.made_from is None:
+        raise ConfigError(f"{fmt.name} is not made by conversion but by {fmt.step}")
+    return MAKERS[fmt.maker](fmt, source, target, show_progress)
+
+
 def convert(locations: Locations, show_progress: bool) -> list[str]:
     """Make every converted format on the network drive from the one it is made from."""
     lines = []
@@ -121,7 +150,7 @@ def convert(locations: Locations, show_progress: bool) -> list[str]:
     for fmt in formats.FORMATS.values():
         if fmt.made_from is not None:
             source = network.path(locations, formats.get(fmt.made_from))
-            lines += fmt.convert(source, network.path(locations, fmt), show_progress)
+            lines += make_format(fmt, source, network.path(locations, fmt), show_progress)
     for fmt in formats.FORMATS.values():
         files, size = tree_size(network.path(locations, fmt))
         lines.append(f"{network.name} {fmt.name}: {files} files, {size / 1e6:.0f} MB")
@@ -137,7 +166,7 @@ def publish_and_stage(locations: Locations, show_progress: bool) -> tuple[list[s
         publish_s3.PublishOptions(public=True), locations, logs, show_progress
     )
     copies = [(storages.NETWORK.name, name) for name in formats.FORMATS]
-    copies += [(storages.S3.name, fmt.name) for fmt in stage.archive_formats()]
+    copies += [(storages.S3.name, fmt.name) for fmt in formats.archive_formats()]
     staged = stage.stage(
         stage.StageOptions(tuple(copies), unzip=True, stream_unzip=True, overwrite=True),
         locations,

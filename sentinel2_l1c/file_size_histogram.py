@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, storages
-from .cli import new_parser, run_cli
-from .errors import ConfigError, InputDataError
-from .locations import Locations
-from .utils import BAND_GROUPS, atomic_output
+from sentinel2_l1c import formats
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.run.cli import new_parser, run_cli
+from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_output
+from sentinel2_l1c.storage.locations import Locations
 
 #: The formats whose objects are Zarr chunks or shards.
 CHUNKED = [name for name, fmt in formats.FORMATS.items() if fmt.chunk_objects]

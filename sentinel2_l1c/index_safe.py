@@ -1,10 +1,10 @@
 """Index SAFE products into a virtual Zarr (format ``safe_virtual``): no pixel is copied.
 
-For each tile-year, every band file's JPEG 2000 tiles are indexed (``jp2_index``) and become
+For each tile-year, every band file's JPEG 2000 tiles are indexed (``jp2.index``) and become
 the chunks of the Zarr format's groups ``/{tile}/{year}/{band_group}``: ``data`` (time,
-band, y, x) chunked one JP2 tile of one band of one date, decoded by the ``jp2_codec`` codec,
+band, y, x) chunked one JP2 tile of one band of one date, decoded by the ``jp2.codec`` codec,
 with the same coordinates and attributes as the converted Zarr. The manifest of a tile-year
-(``virtual_zarr``) is written whole under a temporary name and renamed, so it is either the
+(``jp2.virtual_store``) is written whole under a temporary name and renamed, so it is either the
 previous one or the new one. A rerun with new products indexes only their files and keeps
 every other reference; one with nothing new changes nothing.
 
@@ -25,19 +25,28 @@ from pathlib import Path
 import zarr
 from zarr.storage import MemoryStore
 
-from . import formats, storages
-from .cli import add_selection_arguments, add_switch, new_parser, run_cli
-from .errors import InputDataError
-from .formats.safe import band_files
-from .jp2_codec import Jp2TileCodec
-from .jp2_index import CodestreamError, Jp2Index, index_file
-from .jp2_packets import CodingStyle, prefixes
-from .locations import Locations
-from .safe import Grid, SafeProduct, Selection, tile_years
-from .utils import BAND_GROUPS, BandGroup, progress_bar
-from .virtual_zarr import Manifest, Reference, manifest_name
-from .zarr_layouts import Codec, GroupLayout
-from .zarr_store import COMPLETE, PRODUCTS, create_group, group_path, set_times
+from sentinel2_l1c import formats
+from sentinel2_l1c.cube.layouts import Codec, GroupLayout
+from sentinel2_l1c.cube.protocol import (
+    committed_in,
+    mark_complete,
+    new_group,
+    set_times,
+)
+from sentinel2_l1c.cube.schema import group_path
+from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.formats.safe import band_files
+from sentinel2_l1c.jp2.codec import Jp2TileCodec
+from sentinel2_l1c.jp2.index import CodestreamError, Jp2Index, index_file
+from sentinel2_l1c.jp2.packets import CodingStyle, prefixes
+from sentinel2_l1c.jp2.virtual_store import Manifest, Reference, manifest_name
+from sentinel2_l1c.run.cli import add_selection_arguments, add_switch, new_parser, run_cli
+from sentinel2_l1c.run.progress import progress_bar
+from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
+from sentinel2_l1c.s2.listing import Selection, tile_years
+from sentinel2_l1c.s2.product import Grid, SafeProduct
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.locations import Locations
 
 LAYOUT = "jp2_tiles"  # the named layout of a virtual group: one chunk per JP2 tile
 THREADS = 8  # files indexed at once
@@ -84,12 +93,6 @@ def index_band_file(path: Path, use_tlm: bool = True) -> Jp2Index:
             return index_file(read, size, use_tlm)
     except CodestreamError as err:
         raise InputDataError(f"{path}: cannot index JPEG 2000 tiles: {err}") from err
-
-
-def committed_products(manifest: Manifest, path: str) -> list[str] | None:
-    """The product ids of a group in a manifest (None: the group is not there)."""
-    raw = manifest.raw.get(f"{path}/zarr.json")
-    return None if raw is None else json.loads(raw)["attributes"].get(PRODUCTS)
 
 
 def _old_references(previous: Manifest | None, path: str) -> dict[str, dict[str, Reference]]:
@@ -184,11 +187,11 @@ def _group(
     else:
         tile_shape = _previous_tile_shape(previous, path)
     layout = GroupLayout(LAYOUT, (1, 1, *tile_shape), max(tile_shape), False, Codec())
-    group = create_group(
+    group = new_group(
         root, path, band_group, grid, first.crs, layout, serializer=Jp2TileCodec(header)
     )
     set_times(group, products)
-    group.attrs[COMPLETE] = True
+    mark_complete(group)
     return _references(products, band_group, group["data"], old, indexes)
 
 
@@ -275,10 +278,12 @@ def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:
             if target.is_file() and not options.overwrite:
                 manifest = Manifest.from_bytes(target.read_bytes())
             wanted = [p.product_id for p in members]
-            if (
-                manifest is None
-                or committed_products(manifest, group_path(tile, year, BAND_GROUPS[0])) != wanted
-            ):
+            group = (
+                None
+                if manifest is None
+                else manifest.metadata(f"{group_path(tile, year, BAND_GROUPS[0])}/zarr.json")
+            )
+            if group is None or committed_in(group["attributes"]) != wanted:
                 manifest = index_tile_year(members, options, manifest, pool, summary)
                 manifest.write(target)
                 summary.manifests_written += 1

@@ -35,21 +35,18 @@ from pystac_client.errors import ClientTypeError
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 
-from . import formats, storages
-from .cli import Parser, new_parser, run_cli
-from .errors import ConfigError, InputDataError, RemoteError
-from .locations import DEFAULT_CDSE_CONNECTIONS, STAC_URL, Locations
-from .remote import (
-    RetryPolicy,
-    call_with_retries,
-    describe,
-    download_object,
-    is_transient,
-    list_objects,
-)
-from .s3_account import S3Account
-from .safe import SafeName, parse_utc, resolve_duplicates
-from .utils import parse_tile_id, progress_bar
+from sentinel2_l1c import formats
+from sentinel2_l1c.errors import ConfigError, InputDataError, RemoteError
+from sentinel2_l1c.run.cli import Parser, new_parser, run_cli
+from sentinel2_l1c.run.progress import progress_bar
+from sentinel2_l1c.s2.bands import parse_tile_id
+from sentinel2_l1c.s2.names import SafeName, parse_utc, resolve_duplicates
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.clients import s3_client
+from sentinel2_l1c.storage.locations import DEFAULT_CDSE_CONNECTIONS, STAC_URL, Locations
+from sentinel2_l1c.storage.retry import RetryPolicy, call_with_retries, describe, is_transient
+from sentinel2_l1c.storage.s3_account import S3Account
+from sentinel2_l1c.storage.transfer import download_object, list_objects
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +271,7 @@ def _relative(source: ProductSource, key: str) -> PurePosixPath:
 
 def run_intake(options: IntakeOptions, show_progress: bool = True) -> IntakeSummary:
     """Search, then download every product not yet complete; never raises for missing ones."""
-    client = options.account.client(options.connections)  # config errors before any call
+    client = s3_client(options.account, options.connections)  # config errors before any call
     started = time.perf_counter()
     sources = search_products(
         options.stac_url, options.tile, options.windows, options.account.retry, show_progress

@@ -12,9 +12,15 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from .cli import new_parser, run_cli
-from .errors import ConfigError
-from .intake_cdse_s3 import Window, add_common_arguments, options_for, report, run_intake
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.intake_cdse_s3 import (
+    Window,
+    add_common_arguments,
+    options_for,
+    report,
+    run_intake,
+)
+from sentinel2_l1c.run.cli import new_parser, run_cli
 
 
 def day_windows(year_start: int, year_end: int) -> list[Window]:

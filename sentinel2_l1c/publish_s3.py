@@ -31,26 +31,30 @@ from pathlib import Path, PurePosixPath
 
 import botocore.exceptions
 
-from . import formats, storages
-from .cli import DEFAULT_CONNECTIONS, add_transfer_arguments, new_parser, run_cli
-from .errors import ConfigError, InputDataError
-from .locations import Locations
-from .remote import (
+from sentinel2_l1c import formats
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.records.actions import Action, ActionLog
+from sentinel2_l1c.run.cli import DEFAULT_CONNECTIONS, add_transfer_arguments, new_parser, run_cli
+from sentinel2_l1c.run.parallel import run_parallel
+from sentinel2_l1c.run.progress import progress_bar
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.clients import s3_client
+from sentinel2_l1c.storage.files import hidden
+from sentinel2_l1c.storage.locations import Locations
+from sentinel2_l1c.storage.retry import call_with_retries, http_status
+from sentinel2_l1c.storage.transfer import (
     PART_SIZE,
     RemoteObject,
+    Tally,
     abort_stale_uploads,
-    call_with_retries,
-    http_status,
     list_objects,
     matches_etag,
     upload_object,
 )
-from .results import Action, ActionLog
-from .utils import Tally, hidden, progress_bar, run_parallel
 
 log = logging.getLogger(__name__)
 
-POLICY_FILE = "public-read-policy.json"  # package data, beside this module
+POLICY_FILE = "public-read-policy.json"  # at the repository root; package data by a link
 
 
 def policy_template() -> str:
@@ -196,7 +200,7 @@ class Publisher:
         self.options = options
         self.locations = locations
         self.retry = locations.s3_account.retry
-        self.client = locations.s3_account.client(options.connections * 2)
+        self.client = s3_client(locations.s3_account, options.connections * 2)
 
     def plan(self, name: str) -> Plan:
         fmt = formats.get(name)

@@ -16,11 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import storages
-from .cli import new_parser, run_cli
-from .errors import InputDataError
-from .results import IDEAL, BenchmarkResults, read_benchmark
-from .utils import atomic_output
+from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.records.benchmark import IDEAL, BenchmarkResults, read_benchmark
+from sentinel2_l1c.run.cli import new_parser, run_cli
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_output
 
 LOG_SPAN = 20.0
 OTHER_COLOUR = "#888888"

@@ -37,33 +37,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import formats, storages
-from .async_zipfs import AsyncZipFileSystem, ZipFormatError
-from .cli import DEFAULT_CONNECTIONS, add_transfer_arguments, new_parser, run_cli
-from .errors import ConfigError, InputDataError, RemoteError
-from .formats import Format
-from .locations import Locations
-from .remote import PART_SIZE
-from .results import Action, ActionLog
-from .storages import FolderPlace, Place, Storage
-from .utils import Tally, is_safe_relative, progress_bar, remove_tree, run_parallel
+from sentinel2_l1c import formats
+from sentinel2_l1c.errors import ConfigError, InputDataError, RemoteError
+from sentinel2_l1c.formats import Format
+from sentinel2_l1c.records.actions import Action, ActionLog
+from sentinel2_l1c.run.cli import DEFAULT_CONNECTIONS, add_transfer_arguments, new_parser, run_cli
+from sentinel2_l1c.run.parallel import run_parallel
+from sentinel2_l1c.run.progress import progress_bar
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import is_safe_relative, remove_tree
+from sentinel2_l1c.storage.locations import Locations
+from sentinel2_l1c.storage.places import FolderPlace, Place
+from sentinel2_l1c.storage.storages import Storage
+from sentinel2_l1c.storage.transfer import PART_SIZE, Tally
+from sentinel2_l1c.zipfs.filesystem import AsyncZipFileSystem
+from sentinel2_l1c.zipfs.index import ZipFormatError
 
 log = logging.getLogger(__name__)
 
 Fill = Callable[[list[str], Path, Callable[[int, int], None]], None]
 #: Where ``--stream-unzip`` reads archives from.
-STREAM_SOURCE = storages.S3
-
-
-def sources() -> list[Storage]:
-    """The storages ``stage`` copies from: every one but the staging target and the archive."""
-    return [s for s in storages.STORAGES.values() if s.staging_source and not s.staging_target]
-
-
-def archive_formats() -> list[Format]:
-    return [fmt for fmt in formats.FORMATS.values() if fmt.unpacks_to is not None]
-
-
 # --------------------------------------------------------------------------------------
 # Building a folder atomically, resumably
 # --------------------------------------------------------------------------------------
@@ -146,11 +139,11 @@ class StageOptions:
         if not (self.copies or self.unzip or self.stream_unzip):
             raise ConfigError(
                 "nothing to stage: give "
-                + ", ".join(f"--from-{s.name}" for s in sources())
+                + ", ".join(f"--from-{s.name}" for s in storages.staging_sources())
                 + ", --unzip or --stream-unzip"
             )
         for storage, fmt in self.copies:
-            names = [source.name for source in sources()]
+            names = [source.name for source in storages.staging_sources()]
             if storage not in names:
                 raise ConfigError(f"cannot stage from {storage!r}; choose from {', '.join(names)}")
             formats.get(fmt)
@@ -160,7 +153,7 @@ class StageOptions:
     def to_json(self) -> dict[str, Any]:
         copied = {
             f"from_{source.name}": [fmt for name, fmt in self.copies if name == source.name]
-            for source in sources()
+            for source in storages.staging_sources()
         }
         return {
             **copied,
@@ -273,9 +266,11 @@ def stage(
     temp = storages.staging_target()
     actions = [("copy", storages.get(name), formats.get(fmt)) for name, fmt in options.copies]
     if options.unzip:
-        actions += [("unzip", temp, fmt) for fmt in archive_formats()]
+        actions += [("unzip", temp, fmt) for fmt in formats.archive_formats()]
     if options.stream_unzip:
-        actions += [("stream-unzip", STREAM_SOURCE, fmt) for fmt in archive_formats()]
+        actions += [
+            ("stream-unzip", storages.STREAM_SOURCE, fmt) for fmt in formats.archive_formats()
+        ]
     with ThreadPoolExecutor(options.connections) as pool:
         stager = Stager(options, locations, pool, show_progress)
         for action, source_storage, fmt in actions:
@@ -309,21 +304,21 @@ def stage(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.stage")
-    for source in sources():
+    for source in storages.staging_sources():
         parser.add_argument(
             f"--from-{source.name}", dest=f"from_{source.name}", nargs="+", default=[],
             choices=formats.FORMATS, metavar="FORMAT",
             help=f"Copy these formats from {source.description} to temp "
             f"(of {', '.join(formats.FORMATS)}).",
         )  # fmt: skip
-    archives = ", ".join(fmt.name for fmt in archive_formats())
+    archives = ", ".join(fmt.name for fmt in formats.archive_formats())
     parser.add_argument(
         "--unzip", action="store_true",
         help=f"Extract the archives in temp ({archives}) into the formats they hold.",
     )  # fmt: skip
     parser.add_argument(
         "--stream-unzip", action="store_true",
-        help=f"Extract the archives ({archives}) on {STREAM_SOURCE.name} straight into temp "
+        help=f"Extract the archives ({archives}) on {storages.STREAM_SOURCE.name} straight into temp "
         "(no local zip).",
     )  # fmt: skip
     parser.add_argument(
@@ -337,7 +332,7 @@ def _run(args: argparse.Namespace) -> int:
     locations = Locations.from_environment()
     copies = [
         (source.name, fmt)
-        for source in sources()
+        for source in storages.staging_sources()
         for fmt in dict.fromkeys(getattr(args, f"from_{source.name}"))
     ]
     options = StageOptions(

@@ -27,12 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import formats, storages
-from .cli import new_parser, run_cli
-from .errors import ConfigError, InputDataError
-from .results import ActionLog, BenchmarkResults, read_benchmark
-from .stage import STREAM_SOURCE, archive_formats, sources
-from .utils import atomic_output
+from sentinel2_l1c import formats
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.records.actions import ActionLog
+from sentinel2_l1c.records.benchmark import BenchmarkResults, read_benchmark
+from sentinel2_l1c.run.cli import new_parser, run_cli
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_output
 
 DAY = 86400.0
 
@@ -51,7 +52,7 @@ def routes(load_keys: Iterable[str] = ()) -> list[Route]:
     route for every other measured "storage/key" (reader variants, formats no longer known)."""
     temp = storages.staging_target()
     found = []
-    for source in sources():
+    for source in storages.staging_sources():
         for fmt in formats.FORMATS.values():
             where, name = f"{source.label} {fmt.label}", fmt.label
             found.append(Route(where, f"{source.name}/{fmt.name}", ()))
@@ -62,7 +63,7 @@ def routes(load_keys: Iterable[str] = ()) -> list[Route]:
                     (f"copy:{source.name}:{fmt.name}",),
                 )
             )
-        for fmt in archive_formats():
+        for fmt in formats.archive_formats():
             unpacked = formats.get(fmt.unpacks_to or "")
             found.append(
                 Route(
@@ -72,13 +73,13 @@ def routes(load_keys: Iterable[str] = ()) -> list[Route]:
                     (f"copy:{source.name}:{fmt.name}", f"unzip:{temp.name}:{fmt.name}"),
                 )
             )
-    for fmt in archive_formats():
+    for fmt in formats.archive_formats():
         unpacked = formats.get(fmt.unpacks_to or "")
         found.append(
             Route(
-                f"{STREAM_SOURCE.label} {fmt.label} → stream-unzip → {temp.label} {unpacked.label}",
+                f"{storages.STREAM_SOURCE.label} {fmt.label} → stream-unzip → {temp.label} {unpacked.label}",
                 f"{temp.name}/{unpacked.name}",
-                (f"stream-unzip:{STREAM_SOURCE.name}:{fmt.name}",),
+                (f"stream-unzip:{storages.STREAM_SOURCE.name}:{fmt.name}",),
             )
         )
     known = {route.load for route in found}

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import zarr
 
-from . import formats, storages
-from .cli import new_parser, run_cli
-from .errors import InputDataError
-from .locations import Locations
-from .utils import atomic_output, progress_bar
-from .zarr_store import is_complete
+from sentinel2_l1c import formats
+from sentinel2_l1c.cube.protocol import is_complete
+from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.run.cli import new_parser, run_cli
+from sentinel2_l1c.run.progress import progress_bar
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.files import atomic_output
+from sentinel2_l1c.storage.locations import Locations
 
 COMMENT_PREFIX = b"dslab-zarr-fingerprint:"
 COPY_BUFFER = 8 << 20

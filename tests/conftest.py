@@ -1,62 +1,65 @@
 """Shared fixtures: a small synthetic archive, the local CDSE and a lab, once per session.
 
 Library code gets a ``Locations`` (``lab_locations``, ``LocalCdse.locations``); tests of a
-command's ``main`` set the environment it reads (``use_settings``).
+command's ``main`` set the environment it reads (``helpers.use_settings``).
+
+A test that needs the lab's servers (SeaweedFS, the STAC API, the shaping proxy) is marked
+``lab``: those using the fixtures below that start them are marked here, modules that start
+servers of their own say so with ``pytestmark``. ``pytest -m "not lab"`` runs the rest.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
+import rioxarray  # noqa: F401 - registers .rio
 
-from sentinel2_l1c import formats, storages
+from sentinel2_l1c import (
+    convert_safe_to_cog,
+    convert_safe_to_zarr,
+    formats,
+    zip_zarr,
+)
+from sentinel2_l1c.convert_safe_to_cog import CogOptions
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.demo import make_format
+from sentinel2_l1c.formats import FORMATS
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import lab_locations
-from sentinel2_l1c.lab.schedule import Acquisition
-from sentinel2_l1c.lab.synthetic import ProductWriter, SyntheticOptions, generate
-from sentinel2_l1c.zarr_layouts import Tiling, ZarrLayout
-
-#: Set by .ci/run: a test that needs an optional tool fails instead of skipping without it.
-REQUIRE_TOOLS = "DSLAB_TEST_REQUIRE_TOOLS"
-
-
-#: Small chunks and blocks, so the small test tiles (366/183/61 px) span several blocks.
-SMALL = ZarrLayout(
-    "test_small", "tests' small tiles", (Tiling(4, 64, 128), Tiling(4, 32, 64), Tiling(4, 16, 32))
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment, lab_locations
+from sentinel2_l1c.lab.object_store import Identity, write_aws_files
+from sentinel2_l1c.lab.proxy import SilentEndpoint
+from sentinel2_l1c.lab.synthetic import ProductWriter, generate
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
+from tests.helpers import (
+    REQUIRE_TOOLS,
+    SILENT_ATTEMPTS,
+    SILENT_TIMEOUT,
+    SMALL,
+    SMALL_ARCHIVE,
+    TILED,
+    YEAR,
+    Archive,
+    Converted,
+    storage,
+    use_settings,
+    variable,
 )
 
-
-@dataclass(frozen=True)
-class Archive:
-    """Synthetic products on disk with the options and acquisitions that made them."""
-
-    root: Path
-    options: SyntheticOptions
-    acquisitions: list[Acquisition]
-    writer: ProductWriter
-
-    def path_of(self, acquisition: Acquisition) -> Path:
-        return self.root / acquisition.safe_name.cdse_path
+#: Fixtures that start the lab's servers: a test using one (directly or through another
+#: fixture) is marked ``lab``.
+SERVER_FIXTURES = {"local_cdse", "silent"}
 
 
-# Scale 30: 366/183/61 px at 10/20/60 m, so a product takes a fraction of a second.
-SMALL_ARCHIVE = SyntheticOptions(
-    tile="35VLH",
-    start=date(2024, 5, 1),
-    end=date(2024, 7, 1),
-    interval_days=4,
-    scale=30,
-    seed=7,
-    duplicates=3,
-    cloudy_share=0.5,
-)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +88,7 @@ def network_lab(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> P
     for fmt in formats.FORMATS.values():
         if fmt.made_from is not None:
             source = storages.NETWORK.path(locations, formats.get(fmt.made_from))
-            fmt.convert(source, storages.NETWORK.path(locations, fmt), show_progress=False)
+            make_format(fmt, source, storages.NETWORK.path(locations, fmt), show_progress=False)
     return lab
 
 
@@ -110,45 +113,6 @@ def cdse_environment(local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch) -> 
     return local_cdse
 
 
-def storage(lab: Path, storage_name: str, format_name: str) -> Path:
-    """Where the lab's settings put a format on a folder storage (network, temp)."""
-    folder = storages.STORAGES[storage_name]
-    assert isinstance(folder, storages.FolderStorage)
-    return folder.path(lab_locations(lab), formats.get(format_name))
-
-
-def use_settings(monkeypatch: pytest.MonkeyPatch, *settings: dict[str, str]) -> None:
-    """Set environment variables for a command's ``main`` (restored after the test)."""
-    for group in settings:
-        for name, value in group.items():
-            monkeypatch.setenv(name, value)
-
-
-def one_error_line(
-    main: Callable[[list[str]], int], argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> str:
-    """Run a command's ``main`` quietly; it must fail with exactly one error line and no
-    traceback (retries may log warnings). Returns that line."""
-    code = main([*argv, "--quiet"])
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if ": error: " in line]
-    assert code != 0, err
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
-
-
-def tool(name: str, package: str) -> str:
-    """The path of an optional command-line tool; skips the test without it (fails in CI)."""
-    beside = Path(sys.executable).parent / name  # installed into the venv (s3cmd from PyPI)
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if found:
-        return found
-    reason = f"{name} not found: install the Debian package {package}"
-    if os.environ.get(REQUIRE_TOOLS):
-        pytest.fail(f"{reason} ({REQUIRE_TOOLS} is set)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's DSLAB_* variables or .env file, nor another test's."""
@@ -156,3 +120,64 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
         if name.startswith("DSLAB_") and name != REQUIRE_TOOLS:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiled(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    """SAFE roots of products without TLM markers (False: three) and with (True: two)."""
+    roots = {}
+    for tlm in (False, True):
+        roots[tlm] = tmp_path_factory.mktemp(f"tiled-tlm-{tlm}")
+        start, end = date(YEAR[tlm], 5, 1), date(YEAR[tlm], 6, 1)
+        options = replace(TILED, tlm=tlm, count=2 if tlm else 3, start=start, end=end)
+        list(generate(options, roots[tlm], show_progress=False))
+    return roots
+
+
+@pytest.fixture()
+def transfer_lab(
+    network_lab: Path, local_cdse: LocalCdse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Network storage of the shared lab; this test's own buckets, temp and log folders."""
+    own = {
+        **{variable("temp", fmt): str(storage(tmp_path, "temp", fmt)) for fmt in FORMATS},
+        **{
+            variable("s3", fmt): f"t-{tmp_path.name[-20:].lower().replace('_', '-')}-{i}"
+            for i, fmt in enumerate(FORMATS)
+        },
+        "DSLAB_LOG_FOLDER": str(tmp_path / "logs"),
+    }
+    use_settings(monkeypatch, lab_environment(network_lab), local_cdse.environment(), own)
+    return tmp_path
+
+
+@pytest.fixture()
+def silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SilentEndpoint:
+    """A hung endpoint that the lab's profiles (S3 storage and CDSE) point at."""
+    with SilentEndpoint() as endpoint:
+        identity = Identity("nobody", ("Read",))
+        files = write_aws_files(
+            tmp_path / "aws", endpoint.endpoint, {LAB_S3_PROFILE: identity, "cdse": identity}
+        )
+        use_settings(
+            monkeypatch,
+            files.environment(),
+            {
+                "DSLAB_NETWORK_TIMEOUT": str(SILENT_TIMEOUT),
+                "DSLAB_NETWORK_ATTEMPTS": str(SILENT_ATTEMPTS),
+            },
+        )
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def converted(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Converted:
+    out = tmp_path_factory.mktemp("converted")
+    products = list_products(archive.root)
+    convert_safe_to_cog.convert(CogOptions(archive.root, out / "cog"), show_progress=False)
+    convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", layout=SMALL), False)
+    convert_safe_to_zarr.convert(
+        ZarrOptions(archive.root, out / "sharded", formats.ZARR_SHARDED, layout=SMALL), False
+    )
+    zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
+    return Converted(products, out / "cog", out / "zarr", out / "sharded", out / "zarr.zip")

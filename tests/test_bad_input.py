@@ -27,8 +27,7 @@ from sentinel2_l1c import (
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
 from sentinel2_l1c.lab.object_store import Identity, write_aws_files
-
-from .conftest import Archive, one_error_line, storage, use_settings
+from tests.helpers import Archive, one_error_line, storage, use_settings
 
 Main = Callable[[list[str]], int]
 PATCH = ["--patch-size", "1800", "--num-repeats", "2"]

@@ -13,35 +13,33 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+from sentinel2_l1c import benchmark_patch_load as bench
 from sentinel2_l1c import (
-    benchmark,
     demo,
     formats,
-    loader_mode,
-    loaders,
     publish_s3,
     report,
     stage,
     throughput,
-    zarr_layouts,
 )
-from sentinel2_l1c import benchmark_patch_load as bench
-from sentinel2_l1c.benchmark import BenchmarkConfig, plan_order, plan_patch
+from sentinel2_l1c.bench import loader_mode
+from sentinel2_l1c.bench import run as benchmark
+from sentinel2_l1c.bench.config import BenchmarkConfig, Pair, loader_patches
+from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment, lab_locations
 from sentinel2_l1c.lab.object_store import write_aws_files
 from sentinel2_l1c.lab.proxy import LabProxy
-from sentinel2_l1c.locations import S3_PROFILE, Locations
-from sentinel2_l1c.results import BenchmarkResults, LoaderMeasurement, read_benchmark
-from sentinel2_l1c.safe import read_band
-from sentinel2_l1c.utils import BAND_GROUPS
-
-from .conftest import use_settings
+from sentinel2_l1c.loaders import base, gdal_files, zarr_arrays
+from sentinel2_l1c.records.benchmark import BenchmarkResults, LoaderMeasurement, read_benchmark
+from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.s2.product import read_band
+from sentinel2_l1c.storage.clients import s3_gdal_options
+from sentinel2_l1c.storage.locations import S3_PROFILE, Locations
+from tests.helpers import PATCH, use_settings
 
 FORMATS = list(formats.FORMATS)
-
-PATCH = 1800  # metres: fits the 3.66 km test tiles
 
 
 @pytest.fixture(scope="module")
@@ -108,63 +106,19 @@ def test_every_local_storage_and_format(
     assert data["ideal"]["network"]["beside"] == "zarr"
 
 
-def test_touched_chunks() -> None:
-    window = Window(500, 600, 30, 30)  # columns 500-529 cross the 512 chunk border
-    assert zarr_layouts.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
-        (t, 0, 1, x) for t in range(3) for x in (0, 1)
-    ]
-    assert zarr_layouts.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
-        (0, 0, 0, 0), (1, 0, 0, 0),
-    ]  # fmt: skip
-
-
-def test_same_seed_same_patches_and_order() -> None:
-    config = BenchmarkConfig(
-        ("network", "temp"),
-        ("zarr", "cog"),
-        3,
-        "35VLH",
-        2024,
-        (300000, 6800040, 303660, 6796380),
-        patch_size=PATCH,
-        seed=9,
-    )
-    again = BenchmarkConfig.from_json(config.to_json())
-    for repeat in range(3):
-        assert plan_patch(config, repeat) == plan_patch(again, repeat)
-        assert plan_order(config, repeat) == plan_order(again, repeat)
-        patch = plan_patch(config, repeat)
-        assert (patch.x - 300000) % 60 == 0 and (6800040 - patch.y) % 60 == 0
-        assert patch.x + PATCH <= 303660 and patch.y - PATCH >= 6796380
-    other = BenchmarkConfig.from_json({**config.to_json(), "seed": 10})
-    assert [plan_patch(other, r) for r in range(3)] != [plan_patch(config, r) for r in range(3)]
-
-
-def test_the_first_versions_async_zipfs_switch_names_a_zip_reader() -> None:
-    keys = ("zipzarr", "zarr")
-    assert benchmark.with_zip_reader(keys, False) == ("zipzarr@zipstore", "zarr")
-    assert benchmark.with_zip_reader(keys, True) == ("zipzarr@async_zipfs", "zarr")
-    assert benchmark.with_zip_reader(keys, None) == keys
-    config = {"storages": ["s3"], "formats": ["zipzarr"], "num_repeats": 2, "tile": "35VLH",
-              "year": 2024, "bounds": [0, 9000, 9000, 0]}  # fmt: skip
-    old = BenchmarkConfig.from_json({**config, "async_zipfs": False})
-    assert old.formats == ("zipzarr@zipstore",)
-    assert BenchmarkConfig.from_json(config).formats == ("zipzarr",)
-
-
 def test_interrupted_run_leaves_valid_json(
     configured: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    original = loaders.ZarrLoader.load
+    original = zarr_arrays.ZarrLoader.load
 
-    def stop_in_third_repeat(self: loaders.ZarrLoader, patch: loaders.Patch) -> dict:
+    def stop_in_third_repeat(self: zarr_arrays.ZarrLoader, patch: base.Patch) -> dict:
         calls["n"] += 1
         if calls["n"] == 4:  # warm-up, repeat 0, repeat 1, then the interruption
             raise KeyboardInterrupt
         return original(self, patch)
 
-    monkeypatch.setattr(loaders.ZarrLoader, "load", stop_in_third_repeat)
+    monkeypatch.setattr(zarr_arrays.ZarrLoader, "load", stop_in_third_repeat)
     argv = ["--storages", "network", "--formats", "zarr@zarr-python", "--num_repeats", "5"]
     assert run_main([*argv, "--output", str(configured / "logs-cut")]) == 130
     (path,) = (configured / "logs-cut").glob("*.json")
@@ -176,14 +130,14 @@ def test_interrupted_run_leaves_valid_json(
 def test_different_pixels_fail_the_run(
     configured: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    original = loaders.FileLoader.load
+    original = gdal_files.FileLoader.load
 
-    def corrupted(self: loaders.FileLoader, patch: loaders.Patch) -> dict:
+    def corrupted(self: gdal_files.FileLoader, patch: base.Patch) -> dict:
         pixels = original(self, patch)
         pixels["B01_B09_B10"][0, 0, 0, 0] += 1
         return pixels
 
-    monkeypatch.setattr(loaders.FileLoader, "load", corrupted)
+    monkeypatch.setattr(gdal_files.FileLoader, "load", corrupted)
     assert (
         run_main(["--storages", "network", "--formats", "zarr", "cog", "--num_repeats", "2"]) == 1
     )
@@ -351,7 +305,7 @@ def test_remote_jp2_tiles_read_in_threads_are_right(
         client.create_bucket(Bucket="jp2-tiles")
     client.upload_file(str(path), "jp2-tiles", "tiled.jp2")
     locations = local_cdse.locations(Locations({S3_PROFILE: LAB_S3_PROFILE}))
-    options = locations.s3_account.gdal_options()
+    options = s3_gdal_options(locations.s3_account)
     windows = [Window(x, y, 200, 200) for x in (0, 100, 300) for y in (50, 250)]
 
     def read(window: Window) -> np.ndarray:
@@ -392,8 +346,9 @@ def test_loader_mode_returns_the_same_pixels_at_every_concurrency(
     assert config.concurrency == (1, 3) and config.patches == 3
     # the checksum is that of the same patches loaded one by one
     locations = lab_locations(configured)
-    loader = benchmark.open_loader("temp", "cog", locations, benchmark.catalogue(config, locations))
-    one_by_one = [loader_mode.timed_load(loader, p) for p in benchmark.loader_patches(config)]
+    pair = Pair.parse("temp", "cog")
+    loader = benchmark.open_loader(pair, locations, benchmark.catalogue(config, locations))
+    one_by_one = [loader_mode.timed_load(loader, p) for p in loader_patches(config)]
     loader.close()
     expected = loader_mode.measurement("threads", 1.0, one_by_one).checksum
     assert data.throughput["network"]["zarr"][3].checksum == expected
@@ -422,12 +377,12 @@ def test_loader_mode_in_worker_processes_with_every_reader(
     assert data.environment["network"] == {"s3": "loopback: unshaped", "cdse": "loopback: unshaped"}
 
 
-def _refuse(storage: str, key: str) -> loaders.Loader:
-    raise InputDataError(f"{storage} {key}: no such store")
+def _refuse(pair: tuple[str, str]) -> base.Loader:
+    raise InputDataError(f"{pair[0]} {pair[1]}: no such store")
 
 
 def test_a_worker_that_cannot_open_its_store_ends_the_run_in_one_line() -> None:
-    warm_up = loaders.Patch(300000, 6800040, PATCH)
+    warm_up = base.Patch(300000, 6800040, PATCH)
     with pytest.raises(loader_mode.DslabError, match="could not open its stores: temp zarr: no "):
         loader_mode.WorkerPool(_refuse, [("temp", "zarr")], warm_up, 2)
 

@@ -30,15 +30,15 @@ from pathlib import Path
 import pytest
 import zarr
 
-from sentinel2_l1c import formats, storages
+from sentinel2_l1c import formats
+from sentinel2_l1c.cube.protocol import is_complete
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
 from sentinel2_l1c.lab.object_store import write_aws_files
 from sentinel2_l1c.lab.proxy import LabProxy
-from sentinel2_l1c.safe import list_products
-from sentinel2_l1c.zarr_store import is_complete
-
-from .conftest import Archive, storage
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
+from tests.helpers import Archive, storage
 
 REPO = Path(__file__).resolve().parents[1]
 INJECTOR = Path(__file__).resolve().parent / "crash_injector"

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from sentinel2_l1c import demo
-from sentinel2_l1c.formats import ZARR, reader, reader_keys
+from sentinel2_l1c.formats import ZARR, reader_keys, variant
 from sentinel2_l1c.lab import serve
 from sentinel2_l1c.lab.layout import lab_environment, source_root
-from sentinel2_l1c.safe import list_products, safe_folders
-from sentinel2_l1c.storages import STORAGES, get
-
-from .test_object_store import weed_sockets
+from sentinel2_l1c.s2.listing import list_products, safe_folders
+from sentinel2_l1c.storage.storages import STORAGES, get
+from tests.helpers import weed_sockets
 
 LOOPBACK = ["--network", "loopback", "--cdse-network", "loopback", "--concurrency"]
 
 
+@pytest.mark.lab
 def test_demo_makes_a_lab_that_serve_brings_back(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -49,7 +49,7 @@ def test_demo_makes_a_lab_that_serve_brings_back(
     assert "benchmark_patch_load" in out and "× fastest" in out
     table = out[out.index("benchmark_patch_load") : out.index("zarr / ideal")]
     rows = [line.split() for line in table.splitlines()[2:-1]]
-    held = {(s, k) for s in STORAGES for k in reader_keys() if get(s).holds(reader(k)[0])}
+    held = {(s, k) for s in STORAGES for k in reader_keys() if get(s).holds(variant(k).fmt)}
     ideal = {(s, "ideal") for s in STORAGES if get(s).holds(ZARR)}
     assert {(row[0], row[1]) for row in rows} == held | ideal
     assert ("cdse", "safe_virtual@gdal_tlm") in held and ("cdse", "ideal") not in ideal
@@ -93,6 +93,7 @@ def test_demo_rejects_bad_scale(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert not (tmp_path / "lab").exists()
 
 
+@pytest.mark.lab
 def test_serve_stops_servers_and_command_on_sigterm(tmp_path: Path) -> None:
     """SIGTERM (Slurm ending a job, kill) used to leave SeaweedFS and the command running."""
     import signal

@@ -12,18 +12,21 @@ To add a format: its module (a ``Format`` and at least one ``Reader``), one line
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from .base import Format, Packaging, Reader
-from .cog import COG
-from .icechunk import ICECHUNK
-from .safe import SAFE
-from .safe_virtual import SAFE_VIRTUAL
-from .zarr import ZARR, ZARR_SHARDED
-from .zipzarr import ZIPZARR
+from dataclasses import dataclass
+
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.formats.base import Format, Packaging, Reader
+from sentinel2_l1c.formats.cog import COG
+from sentinel2_l1c.formats.icechunk import ICECHUNK
+from sentinel2_l1c.formats.safe import SAFE
+from sentinel2_l1c.formats.safe_virtual import SAFE_VIRTUAL
+from sentinel2_l1c.formats.zarr import ZARR, ZARR_SHARDED
+from sentinel2_l1c.formats.zipzarr import ZIPZARR
 
 __all__ = [
     "COG", "FORMATS", "ICECHUNK", "SAFE", "SAFE_VIRTUAL", "ZARR", "ZARR_SHARDED", "ZIPZARR",
-    "Format", "Packaging", "Reader", "get", "label", "reader", "reader_keys",
+    "Format", "Packaging", "Reader", "Variant", "archive_formats", "get", "label", "reader_keys",
+    "variant",
 ]  # fmt: skip
 
 #: Every format, in the order of results, tables and conversions (a format after the one it
@@ -41,6 +44,11 @@ def get(name: str) -> Format:
         raise ConfigError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}") from None
 
 
+def archive_formats() -> list[Format]:
+    """The formats stored as one archive of another format's tree (``stage --unzip``)."""
+    return [fmt for fmt in FORMATS.values() if fmt.unpacks_to is not None]
+
+
 def reader_keys() -> list[str]:
     """Every results key: each format (its default reader), then each ``format@reader``."""
     keys = list(FORMATS)
@@ -49,12 +57,33 @@ def reader_keys() -> list[str]:
     return keys
 
 
-def reader(key: str) -> tuple[Format, Reader]:
-    """The format and reader of a results key (``zarr``, ``zipzarr@zipstore``)."""
-    name, _, variant = key.partition("@")
+@dataclass(frozen=True)
+class Variant:
+    """A results key parsed once: a format and the reader it is read with."""
+
+    fmt: Format
+    reader: Reader
+
+    @property
+    def key(self) -> str:
+        """``zarr`` (the default reader), ``zipzarr@zipstore`` (another)."""
+        return self.fmt.key(self.reader)
+
+    @property
+    def label(self) -> str:
+        """As people read it: ``zipped Zarr (ZipStore)``."""
+        if self.reader is self.fmt.readers[0]:
+            return self.fmt.label
+        return f"{self.fmt.label} ({self.reader.label})"
+
+
+def variant(key: str) -> Variant:
+    """The format and reader of a results key (``zarr``, ``zipzarr@zipstore``); ConfigError
+    naming the choices otherwise."""
+    name, _, reader_name = key.partition("@")
     fmt = get(name)
     try:
-        return fmt, fmt.reader(variant) if variant else fmt.readers[0]
+        return Variant(fmt, fmt.reader(reader_name) if reader_name else fmt.readers[0])
     except KeyError:
         raise ConfigError(
             f"unknown reader {key!r}; choose from {', '.join(reader_keys())}"
@@ -62,9 +91,8 @@ def reader(key: str) -> tuple[Format, Reader]:
 
 
 def label(key: str) -> str:
-    """A results key as people read it (``zipped Zarr (ZipStore)``); unknown keys as they are."""
+    """A results key as people read it; keys of no (longer) known format as they are."""
     try:
-        fmt, chosen = reader(key)
+        return variant(key).label
     except ConfigError:
         return key
-    return fmt.label if chosen is fmt.readers[0] else f"{fmt.label} ({chosen.label})"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..loaders import Catalogue, Loader
-    from ..storages import Place
+    from sentinel2_l1c.loaders.base import Catalogue, Loader
+    from sentinel2_l1c.storage.places import Place
 
 
 class Packaging(Enum):
@@ -45,8 +43,8 @@ class Format:
     name: str  # key in results and variable names
     label: str  # in tables and charts
     packaging: Packaging
-    #: the module that makes it on the network drive (python -m sentinel2_l1c.<module>); a
-    #: converter module has ``make(fmt, source, target, show_progress) -> list[str]``
+    #: the command that makes it on the network drive (python -m sentinel2_l1c.<maker>); a
+    #: converter command has ``make(fmt, source, target, show_progress) -> list[str]``
     maker: str
     maker_args: tuple[str, ...] = ()
     #: the format it is made from by ``convert`` (None: not converted, e.g. fetched by intake)
@@ -75,14 +73,6 @@ class Format:
     def file_name(self) -> str:
         """Default name of its folder (or file) on a storage."""
         return f"sentinel2_l1c_{self.name}{'.zip' if self.is_archive else ''}"
-
-    def convert(self, source: Path, target: Path, show_progress: bool) -> list[str]:
-        """Make the format at ``target`` from ``made_from`` at ``source`` with its maker
-        (resumable, skips what is done); returns summary lines."""
-        if self.made_from is None:
-            raise NotImplementedError(f"{self.name} is not made by conversion but by {self.step}")
-        maker = importlib.import_module(f"sentinel2_l1c.{self.maker}")
-        return maker.make(self, source, target, show_progress)
 
     def object_sizes(self, place: Place) -> dict[str, int]:
         """Size of every object of the tree at ``place``, keyed as its Zarr store names them

@@ -10,11 +10,11 @@ import icechunk
 from zarr.abc.store import Store
 from zarr.core.sync import sync
 
-from ..icechunk_repo import read_store
-from ..storages import Place
-from .base import Packaging
-from .store_reader import StoreReader
-from .zarr import ZarrFormat
+from sentinel2_l1c.cube.icechunk_repo import read_store
+from sentinel2_l1c.formats.base import Packaging
+from sentinel2_l1c.formats.store_reader import StoreReader
+from sentinel2_l1c.formats.zarr import ZarrFormat
+from sentinel2_l1c.storage.places import Place
 
 
 @dataclass(frozen=True)

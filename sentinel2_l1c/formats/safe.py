@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..safe import SafeProduct
-from ..utils import BandGroup
-from .base import Format, Packaging
-from .gdal_files import GdalReader
+from sentinel2_l1c.formats.base import Format, Packaging
+from sentinel2_l1c.formats.gdal_reader import GdalReader
+from sentinel2_l1c.s2.bands import BandGroup
+from sentinel2_l1c.s2.product import SafeProduct
 
 
 def band_files(product: SafeProduct, group: BandGroup) -> list[str]:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from zarr.abc.store import Store
 
-from ..loaders import Catalogue, ZarrLoader
-from ..storages import Place
-from .base import Reader
+from sentinel2_l1c.formats.base import Reader
+from sentinel2_l1c.loaders.base import Catalogue
+from sentinel2_l1c.loaders.zarr_arrays import ZarrLoader
+from sentinel2_l1c.storage.places import Place
 
 
 class StoreReader(Reader):

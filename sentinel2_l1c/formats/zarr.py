@@ -1,4 +1,4 @@
-"""Zarr v3 and sharded Zarr v3: groups ``/{tile}/{year}/{band_group}`` (see ``zarr_store``)."""
+"""Zarr v3 and sharded Zarr v3: groups ``/{tile}/{year}/{band_group}`` (see ``cube.schema``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from zarr.abc.store import Store
 
-from ..storages import Place
-from .base import Format, Packaging
-from .obstore_reader import ObstoreReader
-from .store_reader import StoreReader
-from .tensorstore_reader import TensorstoreReader
+from sentinel2_l1c.formats.base import Format, Packaging
+from sentinel2_l1c.formats.obstore_reader import ObstoreReader
+from sentinel2_l1c.formats.store_reader import StoreReader
+from sentinel2_l1c.formats.tensorstore_reader import TensorstoreReader
+from sentinel2_l1c.storage.places import Place
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ZarrFormat(Format):
     """A Zarr format made by ``convert_safe_to_zarr``, with or without the sharding codec."""
 
     sharded: bool = False
-    layout: str = "first_version"  # of new groups (``zarr_layouts``)
+    layout: str = "first_version"  # of new groups (``cube.layouts``)
     #: an icechunk repository: each tile-year one commit (``icechunk_repo``)
     transactional: bool = False
 

@@ -10,11 +10,11 @@ from fsspec.implementations.zip import ZipFileSystem
 from zarr.abc.store import Store
 from zarr.storage import FsspecStore, ZipStore
 
-from ..async_zipfs import AsyncZipFileSystem
-from ..storages import Place
-from .base import Format, Packaging
-from .store_reader import StoreReader
-from .tensorstore_reader import TensorstoreReader
+from sentinel2_l1c.formats.base import Format, Packaging
+from sentinel2_l1c.formats.store_reader import StoreReader
+from sentinel2_l1c.formats.tensorstore_reader import TensorstoreReader
+from sentinel2_l1c.storage.places import Place
+from sentinel2_l1c.zipfs.filesystem import AsyncZipFileSystem
 
 ZIP_BLOCK = 1 << 20  # read-ahead of the file object under zipfile on a remote place
 

@@ -17,14 +17,16 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from ..locations import CDSE_PROFILE as CDSE_PROFILE_VARIABLE
-from ..locations import LAB_NETWORK, STAC_URL, Locations
-from ..safe import SafeName, SafeProduct, safe_folders
-from .layout import LAB_S3_PROFILE
-from .network import PROFILES, NetworkProfile
-from .object_store import AwsFiles, Identity, SeaweedFS, write_aws_files
-from .proxy import ProxyProcess
-from .stac_api import SOURCE_BUCKET, StacApi
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE
+from sentinel2_l1c.lab.network import PROFILES, NetworkProfile
+from sentinel2_l1c.lab.object_store import AwsFiles, Identity, SeaweedFS, write_aws_files
+from sentinel2_l1c.lab.proxy import ProxyProcess
+from sentinel2_l1c.lab.stac_api import SOURCE_BUCKET, StacApi
+from sentinel2_l1c.s2.listing import safe_folders
+from sentinel2_l1c.s2.names import SafeName
+from sentinel2_l1c.s2.product import SafeProduct
+from sentinel2_l1c.storage.locations import CDSE_PROFILE as CDSE_PROFILE_VARIABLE
+from sentinel2_l1c.storage.locations import LAB_NETWORK, STAC_URL, Locations
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import formats, storages
-from ..locations import LOG_FOLDER, S3_PROFILE, Locations
+from sentinel2_l1c import formats
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.locations import LOG_FOLDER, S3_PROFILE, Locations
 
 LAB_S3_PROFILE = "dslab-lab-storage"
 

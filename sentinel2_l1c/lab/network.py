@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 
-from ..errors import ConfigError
+from sentinel2_l1c.errors import ConfigError
 
 
 @dataclass(frozen=True)

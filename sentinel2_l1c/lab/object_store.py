@@ -26,7 +26,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from ..errors import DslabError
+from sentinel2_l1c.errors import DslabError
 
 log = logging.getLogger(__name__)
 

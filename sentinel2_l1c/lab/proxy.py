@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import ConfigError
-from . import network
-from .network import NetworkProfile
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.network import NetworkProfile
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 _S3_503 = (

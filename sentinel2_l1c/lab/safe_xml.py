@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ..safe import Grid, format_utc
-from ..utils import BANDS, RESOLUTIONS, band_resolution
-from .scene import QUANTIFICATION_VALUE, RADIOMETRIC_OFFSET
-from .schedule import Acquisition
+from sentinel2_l1c.lab.scene import QUANTIFICATION_VALUE, RADIOMETRIC_OFFSET
+from sentinel2_l1c.lab.schedule import Acquisition
+from sentinel2_l1c.s2.bands import BANDS, RESOLUTIONS, band_resolution
+from sentinel2_l1c.s2.names import format_utc
+from sentinel2_l1c.s2.product import Grid
 
 PSD = "https://psd-14.sentinel2.eo.esa.int/PSD"
 # (min, max, central) wavelength in nm and solar irradiance in W/m²/µm, Sentinel-2A.

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..safe import Grid
-from ..utils import BANDS
-from .schedule import Acquisition, tile_seed
+from sentinel2_l1c.lab.schedule import Acquisition, tile_seed
+from sentinel2_l1c.s2.bands import BANDS
+from sentinel2_l1c.s2.product import Grid
 
 RADIOMETRIC_OFFSET = 1000
 QUANTIFICATION_VALUE = 10000

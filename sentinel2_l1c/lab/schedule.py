@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 
-from ..safe import SafeName
+from sentinel2_l1c.s2.names import SafeName
 
 RELATIVE_ORBITS = (79, 36, 122)
 # Minutes after midnight UTC when each relative orbit passes over southern Finland.

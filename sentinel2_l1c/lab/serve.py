@@ -20,11 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cli import interrupt_on_sigterm, new_parser, run_cli
-from ..errors import ConfigError
-from . import network
-from .cdse import LocalCdse
-from .layout import lab_environment, source_root
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.lab import network
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_environment, source_root
+from sentinel2_l1c.run.cli import interrupt_on_sigterm, new_parser, run_cli
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT = 10.0  # seconds the command gets to end after SIGTERM

@@ -26,8 +26,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 
-from ..safe import SafeProduct, format_utc, parse_utc
-from ..utils import band_resolution
+from sentinel2_l1c.s2.bands import band_resolution
+from sentinel2_l1c.s2.names import format_utc, parse_utc
+from sentinel2_l1c.s2.product import SafeProduct
 
 log = logging.getLogger(__name__)
 

@@ -31,23 +31,17 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform as warp_transform
 
-from ..cli import new_parser, options_from_args, run_cli
-from ..errors import ConfigError
-from ..safe import Grid
-from ..utils import (
-    BANDS,
-    RESOLUTIONS,
-    atomic_output,
-    band_resolution,
-    parse_tile_id,
-    progress_bar,
-    remove_tree,
-)
-from ..zarr_layouts import JP2_TILE
-from . import safe_xml
-from .scene import BAND_BITS, Scene
-from .schedule import Acquisition, plan_acquisitions
-from .tile_grid import FULL_TILE_SIZE, tile_origin
+from sentinel2_l1c.cube.layouts import JP2_TILE
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.lab import safe_xml
+from sentinel2_l1c.lab.scene import BAND_BITS, Scene
+from sentinel2_l1c.lab.schedule import Acquisition, plan_acquisitions
+from sentinel2_l1c.lab.tile_grid import FULL_TILE_SIZE, tile_origin
+from sentinel2_l1c.run.cli import new_parser, options_from_args, run_cli
+from sentinel2_l1c.run.progress import progress_bar
+from sentinel2_l1c.s2.bands import BANDS, RESOLUTIONS, band_resolution, parse_tile_id
+from sentinel2_l1c.s2.product import Grid
+from sentinel2_l1c.storage.files import atomic_output, remove_tree
 
 log = logging.getLogger(__name__)
 

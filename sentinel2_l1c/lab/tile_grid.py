@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..utils import parse_tile_id
+from sentinel2_l1c.s2.bands import parse_tile_id
 
 _COLUMN_LETTERS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")  # by (zone - 1) % 3
 _ROW_LETTERS = "ABCDEFGHJKLMNPQRSTUV"  # even zones start at F

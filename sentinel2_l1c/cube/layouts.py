@@ -1,0 +1,206 @@
+"""Named Zarr layouts: how the Zarr formats chunk, shard and compress a band group.
+
+Patch loads from Zarr are decompression-bound, so what is decompressed matters more than
+which library does it. A layout gives, per resolution, the time chunk, the side of a chunk
+(of an inner chunk, when sharded) and the side of a block: the shard of a sharded Zarr and,
+for every Zarr format, the region one conversion task writes (a multiple of the chunk side and
+of ESA's JP2 tile side, so every JP2 tile is decoded once and every chunk or shard written
+once). The codec is Blosc (the benchmark's ideal reference decompresses Blosc).
+
+The arithmetic here is pure (no I/O): chunks a patch touches, read amplification (bytes
+decompressed / bytes delivered) and objects per full-size tile-year, which
+``benchmarks/layout_sweep.py`` checks against measurements.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rasterio.windows import Window
+from zarr.codecs import BloscCodec
+
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.s2.bands import BAND_GROUPS, RESOLUTIONS, BandGroup
+
+#: ESA's JP2 tile side per resolution; blocks are multiples of it.
+JP2_TILE = {10: 1024, 20: 640, 60: 192}
+#: A full-size tile in pixels per resolution (109.8 km).
+FULL_TILE = {10: 10980, 20: 5490, 60: 1830}
+#: Dates of a busy full-size tile-year (both satellites, overlapping orbits at 60° N).
+FULL_YEAR_DATES = 192
+#: Zarr metadata and coordinate objects of a band group (group and 7 arrays' zarr.json, one
+#: chunk each of time, product_id, band, y, x) and of a tile-year (its tile and year groups).
+OBJECTS_PER_GROUP = 13
+OBJECTS_PER_TILE_YEAR = 2
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A Blosc codec: compressor, level and shuffle."""
+
+    cname: str = "zstd"
+    clevel: int = 5
+    shuffle: str = "bitshuffle"
+
+    def blosc(self) -> BloscCodec:
+        return BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle)
+
+    def __str__(self) -> str:
+        shuffled = "" if self.shuffle == "noshuffle" else f"+{self.shuffle}"
+        return f"{self.cname}-{self.clevel}{shuffled}"
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Chunking of one resolution: time steps per chunk, chunk side, block (shard) side."""
+
+    time: int
+    side: int
+    block: int
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """The layout of one band group, as the converter and the store need it."""
+
+    name: str  # of the named layout
+    chunks: tuple[int, int, int, int]  # (time, band, y, x)
+    block: int  # pixels; the shard side when sharded
+    sharded: bool
+    codec: Codec
+
+    @property
+    def shards(self) -> tuple[int, int, int, int] | None:
+        if not self.sharded:
+            return None
+        return (self.chunks[0], self.chunks[1], self.block, self.block)
+
+    @property
+    def object_shape(self) -> tuple[int, int, int, int]:
+        """The shape one stored object covers: a shard, or a chunk."""
+        return self.shards or self.chunks
+
+
+@dataclass(frozen=True)
+class ZarrLayout:
+    name: str
+    description: str
+    tilings: tuple[Tiling, Tiling, Tiling]  # 10, 20, 60 m
+    codec: Codec = Codec()
+
+    def __post_init__(self) -> None:
+        for resolution, tiling in zip(RESOLUTIONS, self.tilings, strict=True):
+            if min(tiling.time, tiling.side, tiling.block) < 1 or tiling.block % tiling.side:
+                raise ConfigError(
+                    f"layout {self.name}: at {resolution} m the block ({tiling.block} px) must "
+                    f"be a positive multiple of the chunk side ({tiling.side} px)"
+                )
+
+    def tiling(self, resolution: int) -> Tiling:
+        return self.tilings[RESOLUTIONS.index(resolution)]
+
+    def of(self, band_group: BandGroup, sharded: bool) -> GroupLayout:
+        tiling = self.tiling(band_group.resolution)
+        chunks = (tiling.time, len(band_group.bands), tiling.side, tiling.side)
+        return GroupLayout(self.name, chunks, tiling.block, sharded, self.codec)
+
+    def summary(self) -> str:
+        """One line: chunks per resolution and the codec."""
+        parts = [f"{t.time}×{t.side}²/{t.block}²" for t in self.tilings]
+        return f"{' '.join(parts)} (time×chunk²/block² at 10/20/60 m), {self.codec}"
+
+
+def _layout(name: str, description: str, times: Iterable[int], sides: Iterable[int], **codec):
+    tilings = tuple(
+        Tiling(time, side, block)
+        for time, side, block in zip(times, sides, (2048, 1280, 768), strict=True)
+    )
+    return ZarrLayout(name, description, tilings, Codec(**codec))  # type: ignore[arg-type]
+
+
+FIRST_TIMES = (20, 40, 80)
+#: Every named layout. Blocks are 2048/1280/768 px in all (two, two and four JP2 tiles a
+#: side; a 10 m block of 20 dates is 670 MB in memory), so a sharded Zarr has the first
+#: version's 512 shards per full-size tile-year whatever its inner chunks.
+LAYOUTS: dict[str, ZarrLayout] = {
+    layout.name: layout
+    for layout in (
+        _layout(
+            "first_version", "the first version's chunks: 512/256/128 px, zstd-5",
+            FIRST_TIMES, (512, 256, 128),
+        ),
+        _layout("chunks_256", "half the chunk side", FIRST_TIMES, (256, 128, 64)),
+        _layout("chunks_128", "a quarter of the chunk side", FIRST_TIMES, (128, 64, 32)),
+        _layout(
+            "chunks_128_lz4", "chunks_128 with lz4 (faster to decompress, larger)",
+            FIRST_TIMES, (128, 64, 32), cname="lz4",
+        ),
+        _layout(
+            "chunks_128_zstd1", "chunks_128 with zstd level 1",
+            FIRST_TIMES, (128, 64, 32), clevel=1,
+        ),
+        _layout(
+            "chunks_128_time_40", "chunks_128 with 40 dates a chunk at 10 m too",
+            (40, 40, 80), (128, 64, 32),
+        ),
+    )
+}  # fmt: skip
+LEGACY = "first_version"  # the layout of groups written before layouts were recorded
+
+
+def get(name: str) -> ZarrLayout:
+    """The layout called ``name``; ConfigError naming the choices otherwise."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise ConfigError(f"unknown layout {name!r}; choose from {', '.join(LAYOUTS)}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Arithmetic of a layout
+# --------------------------------------------------------------------------------------
+
+
+def touched_chunks(
+    shape: tuple[int, ...], chunks: tuple[int, ...], window: Window
+) -> list[tuple[int, int, int, int]]:
+    """Indices of the (time, band, y, x) chunks a window over every time and band touches."""
+    times, bands = (-(-shape[i] // chunks[i]) for i in (0, 1))
+    rows = range(window.row_off // chunks[2], (window.row_off + window.height - 1) // chunks[2] + 1)
+    cols = range(window.col_off // chunks[3], (window.col_off + window.width - 1) // chunks[3] + 1)
+    return list(itertools.product(range(times), range(bands), rows, cols))
+
+
+def data_objects(shape: tuple[int, ...], layout: GroupLayout) -> int:
+    """Stored objects of a band group's ``data`` of ``shape``: chunks, or shards."""
+    return math.prod(
+        -(-size // side) for size, side in zip(shape, layout.object_shape, strict=True)
+    )
+
+
+def objects_per_tile_year(
+    layout: ZarrLayout,
+    sharded: bool,
+    dates: int = FULL_YEAR_DATES,
+    sides: dict[int, int] | None = None,
+    band_groups: tuple[BandGroup, ...] = BAND_GROUPS,
+) -> int:
+    """Objects of one tile-year (data, metadata and coordinates); full-size by default."""
+    sides = sides or FULL_TILE
+    total = OBJECTS_PER_TILE_YEAR
+    for group in band_groups:
+        side = sides[group.resolution]
+        shape = (dates, len(group.bands), side, side)
+        total += data_objects(shape, layout.of(group, sharded)) + OBJECTS_PER_GROUP
+    return total
+
+
+def patch_bytes(layout: GroupLayout, shape: tuple[int, ...], window: Window) -> tuple[int, int]:
+    """Bytes decompressed (whole chunks touched) and delivered (the window's pixels) when a
+    patch window of every date and band is read from a uint16 array of ``shape``."""
+    decompressed = len(touched_chunks(shape, layout.chunks, window)) * math.prod(layout.chunks)
+    delivered = shape[0] * shape[1] * window.height * window.width
+    return 2 * decompressed, 2 * delivered

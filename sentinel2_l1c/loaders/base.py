@@ -1,0 +1,144 @@
+"""What every loader shares: the patch, the tile-year it is cut from, the ``Loader`` interface,
+a checksum of the pixels, and how a Zarr tile-year's band groups are opened (missing or
+incomplete groups refused in one line naming the command that makes them).
+
+A loader returns, per band group, the (time, band, y, x) pixels of a patch. The loaders:
+``zarr_arrays`` (zarr-python on any Zarr store, and the ideal reference beside it),
+``tensorstore_arrays``, ``gdal_files`` (windowed GDAL reads of per-product files) and
+``gdal_tlm`` (what GDAL opens for a band file whose tiles a manifest indexes). Formats open
+them through their readers (``formats``); nothing here knows where data lives or how it was
+made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+from rasterio.windows import Window
+
+from sentinel2_l1c.cube.protocol import complete_per_metadata
+from sentinel2_l1c.cube.schema import group_path, layout_name
+from sentinel2_l1c.errors import InputDataError, RemoteError
+from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
+from sentinel2_l1c.s2.product import SafeProduct
+
+GRID = 60  # patches align to the coarsest grid, so every band group gets whole pixels
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Upper-left corner and side, in metres of the tile's CRS."""
+
+    x: float
+    y: float
+    size: int
+
+    def window(self, ulx: float, uly: float, resolution: int) -> Window:
+        return Window(
+            round((self.x - ulx) / resolution),
+            round((uly - self.y) / resolution),
+            self.size // resolution,
+            self.size // resolution,
+        )
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What a loader needs to know of the tile-year: its products (for per-product files)."""
+
+    tile: str
+    year: int
+    products: tuple[SafeProduct, ...]
+    workers: int = 8  # threads of windowed file reads
+
+
+class Loader(Protocol):
+    #: what reads the data: libraries, store and filesystem classes (recorded in results)
+    stack: dict[str, str]
+    #: the named layout of a Zarr store (recorded in results); None for per-product files
+    layout: str | None
+
+    def load(self, patch: Patch) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def checksum(pixels: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a patch's pixels, band group by band group."""
+    digest = hashlib.sha256()
+    for name in sorted(pixels):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(pixels[name]).tobytes())
+    return digest.hexdigest()
+
+
+@contextmanager
+def reported(where: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A client's own errors (after its own retries) as one RemoteError line naming ``where``."""
+    try:
+        yield
+    except errors as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first.split(" [")[0]  # without tensorstore's [spec=…] [http_response_body=…]
+        raise RemoteError(f"{where}: read failed: {first}") from err
+
+
+def origin(group: BandGroup, x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """The outer corner of a band group's grid from its first pixel-centre coordinates."""
+    return float(x[0]) - group.resolution / 2, float(y[0]) + group.resolution / 2
+
+
+def slices(patch: Patch, corner: tuple[float, float], group: BandGroup) -> tuple[slice, slice]:
+    """The rows and columns of a patch in a band group's grid."""
+    w = patch.window(*corner, group.resolution)
+    return slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
+
+
+class GroupMetadata(Protocol):
+    """What a Zarr library reads of a tile-year's group at ``path`` before any pixel."""
+
+    def attributes(self, path: str) -> Mapping[str, Any] | None:
+        """The group's attributes; None when there is no group."""
+
+    def time_length(self, path: str, name: str) -> int:
+        """The time length of the group's array ``name``; KeyError when it is missing."""
+
+    def data(self, path: str) -> Any:
+        """The group's ``data`` array, as the library reads it."""
+
+    def first_centres(self, path: str) -> tuple[Sequence[float], Sequence[float]]:
+        """The first two x and y pixel-centre coordinates."""
+
+
+@dataclass(frozen=True)
+class BandGroupArrays:
+    """A tile-year's band groups as a Zarr reader opened them."""
+
+    arrays: dict[str, Any]  # band group name → its data array
+    origins: dict[str, tuple[float, float]]  # band group name → outer corner of its grid
+    layout: str  # the named layout the groups were written with
+
+
+def open_band_groups(
+    metadata: GroupMetadata, catalogue: Catalogue, where: str, made_by: str
+) -> BandGroupArrays:
+    """Every band group of the tile-year; InputDataError for a group that is missing or not
+    complete (``cube.protocol``), naming the command that makes it."""
+    arrays, origins, layout = {}, {}, ""
+    for group in BAND_GROUPS:
+        path = group_path(catalogue.tile, catalogue.year, group)
+        attributes = metadata.attributes(path)
+        if attributes is None:
+            raise InputDataError(f"{where}: no group {path}: run {made_by}")
+        if not complete_per_metadata(attributes, partial(metadata.time_length, path)):
+            raise InputDataError(f"{where}: group {path} is not complete: rerun {made_by}")
+        layout = layout_name(attributes)
+        arrays[group.name] = metadata.data(path)
+        origins[group.name] = origin(group, *metadata.first_centres(path))
+    return BandGroupArrays(arrays, origins, layout)

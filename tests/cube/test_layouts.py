@@ -1,0 +1,215 @@
+"""Named Zarr layouts (issue 17): every layout converts to the SAFE source's pixels, and what
+the layout arithmetic predicts (objects, chunks touched, bytes decompressed) is what the
+stores hold and what reading them does."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from rasterio.windows import Window
+from zarr.abc.store import ByteRequest, RangeByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.storage import LocalStore, WrapperStore
+
+from sentinel2_l1c import (
+    convert_safe_to_zarr,
+    formats,
+)
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.cube import layouts as zarr_layouts
+from sentinel2_l1c.cube.layouts import FULL_TILE, JP2_TILE, LAYOUTS, Tiling, ZarrLayout
+from sentinel2_l1c.cube.schema import LAYOUT, group_path
+from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.loaders.base import Catalogue, Patch
+from sentinel2_l1c.loaders.zarr_arrays import IdealLoader, ZarrLoader
+from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.s2.product import read_band
+from tests.helpers import SMALL, Archive, one_error_line
+
+EMPTY = 2**64 - 1  # a shard index's offset of an inner chunk never written
+SIDES = {10: 366, 20: 183, 60: 61}  # the test archive's tiles
+
+
+def test_registered_layouts_align_with_esa_jp2_tiles() -> None:
+    assert formats.ZARR.layout in LAYOUTS and formats.ZARR_SHARDED.layout in LAYOUTS
+    for layout in LAYOUTS.values():
+        for resolution in (10, 20, 60):
+            tiling = layout.tiling(resolution)
+            assert tiling.block % JP2_TILE[resolution] == 0, layout.name
+            assert tiling.block % tiling.side == 0, layout.name
+
+
+def test_bad_layouts_are_refused() -> None:
+    with pytest.raises(ConfigError, match="multiple of the chunk side"):
+        ZarrLayout("odd", "", (Tiling(20, 512, 1000), Tiling(40, 256, 1280), Tiling(80, 128, 768)))
+    with pytest.raises(ConfigError, match="unknown layout 'nope'; choose from first_version"):
+        zarr_layouts.get("nope")
+
+
+def test_objects_of_a_full_size_tile_year() -> None:
+    first = LAYOUTS["first_version"]
+    metadata = 3 * zarr_layouts.OBJECTS_PER_GROUP + zarr_layouts.OBJECTS_PER_TILE_YEAR
+    # 192 dates: 10·22² + 5·22² + 3·15² chunks, or 10·6² + 5·5² + 3·3² shards
+    assert zarr_layouts.objects_per_tile_year(first, sharded=False) == 4840 + 2420 + 675 + metadata
+    assert zarr_layouts.objects_per_tile_year(first, sharded=True) == 512 + metadata
+    small = LAYOUTS["chunks_128"]
+    assert zarr_layouts.objects_per_tile_year(small, sharded=True) == 512 + metadata
+    assert zarr_layouts.objects_per_tile_year(small, sharded=False) > 90_000
+    assert FULL_TILE[10] == 2 * FULL_TILE[20] == 6 * FULL_TILE[60]
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_layout_equals_the_safe_source(archive: Archive, tmp_path: Path, name: str) -> None:
+    layout = LAYOUTS[name]
+    products = list_products(archive.root)
+    for fmt in (formats.ZARR, formats.ZARR_SHARDED):
+        sharded = fmt.sharded
+        target = tmp_path / f"sharded-{sharded}"
+        options = ZarrOptions(archive.root, target, fmt, layout=layout)
+        convert_safe_to_zarr.convert(options, show_progress=False)
+        root = zarr.open_group(str(target), mode="r", zarr_format=3)
+        for group in BAND_GROUPS:
+            node = root[group_path("35VLH", 2024, group)]
+            assert node.attrs[LAYOUT] == name
+            data = node["data"]
+            assert data.chunks == layout.of(group, sharded).chunks
+            assert data.shards == layout.of(group, sharded).shards
+            codec = data.metadata.codecs[-1] if not sharded else data.metadata.codecs[0]
+            assert str(layout.codec.cname) in str(codec.to_dict())
+            pixels = data[:]
+            for t, product in enumerate(products):
+                expected = np.stack([read_band(product.band_path(b)) for b in group.bands])
+                np.testing.assert_array_equal(pixels[t], expected, err_msg=f"{name} {t}")
+        on_disk = sum(1 for p in target.rglob("*") if p.is_file())
+        computed = zarr_layouts.objects_per_tile_year(layout, sharded, len(products), SIDES)
+        assert on_disk == computed + 1, "+ the store's root group"
+
+
+class CountingStore(WrapperStore[LocalStore]):
+    """Records the data reads (key and byte range) zarr-python makes."""
+
+    def __init__(self, store: LocalStore) -> None:
+        super().__init__(store)
+        self.reads: list[tuple[str, ByteRequest | None]] = []
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        if "/data/c/" in key:
+            self.reads.append((key, byte_range))
+        return await super().get(key, prototype, byte_range)
+
+    async def get_partial_values(self, prototype, key_ranges):  # noqa: ANN001, ANN201
+        key_ranges = list(key_ranges)
+        self.reads += [(key, request) for key, request in key_ranges if "/data/c/" in key]
+        return await super().get_partial_values(prototype, key_ranges)
+
+
+def inner_chunks_read(target: Path, reads: list[tuple[str, ByteRequest | None]]) -> int:
+    """Inner chunks within the byte ranges read of each shard (zarr-python coalesces nearby
+    ones), found through the shard's index: (offset, length) per inner chunk, then a CRC32C."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for key, request in reads:
+        raw_size = (target / key).stat().st_size
+        if request is None:
+            ranges.setdefault(key, []).append((0, raw_size))
+        elif isinstance(request, RangeByteRequest):
+            ranges.setdefault(key, []).append((request.start, request.end))
+    count = 0
+    for key, spans in ranges.items():
+        array = zarr.open_array(str(target), path=key.split("/c/")[0], mode="r")
+        inner = math.prod(s // c for s, c in zip(array.shards, array.chunks, strict=True))
+        raw = (target / key).read_bytes()
+        index = np.frombuffer(raw[-(16 * inner + 4) : -4], "<u8").reshape(inner, 2)
+        for offset, length in index:
+            if offset != EMPTY and any(a <= offset and offset + length <= b for a, b in spans):
+                count += 1
+    return count
+
+
+def test_chunks_touched_and_bytes_decompressed_are_as_computed(
+    archive: Archive, tmp_path: Path
+) -> None:
+    products = list_products(archive.root)
+    grid = products[0].grid(10)
+    patch = Patch(grid.transform.c + 60 * 7, grid.transform.f - 60 * 11, 1800)
+    catalogue = Catalogue("35VLH", 2024, tuple(products))
+    for fmt in (formats.ZARR, formats.ZARR_SHARDED):
+        sharded = fmt.sharded
+        target = tmp_path / f"sharded-{sharded}"
+        options = ZarrOptions(archive.root, target, fmt, layout=SMALL)
+        convert_safe_to_zarr.convert(options, show_progress=False)
+        store = CountingStore(LocalStore(target, read_only=True))
+        loader = ZarrLoader(store, catalogue, str(target), "test")
+        decompressed = touched = 0
+        for group in BAND_GROUPS:
+            layout = SMALL.of(group, sharded)
+            shape = loader.arrays[group.name].shape
+            window = patch.window(*loader.origins[group.name], group.resolution)
+            touched += len(zarr_layouts.touched_chunks(shape, layout.chunks, window))
+            decompressed += zarr_layouts.patch_bytes(layout, shape, window)[0]
+        loader.load(patch)
+        read = inner_chunks_read(target, store.reads) if sharded else len(store.reads)
+        assert touched > len(BAND_GROUPS) and read == touched
+        if not sharded:  # the ideal reference decompresses exactly those chunks
+            assert IdealLoader(loader).load(patch)["decompressed_bytes"] == decompressed
+        loader.close()
+
+
+def test_appends_keep_the_layout_and_refuse_another(archive: Archive, tmp_path: Path) -> None:
+    products = list_products(archive.root)
+    root = tmp_path / "safe"
+    for product in products[:6]:
+        link = root / product.name.cdse_path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(product.path)
+    target = tmp_path / "zarr"
+    chosen = LAYOUTS["chunks_256"]
+    convert_safe_to_zarr.convert(ZarrOptions(root, target, layout=chosen), False)
+    for product in products[6:]:
+        link = root / product.name.cdse_path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(product.path)
+    with pytest.raises(InputDataError, match="has layout chunks_256, not first_version"):
+        convert_safe_to_zarr.convert(
+            ZarrOptions(root, target, layout=LAYOUTS["first_version"]), False
+        )
+    summary = convert_safe_to_zarr.convert(ZarrOptions(root, target), False)  # its own layout
+    assert "layout chunks_256" in summary.lines()[0]
+    data = zarr.open_array(str(target), path=f"{group_path('35VLH', 2024, BAND_GROUPS[0])}/data")
+    assert data.shape[0] == len(products) and data.chunks == chosen.of(BAND_GROUPS[0], False).chunks
+    rebuilt = convert_safe_to_zarr.convert(
+        ZarrOptions(root, target, layout=LAYOUTS["first_version"], overwrite=True), False
+    )
+    assert "layout first_version" in rebuilt.lines()[0]
+
+
+def test_command_line_layout(
+    archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = convert_safe_to_zarr.main
+    line = one_error_line(main, ["--layout", "nope", "--source", str(archive.root)], capsys)
+    assert "nope" in line and "first_version" in line
+    target = tmp_path / "z"
+    code = main(["--format", "zarr_sharded", "--layout", "chunks_128_lz4", "--source",
+                 str(archive.root), "--target", str(target), "--quiet"])  # fmt: skip
+    assert code == 0 and "layout chunks_128_lz4" in capsys.readouterr().out
+    data = zarr.open_array(str(target), path=f"{group_path('35VLH', 2024, BAND_GROUPS[1])}/data")
+    assert data.shards is not None and data.chunks[2:] == (64, 64)
+    help_text = convert_safe_to_zarr.build_parser().format_help()
+    assert all(name in help_text for name in LAYOUTS)
+
+
+def test_touched_chunks() -> None:
+    window = Window(500, 600, 30, 30)  # columns 500-529 cross the 512 chunk border
+    assert zarr_layouts.touched_chunks((45, 4, 1098, 1098), (20, 4, 512, 512), window) == [
+        (t, 0, 1, x) for t in range(3) for x in (0, 1)
+    ]
+    assert zarr_layouts.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
+        (0, 0, 0, 0), (1, 0, 0, 0),
+    ]  # fmt: skip
