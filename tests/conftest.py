@@ -3,9 +3,10 @@
 Library code gets a ``Locations`` (``lab_locations``, ``LocalCdse.locations``); tests of a
 command's ``main`` set the environment it reads (``helpers.use_settings``).
 
-A test that needs the lab's servers (SeaweedFS, the STAC API, the shaping proxy) is marked
-``lab``: those using the fixtures below that start them are marked here, modules that start
-servers of their own say so with ``pytestmark``. ``pytest -m "not lab"`` runs the rest.
+A test that needs the lab (its servers: SeaweedFS, the STAC API, the shaping proxy; or a lab
+folder with every format made) is marked ``lab``: those using the fixtures below that make
+one are marked here, tests that start servers of their own say so themselves.
+``pytest -m "not lab"`` runs the rest.
 """
 
 from __future__ import annotations
@@ -46,28 +47,31 @@ from tests.helpers import (
     YEAR,
     Archive,
     Converted,
+    made_once,
     storage,
     use_settings,
     variable,
 )
 
-#: Fixtures that start the lab's servers: a test using one (directly or through another
-#: fixture) is marked ``lab``.
-SERVER_FIXTURES = {"local_cdse", "silent"}
+#: Fixtures that start the lab's servers or make a whole lab: a test using one (directly or
+#: through another fixture) is marked ``lab``.
+LAB_FIXTURES = {"local_cdse", "silent", "network_lab"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.lab)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """``lab`` for a test that uses a lab fixture, directly or through another fixture."""
+    if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
-    root = tmp_path_factory.mktemp("eodata")
-    paths = list(generate(SMALL_ARCHIVE, root, show_progress=False))
+    def make(root: Path) -> None:
+        paths = list(generate(SMALL_ARCHIVE, root, show_progress=False))
+        assert len(paths) == len(SMALL_ARCHIVE.acquisitions())
+
+    root = made_once(tmp_path_factory, "eodata", make)
     acquisitions = SMALL_ARCHIVE.acquisitions()
-    assert len(paths) == len(acquisitions)
     return Archive(root, SMALL_ARCHIVE, acquisitions, ProductWriter(SMALL_ARCHIVE))
 
 
@@ -127,10 +131,10 @@ def tiled(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
     """SAFE roots of products without TLM markers (False: three) and with (True: two)."""
     roots = {}
     for tlm in (False, True):
-        roots[tlm] = tmp_path_factory.mktemp(f"tiled-tlm-{tlm}")
         start, end = date(YEAR[tlm], 5, 1), date(YEAR[tlm], 6, 1)
         options = replace(TILED, tlm=tlm, count=2 if tlm else 3, start=start, end=end)
-        list(generate(options, roots[tlm], show_progress=False))
+        make = lambda root, options=options: list(generate(options, root, show_progress=False))  # noqa: E731
+        roots[tlm] = made_once(tmp_path_factory, f"tiled-tlm-{tlm}", make)
     return roots
 
 
@@ -172,12 +176,15 @@ def silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SilentEndpoint:
 
 @pytest.fixture(scope="session")
 def converted(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Converted:
-    out = tmp_path_factory.mktemp("converted")
+    """The archive as COG, Zarr, sharded Zarr (the ``SMALL`` layout) and zipped Zarr."""
+
+    def make(out: Path) -> None:
+        convert_safe_to_cog.convert(CogOptions(archive.root, out / "cog"), show_progress=False)
+        convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", layout=SMALL), False)
+        sharded = ZarrOptions(archive.root, out / "sharded", formats.ZARR_SHARDED, layout=SMALL)
+        convert_safe_to_zarr.convert(sharded, False)
+        zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
+
+    out = made_once(tmp_path_factory, "converted", make)
     products = list_products(archive.root)
-    convert_safe_to_cog.convert(CogOptions(archive.root, out / "cog"), show_progress=False)
-    convert_safe_to_zarr.convert(ZarrOptions(archive.root, out / "zarr", layout=SMALL), False)
-    convert_safe_to_zarr.convert(
-        ZarrOptions(archive.root, out / "sharded", formats.ZARR_SHARDED, layout=SMALL), False
-    )
-    zip_zarr.zip_store(out / "zarr", out / "zarr.zip", show_progress=False)
     return Converted(products, out / "cog", out / "zarr", out / "sharded", out / "zarr.zip")

@@ -4,6 +4,7 @@ compare or build."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -53,9 +54,10 @@ EXAMPLE = "S2A_MSIL1C_20240221T095031_N0510_R079_T35VLH_20240221T103209.SAFE"
 REQUIRE_TOOLS = "DSLAB_TEST_REQUIRE_TOOLS"
 
 
-#: Small chunks and blocks, so the small test tiles (366/183/61 px) span several blocks.
+#: Small chunks and blocks, so the small test tiles (366/183/61 px) span 2 × 2 blocks of 3 × 3
+#: (60 m: 2 × 2) chunks, edge blocks and chunks smaller.
 SMALL = ZarrLayout(
-    "test_small", "tests' small tiles", (Tiling(4, 64, 128), Tiling(4, 32, 64), Tiling(4, 16, 32))
+    "test_small", "tests' small tiles", (Tiling(4, 64, 192), Tiling(4, 32, 96), Tiling(4, 16, 32))
 )
 
 
@@ -86,6 +88,24 @@ SMALL_ARCHIVE = SyntheticOptions(
 
 
 PATCH = 1800  # metres: fits the 3.66 km test tiles
+
+
+def made_once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
+    """A folder that ``make`` fills once per test run, for every xdist worker: the first to
+    come makes it under a lock, the others wait and use it (so what uses it only reads it).
+    A folder that a killed worker left half made is made again."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
 
 
 def storage(lab: Path, storage_name: str, format_name: str) -> Path:

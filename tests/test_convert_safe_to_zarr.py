@@ -261,7 +261,7 @@ class TestWrites:
             group_path("35VLH", 2024, BAND_GROUPS[0])
         ]
         assert group.attrs[COMPLETE] is False, "killed before the end"
-        assert len(group.attrs[DONE]) < 36
+        assert len(group.attrs[DONE]) < 16  # of 2 × 2 blocks × 4 time chunks
         convert_safe_to_zarr.convert(ZarrOptions(archive.root, target, layout=SMALL), False)
         assert_same_store(target, converted.zarr)
 

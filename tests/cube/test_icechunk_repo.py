@@ -33,7 +33,7 @@ from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.s2.product import SafeProduct
 from sentinel2_l1c.storage.places import FolderPlace
-from tests.helpers import SMALL, Archive, link_products, store_contents
+from tests.helpers import SMALL, Archive, Converted, link_products, store_contents
 
 REPO = Path(__file__).resolve().parents[2]
 ICECHUNK = formats.ICECHUNK
@@ -73,15 +73,14 @@ def products(archive: Archive) -> list[SafeProduct]:
 
 @pytest.fixture(scope="module")
 def plain(
-    archive: Archive, products: list[SafeProduct], tmp_path_factory: pytest.TempPathFactory
+    converted: Converted, products: list[SafeProduct], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """Plain Zarr of the first half of the products, and of all of them."""
     out = tmp_path_factory.mktemp("plain")
     half = out / "half-safe"
     link_products(half, products[: len(products) // 2])
     convert(half, out / "half", formats.ZARR)
-    convert(archive.root, out / "all", formats.ZARR)
-    return {"half": out / "half", "all": out / "all", "half_safe": half}
+    return {"half": out / "half", "all": converted.zarr, "half_safe": half}
 
 
 def test_one_commit_per_conversion_and_append(

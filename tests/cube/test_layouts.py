@@ -29,7 +29,7 @@ from sentinel2_l1c.loaders.zarr_arrays import IdealLoader, ZarrLoader
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.s2.product import read_band
-from tests.helpers import SMALL, Archive, one_error_line
+from tests.helpers import SMALL, Archive, Converted, one_error_line
 
 EMPTY = 2**64 - 1  # a shard index's offset of an inner chunk never written
 SIDES = {10: 366, 20: 183, 60: 61}  # the test archive's tiles
@@ -63,8 +63,22 @@ def test_objects_of_a_full_size_tile_year() -> None:
     assert FULL_TILE[10] == 2 * FULL_TILE[20] == 6 * FULL_TILE[60]
 
 
+@pytest.fixture(scope="module")
+def source_pixels(archive: Archive) -> dict[str, np.ndarray]:
+    """Every band group's (time, band, y, x) pixels as the SAFE band files hold them."""
+    products = list_products(archive.root)
+    return {
+        group.name: np.stack(
+            [np.stack([read_band(p.band_path(b)) for b in group.bands]) for p in products]
+        )
+        for group in BAND_GROUPS
+    }
+
+
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
-def test_every_layout_equals_the_safe_source(archive: Archive, tmp_path: Path, name: str) -> None:
+def test_every_layout_equals_the_safe_source(
+    archive: Archive, source_pixels: dict[str, np.ndarray], tmp_path: Path, name: str
+) -> None:
     layout = LAYOUTS[name]
     products = list_products(archive.root)
     for fmt in (formats.ZARR, formats.ZARR_SHARDED):
@@ -81,10 +95,7 @@ def test_every_layout_equals_the_safe_source(archive: Archive, tmp_path: Path, n
             assert data.shards == layout.of(group, sharded).shards
             codec = data.metadata.codecs[-1] if not sharded else data.metadata.codecs[0]
             assert str(layout.codec.cname) in str(codec.to_dict())
-            pixels = data[:]
-            for t, product in enumerate(products):
-                expected = np.stack([read_band(product.band_path(b)) for b in group.bands])
-                np.testing.assert_array_equal(pixels[t], expected, err_msg=f"{name} {t}")
+            np.testing.assert_array_equal(data[:], source_pixels[group.name], err_msg=name)
         on_disk = sum(1 for p in target.rglob("*") if p.is_file())
         computed = zarr_layouts.objects_per_tile_year(layout, sharded, len(products), SIDES)
         assert on_disk == computed + 1, "+ the store's root group"
@@ -132,18 +143,11 @@ def inner_chunks_read(target: Path, reads: list[tuple[str, ByteRequest | None]])
     return count
 
 
-def test_chunks_touched_and_bytes_decompressed_are_as_computed(
-    archive: Archive, tmp_path: Path
-) -> None:
-    products = list_products(archive.root)
-    grid = products[0].grid(10)
+def test_chunks_touched_and_bytes_decompressed_are_as_computed(converted: Converted) -> None:
+    grid = converted.products[0].grid(10)
     patch = Patch(grid.transform.c + 60 * 7, grid.transform.f - 60 * 11, 1800)
-    catalogue = Catalogue("35VLH", 2024, tuple(products))
-    for fmt in (formats.ZARR, formats.ZARR_SHARDED):
-        sharded = fmt.sharded
-        target = tmp_path / f"sharded-{sharded}"
-        options = ZarrOptions(archive.root, target, fmt, layout=SMALL)
-        convert_safe_to_zarr.convert(options, show_progress=False)
+    catalogue = Catalogue("35VLH", 2024, tuple(converted.products))
+    for sharded, target in ((False, converted.zarr), (True, converted.sharded)):  # SMALL layout
         store = CountingStore(LocalStore(target, read_only=True))
         loader = ZarrLoader(store, catalogue, str(target), "test")
         decompressed = touched = 0
