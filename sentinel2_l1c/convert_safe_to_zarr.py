@@ -35,7 +35,12 @@ from rasterio.windows import Window
 
 from sentinel2_l1c import formats
 from sentinel2_l1c.cube import layouts as zarr_layouts
-from sentinel2_l1c.cube.icechunk_repo import TileYearCommit, history, open_repository
+from sentinel2_l1c.cube.icechunk_repo import (
+    TileYearCommit,
+    history,
+    open_repository,
+    upgrade_repository,
+)
 from sentinel2_l1c.cube.layouts import GroupLayout, ZarrLayout
 from sentinel2_l1c.cube.protocol import (
     Block,
@@ -51,7 +56,7 @@ from sentinel2_l1c.cube.protocol import (
     set_times,
     withdraw,
 )
-from sentinel2_l1c.cube.schema import check_same_grid, group_path, layout_name
+from sentinel2_l1c.cube.schema import add_crs_attributes, check_same_grid, group_path, layout_name
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.zarr import ZarrFormat
 from sentinel2_l1c.run.cli import add_conversion_arguments, dask_engine, new_parser, run_cli
@@ -94,12 +99,15 @@ class ZarrSummary:
     blocks_written: int = 0
     bytes_decoded: int = 0
     commits: list[str] = field(default_factory=list)
+    described: int = 0  # existing groups given the CRS attributes
     commit_seconds: float = 0.0  # merging forks and committing (icechunk)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
         count = len(self.commits)
         commits = f"; {count} commit{'s' * (count != 1)} (icechunk)" if self.commits else ""
+        if self.described:
+            commits += f"; CRS attributes added to {self.described} existing groups"
         return [
             f"{self.target}: {len(self.groups)} groups of {self.products} products (layout "
             f"{', '.join(sorted(self.layouts))}); "
@@ -146,6 +154,7 @@ class _Prepared:
     layout: GroupLayout
     todo: list[Block]
     added: list[str]  # product ids new to the group
+    described: bool  # the CRS attributes were added to an existing group
 
 
 def _prepare_group(
@@ -163,7 +172,7 @@ def _prepare_group(
     if committed is None:  # new, rebuilt, or a creation that never committed
         layout = options.new_layout.of(band_group, options.fmt.sharded)
         group = new_group(root, path, band_group, grid, first.crs, layout)
-        committed = []
+        committed, described = [], False
     else:
         group = root[path]
         check_same_grid(group, grid, f"{options.target}/{path}")
@@ -174,6 +183,7 @@ def _prepare_group(
                 "root's (dates before its last one were added, or products removed); rerun with "
                 "--overwrite to rebuild it"
             )
+        described = add_crs_attributes(group, first.crs, grid)  # a group from before them
     done = done_blocks(group)
     if wanted != committed or not arrays_agree(group, len(wanted)):
         # Completeness is withdrawn before the time axis changes: blocks from the last,
@@ -186,7 +196,7 @@ def _prepare_group(
     todo = [b for b in blocks(len(products), grid.shape, layout) if b.key not in done]
     if not todo:
         mark_complete(group)
-    return _Prepared(path, band_group.bands, layout, todo, wanted[len(committed) :])
+    return _Prepared(path, band_group.bands, layout, todo, wanted[len(committed) :], described)
 
 
 def _existing_layout(
@@ -236,6 +246,7 @@ def _convert_tile_year(
     prepared = [_prepare_group(root, members, group, options) for group in options.band_groups]
     summary.groups += [p.path for p in prepared]
     summary.layouts |= {p.layout.name for p in prepared}
+    summary.described += sum(p.described for p in prepared)
     name = f"{members[0].tile} {members[0].year}"
     todo = [(p, block) for p in prepared for block in p.todo]
     sessions = writes.forks(len(todo), name)
@@ -257,8 +268,10 @@ def _convert_tile_year(
         message = f"{name}: rebuilt from {len(members)} products"
     elif added:
         message = f"{name}: {len(added)} products added ({added[0]} … {added[-1]})"
-    else:
+    elif todo:
         message = f"{name}: blocks of {len(members)} products completed"
+    else:
+        message = f"{name}: CRS attributes added"
     begin = time.perf_counter()
     snapshot = writes.commit(message, added)
     summary.commit_seconds += time.perf_counter() - begin
@@ -353,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", action="store_true",
         help="List the commits of an icechunk repository (newest first) and exit.",
     )  # fmt: skip
+    parser.add_argument(
+        "--upgrade-icechunk", action="store_true",
+        help="Migrate an icechunk repository written by icechunk 1 (format v1) to the current "
+        "format in place with icechunk's own migration, and exit (nothing else may use the "
+        "repository meanwhile; without it, a v1 repository is read and written as it is).",
+    )  # fmt: skip
     return parser
 
 
@@ -360,12 +379,15 @@ def _run(args: argparse.Namespace) -> int:
     layout = zarr_layouts.get(args.layout) if args.layout else None
     locations = Locations.from_environment()
     fmt = zarr_formats()[args.format]
-    if args.history:
+    if args.history or args.upgrade_icechunk:
+        option = "--history" if args.history else "--upgrade-icechunk"
         if not fmt.transactional:
-            raise ConfigError(
-                f"--history lists the commits of an icechunk repository, not {fmt.name}"
-            )
-        for commit in history(FolderPlace(args.target or storages.NETWORK.path(locations, fmt))):
+            raise ConfigError(f"{option} is for an icechunk repository, not {fmt.name}")
+        place = FolderPlace(args.target or storages.NETWORK.path(locations, fmt))
+        if args.upgrade_icechunk:
+            print(upgrade_repository(place))
+            return 0
+        for commit in history(place):
             print(commit.line())
         return 0
     options = ZarrOptions(

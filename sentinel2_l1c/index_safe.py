@@ -246,6 +246,24 @@ def _previous_tile_shape(previous: Manifest | None, path: str) -> tuple[int, int
     return tuple(chunks["configuration"]["chunk_shape"][2:])  # type: ignore[return-value]
 
 
+def _current(manifest: Manifest, products: Sequence[SafeProduct]) -> bool:
+    """Whether a tile-year's manifest holds exactly ``products`` and all that this version
+    writes beside the references (a manifest from before the CRS attributes is made again,
+    keeping its references)."""
+    first, wanted = products[0], [p.product_id for p in products]
+    for band_group in BAND_GROUPS:
+        path = group_path(first.tile, first.year, band_group)
+        group, data = (
+            manifest.metadata(f"{path}/zarr.json"),
+            manifest.metadata(f"{path}/data/zarr.json"),
+        )
+        if group is None or data is None or committed_in(group["attributes"]) != wanted:
+            return False
+        if "_CRS" not in data["attributes"]:
+            return False
+    return True
+
+
 def index_tile_year(
     products: Sequence[SafeProduct],
     options: IndexOptions,
@@ -277,13 +295,7 @@ def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:
             manifest = None
             if target.is_file() and not options.overwrite:
                 manifest = Manifest.from_bytes(target.read_bytes())
-            wanted = [p.product_id for p in members]
-            group = (
-                None
-                if manifest is None
-                else manifest.metadata(f"{group_path(tile, year, BAND_GROUPS[0])}/zarr.json")
-            )
-            if group is None or committed_in(group["attributes"]) != wanted:
+            if manifest is None or not _current(manifest, members):
                 manifest = index_tile_year(members, options, manifest, pool, summary)
                 manifest.write(target)
                 summary.manifests_written += 1

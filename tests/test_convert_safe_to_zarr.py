@@ -3,6 +3,7 @@ written once, append, resume, crash points, bad input, Dask engines."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from sentinel2_l1c.convert_safe_to_cog import CogOptions
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
 from sentinel2_l1c.cube import layouts as zarr_layouts  # fmt: skip
 from sentinel2_l1c.cube.protocol import COMPLETE, DONE, blocks, is_complete
-from sentinel2_l1c.cube.schema import LAYOUT, group_path
+from sentinel2_l1c.cube.schema import LAYOUT, crs_attributes, group_path
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.cog import cog_file
 from sentinel2_l1c.run import dask_engine
@@ -445,3 +446,29 @@ def test_reruns_remove_temporary_outputs_of_killed_runs(
     zip_zarr.zip_store(converted.zarr, tmp_path / "z.zip", show_progress=False)
     assert not leftover.exists() and not zip_leftover.exists()
     assert not [p for p in tmp_path.rglob(".*") if ".tmp-" in p.name]
+
+
+def test_a_rerun_adds_the_crs_attributes_to_a_store_from_before_them(
+    converted: Converted, archive: Archive, tmp_path: Path
+) -> None:
+    """Groups written before the CRS attributes gain them on the converter's next run, which
+    rewrites only the arrays' metadata documents, no chunk."""
+    target, product = tmp_path / "zarr", converted.products[0]
+    shutil.copytree(converted.zarr, target)
+    added = set(crs_attributes(product.crs, product.grid(10)))
+    for document in target.glob("35VLH/2024/*/data/zarr.json"):  # as written before them
+        metadata = json.loads(document.read_text())
+        metadata["attributes"] = {k: v for k, v in metadata["attributes"].items() if k not in added}
+        document.write_text(json.dumps(metadata))
+    chunks = {p: p.stat().st_mtime_ns for p in target.rglob("c/*/*/*/*")}
+    options = ZarrOptions(archive.root, target, layout=SMALL)
+    summary = convert_safe_to_zarr.convert(options, False)
+    assert (summary.blocks_written, summary.described) == (0, 3)
+    assert "CRS attributes added to 3 existing groups" in summary.lines()[0]
+    assert {p: p.stat().st_mtime_ns for p in target.rglob("c/*/*/*/*")} == chunks
+    root = zarr.open_group(str(target), mode="r")
+    for group in BAND_GROUPS:
+        expected = crs_attributes(product.crs, product.grid(group.resolution))
+        data = root[group_path("35VLH", 2024, group)]["data"]
+        assert {k: data.attrs[k] for k in expected} == json.loads(json.dumps(expected))
+    assert convert_safe_to_zarr.convert(options, False).described == 0

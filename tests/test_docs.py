@@ -99,6 +99,6 @@ def test_every_option_a_page_names_exists(page: Path) -> None:
 def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
     readme = (REPO / "README.md").read_text()
     assert len(readme.encode()) <= 20_000
-    for target in re.findall(r"\]\(([^)#]+)\)", readme):
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
         if not target.startswith("http"):
             assert (REPO / target).exists(), target

@@ -1,8 +1,9 @@
 """index_safe: appends add only references, a failed manifest write keeps the previous manifest,
-bad band files are named."""
+bad band files are named, old manifests gain the CRS attributes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -76,3 +77,23 @@ def test_a_truncated_or_corrupt_band_file_is_one_error_naming_it(
         )
         assert str(victim) in line and "JPEG 2000" in line, line
         assert not (tmp_path / "v" / manifest_name("35VLH", YEAR[False])).exists()
+
+
+def test_a_manifest_from_before_the_crs_attributes_is_made_again_without_indexing(
+    tiled: dict[bool, Path], tmp_path: Path
+) -> None:
+    manifests = tmp_path / "virtual"
+    index_root(tiled[False], manifests)
+    manifest = read_manifest(manifests)
+    for key in [k for k in manifest.raw if k.endswith("/data/zarr.json")]:  # as written before
+        metadata = json.loads(manifest.raw[key])
+        metadata["attributes"] = {k: v for k, v in metadata["attributes"].items() if k != "_CRS"}
+        manifest.raw[key] = json.dumps(metadata).encode()
+    manifest.write(manifests / manifest_name("35VLH", YEAR[False]))
+    again = index_root(tiled[False], manifests)
+    assert (again.manifests_written, again.files_indexed) == (1, 0)
+    rewritten = read_manifest(manifests)
+    assert rewritten.references == manifest.references
+    data = open_virtual(manifests, tiled[False])["35VLH/2024/B02_B03_B04_B08/data"]
+    assert data.attrs["_CRS"]["projjson"]["id"] == {"authority": "EPSG", "code": 32635}
+    assert index_root(tiled[False], manifests).manifests_written == 0

@@ -16,6 +16,7 @@ until ``expire_snapshots``/``garbage_collect``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,18 +28,50 @@ from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.storage.clients import icechunk_config
 from sentinel2_l1c.storage.places import Place
 
+log = logging.getLogger(__name__)
+
 BRANCH = "main"
 WORK_BRANCH = "dslab-work"  # where a tile-year is prepared and written before main moves
 
 
 def open_repository(place: Place, create: bool = False) -> icechunk.Repository:
-    """The repository at ``place`` (made if ``create``); InputDataError if there is none."""
+    """The repository at ``place`` (made if ``create``, in the current format); InputDataError
+    if there is none. One written by icechunk 1 (format v1) opens as it is, read and written
+    in its own format, with a warning line naming ``upgrade_repository``."""
     storage, config = place.icechunk_storage(), icechunk_config(place.retry)
     if create:
-        return icechunk.Repository.open_or_create(storage, config)
-    if not icechunk.Repository.exists(storage):
+        repository = icechunk.Repository.open_or_create(storage, config)
+    elif not icechunk.Repository.exists(storage):
         raise InputDataError(f"{place}: no icechunk repository")
-    return icechunk.Repository.open(storage, config)
+    else:
+        repository = icechunk.Repository.open(storage, config)
+    if repository.spec_version != icechunk.SpecVersion.current():
+        log.warning(
+            "%s: an icechunk repository of format %s (icechunk 1), read and written as it is; "
+            "convert_safe_to_zarr --upgrade-icechunk migrates it to %s",
+            place,
+            format_name(repository.spec_version),
+            format_name(icechunk.SpecVersion.current()),
+        )
+    return repository
+
+
+def format_name(version: icechunk.SpecVersion) -> str:
+    return f"v{int(version)}"
+
+
+def upgrade_repository(place: Place) -> str:
+    """Migrate the repository at ``place`` to the current format in place, with icechunk's own
+    migration (no other reader or writer may use it meanwhile); returns what was done."""
+    repository = open_repository(place)
+    before = repository.spec_version
+    if before == icechunk.SpecVersion.current():
+        return f"{place}: already icechunk format {format_name(before)}"
+    try:
+        upgraded = icechunk.upgrade_icechunk_repository(repository, dry_run=False)
+    except icechunk.IcechunkError as err:
+        raise InputDataError(f"{place}: the upgrade to icechunk format v2 failed: {err}") from err
+    return f"{place}: upgraded from icechunk format {format_name(before)} to {format_name(upgraded.spec_version)}"
 
 
 def read_store(place: Place) -> icechunk.IcechunkStore:

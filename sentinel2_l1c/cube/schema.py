@@ -7,7 +7,9 @@ A store holds groups ``/{tile}/{year}/{band_group}``, each with
   name is the group attribute ``dslab_layout``,
 - ``time`` (ms since 1970, CF-encoded so xarray decodes datetime64) from PRODUCT_START_TIME,
   ``product_id`` per time step, ``band`` names, ``y``/``x`` UTM pixel centres, and
-  ``spatial_ref`` (CF grid mapping with the CRS WKT and GeoTransform, read by rioxarray).
+  ``spatial_ref`` (CF grid mapping with the CRS WKT and GeoTransform, read by rioxarray);
+  the ``data`` array also carries the CRS as GDAL and the GeoZarr conventions read it
+  (``crs_attributes``).
 
 How the arrays are filled, and when a group counts as complete, is the write protocol's
 business (``protocol``).
@@ -32,6 +34,21 @@ from sentinel2_l1c.s2.product import Grid
 TIME_UNITS = "milliseconds since 1970-01-01T00:00:00"
 COORDINATE_CHUNK = 4096  # one chunk holds every date of a tile-year
 LAYOUT = "dslab_layout"
+#: The Zarr conventions of the GeoZarr attributes, as registered in ``zarr_conventions``.
+PROJ_CONVENTION = {
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
+    "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
+    "name": "proj:",
+    "description": "Coordinate reference system information for geospatial data",
+}
+SPATIAL_CONVENTION = {
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+    "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
+    "name": "spatial:",
+    "description": "Spatial coordinate information",
+}
 TIME_ARRAYS = ("data", "time", "product_id")  # the arrays with a time axis
 ARRAYS = (*TIME_ARRAYS, "band", "y", "x", "spatial_ref")  # every array of a group
 
@@ -75,6 +92,7 @@ def create_group(
             "coordinates": "product_id spatial_ref",
             "long_name": "Sentinel-2 L1C digital number",
             "description": "reflectance = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE; 0 = no data",
+            **crs_attributes(crs, grid),
         },
     )
     _coordinate(
@@ -124,6 +142,45 @@ def create_group(
         },
     )
     return group
+
+
+def crs_attributes(crs: str, grid: Grid) -> dict[str, Any]:
+    """A band group's CRS and grid where the tools beyond xarray look for them: GDAL's Zarr
+    driver reads ``_CRS`` (every version), the GeoZarr conventions ``proj:`` and ``spatial:``
+    are read by rioxarray (0.23+) and GDAL (3.13+). The CF grid mapping (``spatial_ref``)
+    stays for xarray and older rioxarray."""
+    reference = CRS.from_string(crs)
+    wkt2 = reference.to_wkt(version="WKT2_2019")
+    transform, bounds = grid.transform, grid.bounds
+    return {
+        "_CRS": {"wkt": wkt2, "projjson": reference.to_dict(projjson=True)},
+        "zarr_conventions": [PROJ_CONVENTION, SPATIAL_CONVENTION],
+        **({"proj:code": f"EPSG:{reference.to_epsg()}"} if reference.to_epsg() else {}),
+        "proj:wkt2": wkt2,
+        "spatial:dimensions": ["y", "x"],
+        "spatial:transform_type": "affine",
+        "spatial:transform": [
+            transform.a,
+            transform.b,
+            transform.c,
+            transform.d,
+            transform.e,
+            transform.f,
+        ],
+        "spatial:bbox": [float(value) for value in bounds],
+        "spatial:shape": [grid.nrows, grid.ncols],
+        "spatial:registration": "pixel",
+    }
+
+
+def add_crs_attributes(group: zarr.Group, crs: str, grid: Grid) -> bool:
+    """Give an existing group's ``data`` the CRS attributes it lacks (a group written before
+    they were), rewriting only its metadata document; True when it did."""
+    data, wanted = group["data"], crs_attributes(crs, grid)
+    if all(data.attrs.get(name) == value for name, value in wanted.items()):
+        return False
+    data.attrs.update(wanted)
+    return True
 
 
 def _coordinate(

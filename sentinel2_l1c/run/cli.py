@@ -17,12 +17,11 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sentinel2_l1c.errors import ConfigError, DslabError
 from sentinel2_l1c.run.dask_engine import CLUSTERS, DaskEngine, SlurmJob
 
-T = TypeVar("T")
 DEFAULT_CONNECTIONS = 8  # concurrent transfers of publish_s3 and stage
 ALIAS_NOTE = "Options also accept snake_case spellings (--log_level for --log-level)."
 
@@ -207,7 +206,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, connections_help: st
     add_results_folder(parser)
 
 
-def options_from_args(options_class: type[T], args: argparse.Namespace, **values: Any) -> T:
+def options_from_args[T](options_class: type[T], args: argparse.Namespace, **values: Any) -> T:
     """Build an options dataclass from the parsed arguments named like its fields."""
     names = {field.name for field in dataclasses.fields(options_class)}  # type: ignore[arg-type]
     found = {name: value for name, value in vars(args).items() if name in names}

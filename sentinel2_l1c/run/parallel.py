@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any
 
 from sentinel2_l1c.run.progress import progress_bar
 
-T = TypeVar("T")
 
-
-def run_parallel(pool: Executor, function: Callable[[T], Any], items: Iterable[T]) -> None:
+def run_parallel[T](pool: Executor, function: Callable[[T], Any], items: Iterable[T]) -> None:
     """Run ``function`` on every item in ``pool``; on the first failure cancel what has not
     started, so an interrupted copy stops promptly instead of finishing the queue."""
     futures = [pool.submit(function, item) for item in items]
@@ -25,7 +23,7 @@ def run_parallel(pool: Executor, function: Callable[[T], Any], items: Iterable[T
         raise
 
 
-def compute_in_batches(
+def compute_in_batches[T](
     function: Callable[[T], Any],
     items: list[T],
     *,

@@ -30,9 +30,10 @@ from sentinel2_l1c.storage.s3_account import S3Account
 # every other client here does (5xx answers, throttling), so one classification holds.
 s3fs.core.set_custom_error_handler(is_transient)
 
-# "The LocalFileSystem storage is not safe for concurrent commits": one converter at a time
-# writes a repository (as for the Zarr formats), so the warning on every open is left out.
-icechunk.set_logs_filter("icechunk=error")
+# icechunk's own log lines (warnings such as "The LocalFileSystem storage is not safe for
+# concurrent commits" on every open) would break the one-line errors of the commands, which
+# report icechunk's exceptions themselves; ICECHUNK_LOG (icechunk's own variable) turns them on.
+icechunk.set_logs_filter(None if "ICECHUNK_LOG" in os.environ else "off")
 
 # --------------------------------------------------------------------------------------
 # Local folders and files

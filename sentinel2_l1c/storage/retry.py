@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import botocore.config
 import botocore.exceptions
@@ -23,7 +22,6 @@ from pystac_client.exceptions import APIError
 from sentinel2_l1c.errors import ConfigError, RemoteError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 _TRANSIENT_CODES = {
     "InternalError", "RequestTimeout", "ServiceUnavailable", "SlowDown", "Throttling",
     "ThrottlingException", "TooManyRequests", "RequestLimitExceeded", "BadGateway",
@@ -135,7 +133,7 @@ def refusal(error: BaseException) -> str | None:
     return f"refused ({describe(error)}): {hint}"
 
 
-def call_with_retries(
+def call_with_retries[T](
     what: str,
     function: Callable[[], T],
     policy: RetryPolicy,

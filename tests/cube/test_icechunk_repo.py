@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import icechunk
 import numpy as np
 import pytest
 
@@ -121,7 +122,7 @@ def test_history_command(
     lines = capsys.readouterr().out.splitlines()
     assert "products added" in lines[0] and lines[-1].endswith("Repository initialized")
     assert main(["--format", "zarr", "--target", str(target), "--history"]) == 2
-    assert "--history lists the commits of an icechunk repository" in capsys.readouterr().err
+    assert "--history is for an icechunk repository, not zarr" in capsys.readouterr().err
 
 
 def _converter(source: Path, target: Path) -> subprocess.Popen[bytes]:
@@ -179,8 +180,7 @@ def test_kill_9_anywhere_leaves_the_last_commit(
             target = tmp_path / f"{source.name}-{n}"
             if start is not None:
                 shutil.copytree(start, target)
-            base, branch = _objects(target), target / "refs" / f"branch.{WORK_BRANCH}"
-            _killed_at(source, target, partial(_reached, target, branch, base, n))
+            _killed_at(source, target, partial(_reached, target, _objects(target), n))
             if start is None:  # only "Repository initialized"
                 assert [c.products_added for c in history(FolderPlace(target))] == [0]
             else:
@@ -190,8 +190,14 @@ def test_kill_9_anywhere_leaves_the_last_commit(
             assert open_repository(FolderPlace(target)).list_branches() == {BRANCH}
 
 
-def _reached(target: Path, branch: Path, base: int, objects: int | None) -> bool:
-    return branch.is_dir() if objects is None else _objects(target) >= base + objects
+def _reached(target: Path, base: int, objects: int | None) -> bool:
+    """Whether the work branch exists (None), or ``objects`` chunk objects were written."""
+    if objects is not None:
+        return _objects(target) >= base + objects
+    storage = icechunk.local_filesystem_storage(str(target))
+    return icechunk.Repository.exists(storage) and WORK_BRANCH in (
+        icechunk.Repository.open(storage).list_branches()
+    )
 
 
 def test_local_cluster_of_two_processes_equals_threads(
@@ -246,3 +252,28 @@ def test_engine_options_are_checked() -> None:
             DaskEngine(cluster="slurm").running(),
         ):
             pass
+
+
+def test_a_format_v1_repository_is_written_as_it_is_and_upgraded_on_request(
+    plain: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository of icechunk 1's format (made here by icechunk's own v1 writer): appended
+    to as it is, with one warning line; ``--upgrade-icechunk`` migrates it in place, in one
+    line; the data stays the same; a second upgrade has nothing to do."""
+    target = tmp_path / "v1"
+    icechunk.Repository.create(icechunk.local_filesystem_storage(str(target)), spec_version=1)
+    argv = ["--format", "icechunk", "--target", str(target)]
+    assert convert(plain["half_safe"], target, band_groups=ONE_GROUP) != []
+    repository = open_repository(FolderPlace(target))
+    assert repository.spec_version == icechunk.SpecVersion.v1
+    before = contents(target, ONE_GROUP)
+    assert_same(before, store_contents(plain["half"], ONE_GROUP))
+    main = convert_safe_to_zarr.main
+    capsys.readouterr()
+    assert main([*argv, "--upgrade-icechunk", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{target}: upgraded from icechunk format v1 to v2\n"
+    assert open_repository(FolderPlace(target)).spec_version == icechunk.SpecVersion.v2
+    assert_same(contents(target, ONE_GROUP), before)
+    assert main([*argv, "--upgrade-icechunk", "--quiet"]) == 0
+    assert capsys.readouterr().out == f"{target}: already icechunk format v2\n"

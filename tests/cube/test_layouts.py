@@ -120,6 +120,14 @@ class CountingStore(WrapperStore[LocalStore]):
         self.reads += [(key, request) for key, request in key_ranges if "/data/c/" in key]
         return await super().get_partial_values(prototype, key_ranges)
 
+    async def get_ranges(self, key, byte_ranges, **options):  # noqa: ANN001, ANN003, ANN201
+        """Inner chunks of a shard (zarr 3.4+): the ranges asked for, before coalescing."""
+        byte_ranges = list(byte_ranges)
+        if "/data/c/" in key:
+            self.reads += [(key, request) for request in byte_ranges]
+        async for group in super().get_ranges(key, byte_ranges, **options):
+            yield group
+
 
 def inner_chunks_read(target: Path, reads: list[tuple[str, ByteRequest | None]]) -> int:
     """Inner chunks within the byte ranges read of each shard (zarr-python coalesces nearby
