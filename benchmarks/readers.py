@@ -30,7 +30,7 @@ from sentinel2_l1c.bench.config import (
     plan_patch,
 )
 from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark
-from sentinel2_l1c.demo import DemoOptions, intake, make_source, synthetic_options
+from sentinel2_l1c.demo import DemoOptions, intake, make_format, make_source, synthetic_options
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root
 from sentinel2_l1c.lab.object_store import write_aws_files
@@ -62,7 +62,7 @@ def build(
         fmt = formats.get(name)
         if fmt.made_from is not None:
             source = network.path(locations, formats.get(fmt.made_from))
-            fmt.convert(source, network.path(locations, fmt), show_progress=True)
+            make_format(fmt, source, network.path(locations, fmt), show_progress=True)
     logs = locations.results_folder()
     publish_s3.publish(publish_s3.PublishOptions(formats=names), locations, logs, True)
     copies = tuple((network.name, name) for name in names)
