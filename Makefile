@@ -2,9 +2,12 @@
 # Both bootstrap .venv from the pinned requirements on a fresh clone and install the package
 # itself in editable mode (its fsspec and zarr entry points, package data), without touching
 # the pins. The project needs Python >= 3.12: python3.13 or python3.12 on PATH, else the
-# newest such version pyenv has installed (`make PYTHON=/path/to/python3.x` chooses one).
-PYTHON ?= $(shell for candidate in python3.13 python3.12 \
-	$$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.*/bin/python3 2>/dev/null | sort -rV); do \
+# newest such version pyenv has installed, else the one .venv was made with (`make
+# PYTHON=/path/to/python3.x` chooses one).
+VENV := .venv
+PYTHON ?= $(shell for candidate in python3.13 python3.12 $$(ls -d \
+	"$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}")"/versions/3.*/bin/python3 \
+	2>/dev/null | sort -rV) $(VENV)/bin/python; do \
 	"$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	&& { command -v "$$candidate"; break; }; done)
 ifeq ($(strip $(PYTHON)),)
@@ -12,7 +15,6 @@ ifneq ($(filter-out clean-lab,$(or $(MAKECMDGOALS),venv)),)
 $(error no Python >= 3.12 found: install python3.12 or python3.13 (e.g. pyenv install 3.12), or run make PYTHON=/path/to/python3.12)
 endif
 endif
-VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 DEV_STAMP := $(VENV)/.dev-requirements-installed
