@@ -1,7 +1,7 @@
 """Errors that end a command with one clear line instead of a traceback.
 
 Library code raises these for *expected* failures (bad configuration, bad input data,
-unreachable remote); ``utils.run_cli`` turns them into one line on stderr and an exit code.
+unreachable remote); ``run.cli.run_cli`` turns them into one line on stderr and an exit code.
 Anything else is a bug and keeps its traceback.
 """
 
