@@ -5,9 +5,15 @@ the tile's corner, so the 10, 20 and 60 m bands of a product see the same landsc
 test can regenerate any band to compare it with what a file holds.
 
 The model, in TOA reflectance: parcels of forest, fields and bare land with lakes; a
-smooth brightness field; vegetation greening in summer; patchy snow in winter; clouds on
-some dates; a no-data wedge where the swath edge crosses the tile (some orbits); sensor
-noise. DN = reflectance × 10000 + 1000 (baseline ≥ 04.00 offset), 0 = no data.
+smooth brightness field; the ground's texture; vegetation greening in summer; patchy snow in
+winter; clouds on some dates; a no-data wedge where the swath edge crosses the tile (some
+orbits); sensor noise. DN = reflectance × 10000 + 1000 (baseline ≥ 04.00 offset), 0 = no data.
+
+The texture is what makes the pixels cost as many bytes as Sentinel-2's: a brightness factor
+exp(σ·T) with T a sum of value-noise octaves (random values on 10, 20, 40 … 1280 m lattices,
+amplitude growing as spacing^H), part shared by all bands and part each band's own. σ and H
+per resolution are calibrated (``calibration.py``) so that 128 px chunks compress within
+±10 % of real samples with zstd, lz4, pcodec and JPEG 2000.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ NOISE_DN = 12.0
 BAND_BITS = 15  # ESA's band files hold 15-bit samples: digital numbers saturate at 32767
 EAST_EDGE_ORBIT = 36  # its partial products miss the tile's east side; other orbits the west
 LAKE_LEVEL = 0.33  # share of the smooth lake field below this is water
+TEXTURE_OCTAVES = 8  # lattices of 10 m … 1280 m
+#: Per band resolution: σ of the log brightness factor and H (see the module's docstring).
+TEXTURE = {10: (0.32, 0.4), 20: (0.3, 0.5), 60: (0.3, 0.5)}
+OWN_TEXTURE = 0.3  # share of a band's texture variance that is its own, not shared
 
 WATER, FOREST, FIELD, BARE = range(4)
 _LAND_SHARES = {FOREST: 0.6, FIELD: 0.3, BARE: 0.1}
@@ -86,6 +96,43 @@ class _Waves:
         return field
 
 
+@dataclass(frozen=True)
+class _ValueNoise:
+    """Octaves of random values on square lattices, interpolated bilinearly: defined in
+    metres, so a 20 m pixel centre, halfway between 10 m lattice points, sees their mean."""
+
+    seed: tuple[int, ...]
+    extent: float
+
+    def evaluate(self, y: np.ndarray, x: np.ndarray, hurst: float) -> np.ndarray:
+        """Zero-mean field of unit variance at 10 m at the outer product of ``y`` and ``x``."""
+        field = np.zeros((len(y), len(x)), dtype=np.float32)
+        weights = [2.0 ** (octave * hurst) for octave in range(TEXTURE_OCTAVES)]
+        for octave, weight in enumerate(weights):
+            spacing = 10.0 * 2**octave
+            size = math.ceil(self.extent / spacing) + 2
+            rng = np.random.default_rng([*self.seed, octave])
+            lattice = rng.standard_normal((size, size), dtype=np.float32)
+            rows, row_weights = _lattice_position(y, spacing)
+            cols, col_weights = _lattice_position(x, spacing)
+            along_y = lattice[rows] * (1 - row_weights)[:, None]
+            along_y += lattice[rows + 1] * row_weights[:, None]
+            layer = along_y[:, cols] * (1 - col_weights)[None, :]
+            layer += along_y[:, cols + 1] * col_weights[None, :]
+            layer *= weight
+            field += layer
+        field *= 1 / math.sqrt(sum(w * w for w in weights))
+        return field
+
+
+def _lattice_position(metres: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the lattice point before each coordinate and the weight of the next one
+    (point j lies at (j - 0.5) · spacing)."""
+    position = metres / spacing + 0.5
+    index = np.floor(position).astype(np.intp)
+    return index, (position - index).astype(np.float32)
+
+
 def _coordinates(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Pixel centres in metres down from the top and right from the left edge."""
     size = abs(grid.xdim)
@@ -108,6 +155,7 @@ class Scene:
         shares = np.array(list(_LAND_SHARES.values()))
         self._parcel_classes = rng.choice(classes, size=(parcels, parcels), p=shares / shares.sum())
         self._static: dict[Grid, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._textures: dict[tuple[Grid, int], np.ndarray] = {}
         self._dated: dict[
             tuple[int, Grid], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
         ] = {}
@@ -127,6 +175,22 @@ class Scene:
             brightness += 0.85
             self._static[grid] = (classes, brightness, self._snow_patches.evaluate(y, x))
         return self._static[grid]
+
+    def _texture(self, grid: Grid, component: int) -> np.ndarray:
+        """Texture field ``component`` (0 shared, 1 + band index a band's own) on ``grid``."""
+        key = (grid, component)
+        if key not in self._textures:
+            y, x = _coordinates(grid)
+            noise = _ValueNoise((tile_seed(self.tile, self.seed), 7, component), self.extent)
+            self._textures[key] = noise.evaluate(y, x, TEXTURE[grid.resolution][1])
+        return self._textures[key]
+
+    def texture_factor(self, band: str, grid: Grid) -> np.ndarray:
+        """The ground's brightness factor exp(σ·T) of ``band`` on ``grid``."""
+        sigma = TEXTURE[grid.resolution][0]
+        texture = self._texture(grid, 0) * (sigma * math.sqrt(1 - OWN_TEXTURE))
+        texture += self._texture(grid, 1 + BANDS.index(band)) * (sigma * math.sqrt(OWN_TEXTURE))
+        return np.exp(texture, out=texture)
 
     # -- layers of one date -----------------------------------------------------------
 
@@ -189,6 +253,7 @@ class Scene:
         snow, cloud, _ = self._dated_layers(acquisition, grid)
         value = by_class[classes]
         value *= brightness
+        value *= self.texture_factor(band, grid)
         value += snow * (spectrum["snow"] - value)
         if cloud is not None:
             value += cloud * (spectrum["cloud"] - value)

@@ -272,30 +272,12 @@ class ProductWriter:
         _write_picture(html / "star_bg.jpg", "JPEG", 4)
 
     def _write_jp2(self, path: Path, pixels: np.ndarray, grid: Grid) -> None:
-        """Lossless JP2 with ESA's codestream parameters, tiling and markers, georeferenced
-        (GDAL's defaults differ in precincts: 512×512 at full resolution, narrower below)."""
+        """Lossless JP2 as ESA writes it, georeferenced."""
         layers = pixels if pixels.ndim == 3 else pixels[None]
         height, width = layers.shape[1:]
-        resolutions = max(1, min(5, int(math.log2(min(height, width))) - 2))
-        options = {
-            "QUALITY": 100,
-            "REVERSIBLE": "YES",
-            "RESOLUTIONS": resolutions,
-            "PRECINCTS": ",".join(["{256,256}"] * resolutions),
-            "CODEBLOCK_WIDTH": 64,
-            "CODEBLOCK_HEIGHT": 64,
-            "PROGRESSION": "LRCP",
-            "PLT": "YES",
-            "TLM": "YES" if self.options.tlm else "NO",
-            "GeoJP2": "NO",
-            "GMLJP2": "YES",
-        }
-        if layers.dtype == np.uint16:
-            options["NBITS"] = BAND_BITS
-        block = JP2_TILE.get(grid.resolution, 1024)
-        if max(height, width) > block:  # smaller images are one JP2 tile (GDAL's default)
-            # rasterio passes only the lower-case spelling on (BLOCKXSIZE is dropped).
-            options.update(blockxsize=block, blockysize=block)
+        options = esa_jp2_options(
+            height, width, layers.dtype, JP2_TILE.get(grid.resolution, 1024), self.options.tlm
+        )
         with rasterio.open(
             path,
             "w",
@@ -309,6 +291,34 @@ class ProductWriter:
             **options,
         ) as dataset:
             dataset.write(layers)
+
+
+def esa_jp2_options(
+    height: int, width: int, dtype: np.dtype, block: int, tlm: bool = False
+) -> dict[str, object]:
+    """GDAL JP2OpenJPEG creation options of ESA's codestream: lossless 5/3 wavelet, up to
+    5 resolution levels, 64×64 code-blocks, 256×256 precincts (GDAL's defaults differ: 512×512
+    at full resolution, narrower below), LRCP, PLT markers, ``block`` px tiles."""
+    resolutions = max(1, min(5, int(math.log2(min(height, width))) - 2))
+    options: dict[str, object] = {
+        "QUALITY": 100,
+        "REVERSIBLE": "YES",
+        "RESOLUTIONS": resolutions,
+        "PRECINCTS": ",".join(["{256,256}"] * resolutions),
+        "CODEBLOCK_WIDTH": 64,
+        "CODEBLOCK_HEIGHT": 64,
+        "PROGRESSION": "LRCP",
+        "PLT": "YES",
+        "TLM": "YES" if tlm else "NO",
+        "GeoJP2": "NO",
+        "GMLJP2": "YES",
+    }
+    if np.dtype(dtype) == np.uint16:
+        options["NBITS"] = BAND_BITS
+    if max(height, width) > block:  # smaller images are one JP2 tile (GDAL's default)
+        # rasterio passes only the lower-case spelling on (BLOCKXSIZE is dropped).
+        options.update(blockxsize=block, blockysize=block)
+    return options
 
 
 def _coarser(grid: Grid, stride: int) -> Grid:
