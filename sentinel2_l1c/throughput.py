@@ -15,6 +15,13 @@ staging times from a stage JSON (or ``--staging action:source:format=MINUTES``),
 per tile-year (the lab and ``job.sh`` stage one). Prints a table, writes a horizontal bar
 chart (PNG) and ``throughput.ods`` (OpenDocument: inputs and results) for spreadsheet users.
 
+Beside what was measured, the table estimates each route for a full-size tile-year (10980 px
+at 10 m, the first version's 192 dates, 5100 m patches), scaling what the run measured: a
+load by the pixels a full-size patch delivers over those its patch delivered (bytes fetched
+and chunks decoded grow with them for a fixed layout), staging by the pixels of a full-size
+tile-year over those of the measured one (the benchmark's bounds and dates). Estimates,
+labelled so; a measurement at full size needs no scaling (factors 1 but for the dates).
+
     python -m sentinel2_l1c.throughput --results lab/logs/sentinel2_l1c_*.json \\
         --stage lab/logs/stage_*.json
 """
@@ -32,10 +39,15 @@ from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.records.actions import ActionLog
 from sentinel2_l1c.records.benchmark import BenchmarkResults, read_benchmark
 from sentinel2_l1c.run.cli import new_parser, run_cli
+from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.files import atomic_output
 
 DAY = 86400.0
+FULL_TILE_PX = 10980  # a Sentinel-2 tile at 10 m
+FULL_DATES = 192  # the first version's real tile-year
+FULL_PATCH_M = 5100  # the first version's patch
+SAMPLE_BYTES = 2  # uint16
 
 
 @dataclass(frozen=True)
@@ -104,27 +116,83 @@ class Assumptions:
 
 
 @dataclass(frozen=True)
+class FullSize:
+    """Factors from a run's measurements to a full-size tile-year's (see the docstring)."""
+
+    loads: dict[str, float]  # "storage/key" → full-size patch pixels / measured patch pixels
+    staging: float  # full-size tile-year pixels / measured tile-year pixels
+    dates: int = FULL_DATES
+
+    @classmethod
+    def of(cls, results: BenchmarkResults, dates: int = FULL_DATES) -> FullSize | None:
+        """The factors of a results file (None if it recorded no patch bytes or bounds)."""
+        delivered: dict[str, list[int]] = {}
+        for repeat in results.repeats:
+            for key, size in repeat.bytes.items():
+                delivered.setdefault(key, []).append(size)
+        bounds = results.config.get("bounds")
+        shapes = [
+            m.band_group_shapes for by_key in results.results.values() for m in by_key.values()
+        ]
+        measured_dates = next((s[0] for each in shapes for s in each.values()), None)
+        if not delivered or not bounds or not measured_dates:
+            return None
+        patch = full_patch_bytes(dates)
+        loads = {key: patch * len(sizes) / sum(sizes) for key, sizes in delivered.items()}
+        left, top, right, bottom = bounds
+        measured_pixels = (right - left) / 10 * (top - bottom) / 10 * measured_dates
+        return cls(loads, FULL_TILE_PX**2 * dates / measured_pixels, dates)
+
+
+def full_patch_bytes(dates: int = FULL_DATES, patch_m: int = FULL_PATCH_M) -> int:
+    """Pixels' bytes of a full-size patch time series: every band at its own resolution."""
+    return sum(
+        len(group.bands) * (patch_m // group.resolution) ** 2 * dates * SAMPLE_BYTES
+        for group in BAND_GROUPS
+    )
+
+
+@dataclass(frozen=True)
 class Estimate:
     route: Route
     load_seconds: float
     staging_minutes: float  # for all staged tile-years
     steps: float
+    full_size: Estimate | None = None  # the same route scaled to a full-size tile-year
 
 
 def estimate(
-    load_seconds: dict[str, float], staging_minutes: dict[str, float], assumptions: Assumptions
+    load_seconds: dict[str, float],
+    staging_minutes: dict[str, float],
+    assumptions: Assumptions,
+    full_size: FullSize | None = None,
 ) -> list[Estimate]:
-    """Steps per job of every route whose load and staging times are all known."""
+    """Steps per job of every route whose load and staging times are all known (and its
+    full-size estimate where the loads' scale is known)."""
     found = []
     for route in routes(load_seconds):
         if route.load not in load_seconds or any(s not in staging_minutes for s in route.staging):
             continue
-        staging = assumptions.tile_years * sum(staging_minutes[s] for s in route.staging)
-        training = assumptions.job_days * DAY - 60 * staging
-        load = load_seconds[route.load]
-        steps = max(0.0, training / (assumptions.series_years * load))
-        found.append(Estimate(route, load, staging, steps))
+        staging = sum(staging_minutes[s] for s in route.staging)
+        measured = _steps(route, load_seconds[route.load], staging, assumptions)
+        if full_size is not None and route.load in full_size.loads:
+            scaled = _steps(
+                route,
+                load_seconds[route.load] * full_size.loads[route.load],
+                staging * full_size.staging,
+                assumptions,
+            )
+            measured = Estimate(route, measured.load_seconds, measured.staging_minutes,
+                                measured.steps, scaled)  # fmt: skip
+        found.append(measured)
     return found
+
+
+def _steps(route: Route, load: float, staging: float, assumptions: Assumptions) -> Estimate:
+    """``staging``: minutes per tile-year of the route's staging actions."""
+    staging *= assumptions.tile_years
+    training = assumptions.job_days * DAY - 60 * staging
+    return Estimate(route, load, staging, max(0.0, training / (assumptions.series_years * load)))
 
 
 def loads_from_results(results: BenchmarkResults) -> dict[str, float]:
@@ -165,19 +233,50 @@ def parse_pairs(texts: list[str], what: str, positive: bool) -> dict[str, float]
     return pairs
 
 
-def table(estimates: list[Estimate], assumptions: Assumptions) -> list[str]:
+def table(
+    estimates: list[Estimate], assumptions: Assumptions, full_size: FullSize | None = None
+) -> list[str]:
+    """Measured columns, then the full-size estimates where known; best route first (by the
+    full-size estimate where every route has one)."""
     width = max(len(e.route.label) for e in estimates)
+    scaled = all(e.full_size for e in estimates)
     lines = [
         f"{assumptions.job_days:g}-day job, {assumptions.series_years}-year patch series, "
         f"{assumptions.tile_years} tile-years staged",
-        f"{'route':{width}} {'s/patch':>9} {'staging (min)':>14} {'steps per job':>14}",
+        f"{'route':{width}} {'s/patch':>9} {'staging (min)':>14} {'steps per job':>14}"
+        + ("   full-size estimate: s/patch, staging (min), steps per job" if scaled else ""),
     ]
-    for e in sorted(estimates, key=lambda e: -e.steps):
-        lines.append(
-            f"{e.route.label:{width}} {e.load_seconds:9.3f} {e.staging_minutes:14.1f} "
-            f"{e.steps:14.0f}"
-        )
+    if scaled and full_size is not None:
+        factors = sorted(full_size.loads.values())
+        lines.insert(1, (
+            f"full-size estimate: a tile-year of {FULL_TILE_PX} px and {full_size.dates} dates, "
+            f"{FULL_PATCH_M} m patches: loads × {factors[0]:.3g}–{factors[-1]:.3g} (pixels per "
+            f"patch), staging × {full_size.staging:.3g} (pixels per tile-year)"
+        ))  # fmt: skip
+    for e in sorted(estimates, key=ranking):
+        line = f"{e.route.label:{width}} {e.load_seconds:9.3f} {e.staging_minutes:14.1f} {e.steps:14.0f}"
+        if scaled and e.full_size:
+            full = e.full_size
+            line += f"   {full.load_seconds:9.2f} {full.staging_minutes:14.1f} {full.steps:14.0f}"
+        lines.append(line)
     return lines
+
+
+def ranking(estimate: Estimate) -> float:
+    """Sort key: most steps first, by the full-size estimate where there is one."""
+    return -(estimate.full_size or estimate).steps
+
+
+def headline(estimates: list[Estimate]) -> str:
+    """The route with the most steps per job, in full-size terms where estimated."""
+    best = min(estimates, key=ranking)
+    if best.full_size is None:
+        return f"most training steps per job: {best.route.label} ({best.steps:,.0f})"
+    return (
+        f"most training steps per job: {best.route.label}: full-size tile-year estimate "
+        f"{best.full_size.steps:,.0f} ({best.full_size.load_seconds:.2f} s a patch, "
+        f"{best.full_size.staging_minutes:.0f} min staging); measured here {best.steps:,.0f}"
+    )
 
 
 def write_chart(estimates: list[Estimate], assumptions: Assumptions, target: Path) -> None:
@@ -186,13 +285,16 @@ def write_chart(estimates: list[Estimate], assumptions: Assumptions, target: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ordered = sorted(estimates, key=lambda e: e.steps)
+    ordered = sorted(estimates, key=ranking, reverse=True)
+    shown = [e.full_size or e for e in ordered]
     figure, axes = plt.subplots(figsize=(11, 0.4 * len(ordered) + 1.6))
-    bars = axes.barh([e.route.label for e in ordered], [e.steps for e in ordered], color="#4488ff")
-    axes.bar_label(bars, labels=[f"{e.steps:,.0f}" for e in ordered], padding=3, fontsize=8)
+    bars = axes.barh([e.route.label for e in shown], [e.steps for e in shown], color="#4488ff")
+    axes.bar_label(bars, labels=[f"{e.steps:,.0f}" for e in shown], padding=3, fontsize=8)
+    scale = " (full-size tile-year estimate)" if all(e.full_size for e in ordered) else ""
     axes.set_xlabel(
         f"training steps ({assumptions.series_years}-year patch time series) per "
-        f"{assumptions.job_days:g}-day job\nafter staging {assumptions.tile_years} tile-years"
+        f"{assumptions.job_days:g}-day job{scale}\nafter staging {assumptions.tile_years} "
+        "tile-years"
     )
     axes.margins(x=0.15)
     figure.tight_layout()
@@ -233,18 +335,17 @@ def write_ods(
                 e.load_seconds,
                 e.staging_minutes,
                 e.steps,
+                *((e.full_size.load_seconds, e.full_size.staging_minutes, e.full_size.steps)
+                  if e.full_size else (None, None, None)),
             )
             for e in estimates
         ],
         columns=[
-            "route",
-            "load",
-            "staging",
-            "load time (s)",
-            "staging time (min)",
-            "steps per job",
-        ],  # fmt: skip
-    )
+            "route", "load", "staging", "load time (s)", "staging time (min)", "steps per job",
+            "full-size estimate: load time (s)", "full-size estimate: staging time (min)",
+            "full-size estimate: steps per job",
+        ],
+    )  # fmt: skip
     with atomic_output(target) as temp:
         with pd.ExcelWriter(temp, engine="odf") as writer:
             inputs.to_excel(writer, sheet_name="inputs", index=False)
@@ -275,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-years", type=int, default=defaults.tile_years, help="Tile-years a job stages."
     )
     parser.add_argument(
+        "--full-dates", type=int, default=FULL_DATES,
+        help="Dates of the full-size tile-year the estimates scale to (with --results).",
+    )  # fmt: skip
+    parser.add_argument(
         "--chart", type=Path, default=Path("img/throughput.png"), help="Bar chart (PNG)."
     )
     parser.add_argument(
@@ -285,18 +390,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     assumptions = Assumptions(args.job_days, args.series_years, args.tile_years)
-    load_seconds = loads_from_results(read_benchmark(args.results)) if args.results else {}
-    load_seconds.update(parse_pairs(args.load, "--load", positive=True))
+    if args.full_dates < 1:
+        raise ConfigError(f"--full-dates must be at least 1, got {args.full_dates}")
+    results = read_benchmark(args.results) if args.results else None
+    load_seconds = loads_from_results(results) if results else {}
+    overridden = parse_pairs(args.load, "--load", positive=True)
+    load_seconds.update(overridden)
     staging_minutes = staging_from_stage(ActionLog.read(args.stage)) if args.stage else {}
     staging_minutes.update(parse_pairs(args.staging, "--staging", positive=False))
-    estimates = estimate(load_seconds, staging_minutes, assumptions)
+    full_size = FullSize.of(results, args.full_dates) if results else None
+    if full_size is not None and overridden:  # given loads have no measured scale
+        full_size = FullSize(
+            {k: v for k, v in full_size.loads.items() if k not in overridden},
+            full_size.staging, full_size.dates,
+        )  # fmt: skip
+    estimates = estimate(load_seconds, staging_minutes, assumptions, full_size)
     if not estimates:
         raise InputDataError(
             "no route has all its load and staging times: give --results and --stage "
             "(or --load and --staging)"
         )
-    for line in table(estimates, assumptions):
+    for line in table(estimates, assumptions, full_size):
         print(line)
+    print(headline(estimates))
     write_chart(estimates, assumptions, args.chart)
     write_ods(estimates, assumptions, load_seconds, staging_minutes, args.ods)
     print(f"chart: {args.chart}\nspreadsheet: {args.ods}")

@@ -97,3 +97,59 @@ def test_throughput_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "no route has all its load and staging times" in capsys.readouterr().err
     assert throughput.main(["--results", str(tmp_path / "none.json"), "--quiet"]) == 1
     assert "none.json: no such file" in capsys.readouterr().err
+
+
+def test_full_size_estimate_scales_loads_by_pixels_and_staging_by_the_tile_year(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worked example: a 1098 px lab tile (10980 m) with 12 dates and 510 m patches."""
+    shapes = {"B02_B03_B04_B08": [12, 4, 51, 51], "B05_B06_B07_B8A_B11_B12": [12, 6, 25, 25],
+              "B01_B09_B10": [12, 3, 8, 8]}  # fmt: skip
+    delivered = 2 * 12 * (4 * 51 * 51 + 6 * 25 * 25 + 3 * 8 * 8)
+    results = {
+        "tile": "35VLH", "year": 2024,
+        "config": {"bounds": [300000.0, 6810960.0, 310980.0, 6799980.0]},  # 10980 m square
+        "results": {
+            "s3": {"zarr": {"durations": [0.1, 0.1], "band_group_shapes": shapes}},
+            "temp": {"zarr": {"durations": [0.05, 0.05], "band_group_shapes": shapes}},
+        },
+        "repeats": [{"repeat": r, "patch": {}, "checksums": {},
+                     "bytes": {"s3/zarr": delivered, "temp/zarr": delivered}} for r in (0, 1)],
+    }  # fmt: skip
+    parsed = BenchmarkResults.from_json(results)
+    full = throughput.FullSize.of(parsed)
+    assert full is not None
+    # A full-size patch: 510² px × 4 bands + 255² × 6 + 85² × 3, 192 dates, 2 bytes each.
+    patch = 2 * 192 * (4 * 510**2 + 6 * 255**2 + 3 * 85**2)
+    assert throughput.full_patch_bytes() == patch
+    assert full.loads == {"s3/zarr": pytest.approx(patch / delivered)} | {
+        "temp/zarr": pytest.approx(patch / delivered)
+    }
+    assert full.staging == pytest.approx(10980**2 * 192 / (1098**2 * 12))  # 100 × 16
+    estimates = {
+        e.route.label: e
+        for e in throughput.estimate(
+            throughput.loads_from_results(parsed),
+            {"copy:s3:zarr": 0.01},
+            throughput.Assumptions(3, 5, 15),
+            full,
+        )  # fmt: skip
+    }
+    staged = estimates["S3 Zarr → temp Zarr"].full_size
+    assert staged is not None
+    assert staged.load_seconds == pytest.approx(0.05 * patch / delivered)
+    assert staged.staging_minutes == pytest.approx(15 * 0.01 * 1600)  # 16 min a tile-year
+    training = 3 * 86400 - 60 * 15 * 16
+    assert staged.steps == pytest.approx(training / (5 * 0.05 * patch / delivered))
+    stage = {"actions": [{"action": "copy", "source_storage": "s3", "format": "zarr",
+                          "seconds": 0.6, "skipped_files": 0}]}  # fmt: skip
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    (tmp_path / "s.json").write_text(json.dumps(stage))
+    argv = ["--results", str(tmp_path / "r.json"), "--stage", str(tmp_path / "s.json")]
+    assert throughput.main([*argv, "--chart", str(tmp_path / "c.png"), "--ods",
+                            str(tmp_path / "t.ods")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "full-size estimate: a tile-year of 10980 px and 192 dates" in out
+    assert "staging × 1.6e+03" in out
+    best = "most training steps per job: S3 Zarr → temp Zarr: full-size tile-year estimate "
+    assert f"{best}{staged.steps:,.0f}" in out
