@@ -8,11 +8,15 @@ patches/s per storage × format and concurrency, the S3/temp Zarr ratio at one p
 flight and at the best concurrency, and the route ranking per profile.
 
 Calibrating a profile is running it with several candidate values and keeping the one whose
-S3/temp Zarr ratio at one patch in flight matches what was measured on the real system:
+S3/temp Zarr ratio at one patch in flight matches what was measured on the real system. The
+network drive's profiles (``--drives``: the lab's FUSE mount, ``lab/drive.py``) are calibrated
+the same way on network/temp, with cold loads (the files out of the page cache first):
 
     .venv/bin/python benchmarks/network_profiles.py --storages temp s3 --formats zarr \\
         --concurrency 1 --profiles allas,total_mbps=50 allas,total_mbps=100 --no-stage
     .venv/bin/python benchmarks/network_profiles.py --profiles loopback allas
+    .venv/bin/python benchmarks/network_profiles.py --storages network temp --formats zarr cog \\
+        --concurrency --no-stage --drives lustre lustre,latency_ms=8
 """
 
 from __future__ import annotations
@@ -39,11 +43,17 @@ from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.storage import storages
 
 
-def measure(args: argparse.Namespace, options: DemoOptions, profile: network.NetworkProfile):
-    """Staging and loader-mode results of one profile."""
-    with LocalCdse(args.lab, source_root(args.lab), network=profile) as cdse:
+def measure(
+    args: argparse.Namespace,
+    options: DemoOptions,
+    profile: network.NetworkProfile,
+    drive: network.NetworkProfile | None,
+):
+    """Staging and loader-mode results of one S3 profile and network-drive profile."""
+    with LocalCdse(args.lab, source_root(args.lab), network=profile, drive=drive) as cdse:
         locations = cdse.locations(lab_locations(args.lab))
-        logs = args.lab / "logs" / profile.name.replace("*", "").replace(",", "_")
+        named = f"{profile.name}-{drive.name if drive else network.FOLDER}"
+        logs = args.lab / "logs" / named.replace("*", "").replace(",", "_")
         logs.mkdir(parents=True, exist_ok=True)
         staged = None
         if args.stage:
@@ -54,14 +64,14 @@ def measure(args: argparse.Namespace, options: DemoOptions, profile: network.Net
         products = list_products(safe, options.tile, options.year)
         left, bottom, right, top = products[0].grid(10).bounds
         config = BenchmarkConfig(
-            tuple(args.storages), tuple(args.formats), 2, options.tile, options.year,
-            (left, top, right, bottom), patch_size=args.patch_size,
+            tuple(args.storages), tuple(args.formats), args.repeats, options.tile, options.year,
+            (left, top, right, bottom), patch_size=args.patch_size, cold=args.cold,
             concurrency=tuple(args.concurrency), patches=args.patches, loader=args.loader,
             loader_formats=tuple(args.loader_formats or args.formats),
         )  # fmt: skip
         target, results = run_benchmark(config, locations, logs, quiet=True)
         assert not results.mismatches(), results.mismatches()
-        print(f"{profile.describe()}: {target}", file=sys.stderr)
+        print(f"{profile.describe()}, drive {cdse.drive_description}: {target}", file=sys.stderr)
         return results, staged
 
 
@@ -80,11 +90,23 @@ def report(runs: dict[str, tuple[BenchmarkResults, ActionLog | None]], concurren
                 cells.append(" ".join(f"{entries[c].patches_per_second:7.2f}" for c in concurrency))
             print(f"{storage + ' ' + key:28}" + "".join(f"{cell:>32}" for cell in cells))
     for name, (results, _) in runs.items():
+        means = results.means()
+        for key in sorted({k.split("/", 1)[1] for k in means}):
+            temp = means.get(f"temp/{key}")
+            ratios = [
+                f"{storage}/temp {means[f'{storage}/{key}'] / temp:.2f}× "
+                f"({means[f'{storage}/{key}']:.2f} s)"
+                for storage in ("network", "s3")
+                if temp and f"{storage}/{key}" in means
+            ]
+            if ratios:
+                print(f"{name}: {key} one at a time: temp {temp:.2f} s, {', '.join(ratios)}")
+    for name, (results, _) in runs.items():
         at = {c: {} for c in concurrency}
         for storage in ("s3", "temp"):
             for c, entry in results.throughput.get(storage, {}).get("zarr", {}).items():
                 at[c][storage] = entry.patches_per_second
-        if all(len(v) == 2 for v in at.values()):
+        if at and all(len(v) == 2 for v in at.values()):
             one = at[concurrency[0]]["temp"] / at[concurrency[0]]["s3"]
             best_s3 = max(v["s3"] for v in at.values())
             best_temp = max(v["temp"] for v in at.values())
@@ -118,9 +140,18 @@ def main() -> None:
     parser.add_argument("--dates", type=int, default=24)
     parser.add_argument("--patch-size", type=int, default=5100)
     parser.add_argument("--profiles", nargs="+", default=["loopback", "allas"])
+    parser.add_argument(
+        "--drives", nargs="+", default=["lustre"],
+        help="network-drive profiles (or 'folder'); every S3 profile runs with each",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--warm", dest="cold", action="store_false",
+        help="leave the files in the page cache between loads (default: evict them)",
+    )  # fmt: skip
     parser.add_argument("--storages", nargs="+", default=list(storages.STORAGES))
     parser.add_argument("--formats", nargs="+", default=list(formats.FORMATS))
-    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--concurrency", nargs="*", type=int, default=[1, 4, 16])
     parser.add_argument("--patches", type=int, default=16)
     parser.add_argument("--loader", default="threads")
     parser.add_argument(
@@ -132,15 +163,22 @@ def main() -> None:
     args = parser.parse_args()
     interrupt_on_sigterm()  # a kill stops the lab servers too
     profiles = [network.parse(text) for text in args.profiles]
+    drives = [network.drive_option(text) for text in args.drives]
     if args.loader_formats is None:
         args.loader_formats = [name for name in args.formats if name != formats.SAFE.name]
     options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
     args.lab.mkdir(parents=True, exist_ok=True)
     if not source_root(args.lab).exists():
         make_source(options, synthetic_options(options), show_progress=True)
-    with LocalCdse(args.lab, source_root(args.lab)) as cdse:
-        build(options, cdse.locations(lab_locations(args.lab)), tuple(formats.FORMATS))
-    runs = {p.describe(): measure(args, options, p) for p in profiles}
+    with LocalCdse(args.lab, source_root(args.lab), drive=drives[0]) as cdse:
+        build(options, cdse.locations(lab_locations(args.lab)), tuple(args.formats))
+    runs = {
+        f"{p.describe()} | drive {d.describe() if d else network.FOLDER}": measure(
+            args, options, p, d
+        )
+        for p in profiles
+        for d in drives
+    }
     report(runs, args.concurrency)
 
 

@@ -6,9 +6,13 @@ the year intake against it into the lab's network drive, converts the intaken pr
 COG, Zarr, sharded Zarr and zipped Zarr, publishes them to the lab's S3 buckets, stages them
 to the lab's temp storage (copy, unzip, stream-unzip), benchmarks patch loads on every
 storage × format (one at a time, then with several in flight, as a training data loader
-reads), and says what it made and measured. The lab's S3 answers like Allas and its CDSE
-like CDSE (``--network``, ``--cdse-network``; ``loopback`` for neither). Servers run only while the demo runs. Reruns reuse what is already there. Nothing outside the lab
-folder is touched (the lab has its own AWS config files).
+reads), and says what it made and measured. The lab's S3 answers like Allas, its CDSE like
+CDSE and its network drive (a FUSE mount of the lab's filer) like Puhti's Lustre
+(``--network``, ``--cdse-network``, ``--drive-network``; ``loopback`` for none, ``folder`` for a
+plain network-drive folder). Loads are timed cold (the files out of the page cache), as a
+training job over a datacube larger than memory reads them. Servers run only while the demo
+runs. Reruns reuse what is already there. Nothing outside the lab folder is touched (the lab
+has its own AWS config files).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class DemoOptions:
     img: Path | None = None  # charts; default {lab}/img
     network: NetworkProfile = PROFILES["allas"]  # the lab's S3 storage
     cdse_network: NetworkProfile = PROFILES["cdse"]
+    drive_network: NetworkProfile | None = PROFILES["lustre"]  # None: a plain folder
     concurrency: tuple[int, ...] = (1, 4)  # patches in flight of the loader mode
     patches: int = 4  # per storage × format and concurrency
 
@@ -203,14 +208,16 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     )
     summary.append(f"lab settings: {write_lab_env(options.lab)}")
     with LocalCdse(
-        options.lab, source_root(options.lab), options.network, options.cdse_network
-    ) as cdse:
+        options.lab, source_root(options.lab), options.network, options.cdse_network,
+        options.drive_network,
+    ) as cdse:  # fmt: skip
         assert cdse.stac is not None
         locations = cdse.locations(lab_locations(options.lab))
         summary.append(
             f"local CDSE and lab S3 storage: SeaweedFS at {cdse.store.endpoint} (bucket eodata "
             f"and the lab's buckets), STAC API at {cdse.stac.url}; networks: lab S3 "
-            f"{options.network.describe()}, CDSE {options.cdse_network.describe()}"
+            f"{options.network.describe()}, CDSE {options.cdse_network.describe()}, "
+            f"network drive {cdse.drive_description}"
         )
         summary += intake(options, locations, show_progress)
         summary += convert(locations, show_progress)
@@ -239,6 +246,7 @@ def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], Be
         patch_size=min(5100, fits),
         concurrency=options.concurrency,
         patches=options.patches,
+        cold=True,
         loader_formats=tuple(name for name in formats.FORMATS if name not in decoded_per_load()),
     )
     target, results = run_benchmark(config, locations, locations.results_folder(), quiet=True)
@@ -253,7 +261,8 @@ def reports(locations: Locations, results: BenchmarkResults, staged: Path, img: 
     loads = throughput.loads_from_results(results)
     staging = throughput.staging_from_stage(ActionLog.read(staged))
     assumptions = throughput.Assumptions()
-    estimates = throughput.estimate(loads, staging, assumptions)
+    full_size = throughput.FullSize.of(results)
+    estimates = throughput.estimate(loads, staging, assumptions, full_size)
     charts = [img / "load_times.png", img / "throughput.png"]
     report.chart(results, charts[0])
     if results.throughput:
@@ -270,14 +279,13 @@ def reports(locations: Locations, results: BenchmarkResults, staged: Path, img: 
             groups, f"object sizes of the {storages.S3.name} {name} store", charts[-1]
         )
     winner = next(label for label, _, _ in report.rows(results) if not label.endswith(report.IDEAL))
-    best = max(estimates, key=lambda e: e.steps)
     return [
         "throughput:",
-        *throughput.table(estimates, assumptions),
+        *throughput.table(estimates, assumptions, full_size),
         f"charts: {', '.join(str(chart) for chart in charts)}",
         f"spreadsheet: {spreadsheet}",
-        f"fastest patch loads: {winner}; most training steps per job: {best.route.label} "
-        f"({best.steps:,.0f})",
+        f"fastest patch loads (measured here): {winner}",
+        throughput.headline(estimates),
     ]
 
 
@@ -316,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="Random seed of the synthetic data."
     )
-    network.add_arguments(parser, s3=defaults.network.name, cdse=defaults.cdse_network.name)
+    network.add_arguments(
+        parser, s3=defaults.network.name, cdse=defaults.cdse_network.name,
+        drive=defaults.drive_network.name if defaults.drive_network else network.FOLDER,
+    )  # fmt: skip
     parser.add_argument(
         "--concurrency", nargs="*", type=int, default=list(defaults.concurrency), metavar="N",
         help="Patches in flight of the benchmark's loader mode (none: not run).",

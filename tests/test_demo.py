@@ -9,13 +9,18 @@ import pytest
 
 from sentinel2_l1c import demo
 from sentinel2_l1c.formats import ZARR, reader_keys, variant
-from sentinel2_l1c.lab import serve
+from sentinel2_l1c.lab import drive, serve
+from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_environment, source_root
+from sentinel2_l1c.lab.network import PROFILES
 from sentinel2_l1c.s2.listing import list_products, safe_folders
 from sentinel2_l1c.storage.storages import STORAGES, get
 from tests.helpers import weed_sockets
 
-LOOPBACK = ["--network", "loopback", "--cdse-network", "loopback", "--concurrency"]
+LOOPBACK = [
+    "--network", "loopback", "--cdse-network", "loopback", "--drive-network", "loopback",
+    "--concurrency",
+]  # fmt: skip
 
 
 @pytest.mark.lab
@@ -32,16 +37,23 @@ def test_demo_makes_a_lab_that_serve_brings_back(
     assert len(products) == 9  # every 45 days through 2024, duplicates resolved
     assert f"{len(products)} datatakes after duplicate resolution" in out
     assert "11 L1C products" in out  # the two duplicates are there too
-    network = lab / "network" / "sentinel2_l1c_safe"
-    assert [p.path.relative_to(source_root(lab)) for p in products] == [
-        p.relative_to(network) for p in safe_folders(network)
-    ]
+    if drive.fuse_missing() is None:
+        assert "network drive weed mount, lustre: latency_ms=" in out
+        assert not any((lab / "network").iterdir())  # its files are in the lab's filer
+    else:
+        assert f"network drive folder (no FUSE: {drive.fuse_missing()})" in out
+    with LocalCdse(lab, source_root(lab), drive=PROFILES["loopback"]):  # the drive, mounted
+        network = lab / "network" / "sentinel2_l1c_safe"
+        assert [p.path.relative_to(source_root(lab)) for p in products] == [
+            p.relative_to(network) for p in safe_folders(network)
+        ]
+        assert (lab / "network" / "sentinel2_l1c_zipzarr.zip").is_file()
+        cogs = lab / "network" / "sentinel2_l1c_cog" / "35VLH" / "2024"
+        assert len(list(cogs.iterdir())) == 9
     assert "intake_cdse_s3_year" in out and "9 products found, 9 downloaded" in out
     for fmt in ("cog", "zarr", "zarr_sharded", "icechunk", "safe_virtual"):
         assert f"network {fmt}: " in out
     assert "1 commit (icechunk)" in out  # the tile-year
-    assert (lab / "network" / "sentinel2_l1c_zipzarr.zip").is_file()
-    assert len(list((lab / "network" / "sentinel2_l1c_cog" / "35VLH" / "2024").iterdir())) == 9
     assert "publish_s3 → " in out and "stage → " in out
     assert "stream-unzip zipzarr s3://sentinel2-l1c-zipzarr/" in out
     for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr", "icechunk", "safe_virtual"):
@@ -57,7 +69,9 @@ def test_demo_makes_a_lab_that_serve_brings_back(
     assert "in flight" in out and "patches/s" in out  # the loader mode, Zarr formats and COG
     assert "s3       zarr" in out[out.index("in flight") :]
     assert "throughput:" in out and "S3 zipped Zarr → stream-unzip → temp Zarr" in out
-    assert "fastest patch loads: " in out and "most training steps per job: " in out
+    assert "fastest patch loads (measured here): " in out
+    assert "most training steps per job: " in out and "full-size tile-year estimate" in out
+    assert "full-size estimate: a tile-year of 10980 px and 192 dates" in out
     charts = ("load_times", "throughput", "concurrency", "file_sizes_s3_zarr")
     for name in (*charts, "file_sizes_s3_zarr_sharded", "file_sizes_s3_icechunk"):
         assert (lab / "img" / f"{name}.png").stat().st_size > 10_000

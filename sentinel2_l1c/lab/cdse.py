@@ -6,7 +6,8 @@ API indexes every product of the source folder (duplicates included, as CDSE lis
 process): intake uses the same profile name (``cdse``) and code path as against the real
 CDSE; only endpoints differ. With network profiles (``network.py``) the CDSE and storage
 profiles reach SeaweedFS through shaping proxies, each in a process of its own; the lab's own
-seeding of ``eodata`` goes direct.
+seeding of ``eodata`` goes direct. With a ``drive`` profile the lab's network drive is a
+shaped FUSE mount of the same SeaweedFS (``drive.py``); without one, a plain folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE
+from sentinel2_l1c.lab.drive import NetworkDrive
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, network_drive
 from sentinel2_l1c.lab.network import PROFILES, NetworkProfile
 from sentinel2_l1c.lab.object_store import AwsFiles, Identity, SeaweedFS, write_aws_files
 from sentinel2_l1c.lab.proxy import ProxyProcess
@@ -44,16 +46,21 @@ class LocalCdse:
         source_root: Path,
         network: NetworkProfile = PROFILES["loopback"],
         cdse_network: NetworkProfile = PROFILES["loopback"],
+        drive: NetworkProfile | None = None,
     ) -> None:
         self.lab = Path(lab)
         self.networks = {"s3": network, "cdse": cdse_network}
+        self.drive_network = drive
+        self.drive: NetworkDrive | None = None
         self.proxies = ExitStack()
         self.source_root = Path(source_root)
         self.admin = Identity("admin", ("Admin", "Read", "Write", "List", "Tagging"))
         self.cdse_user = Identity("cdse", (f"Read:{SOURCE_BUCKET}", f"List:{SOURCE_BUCKET}"))
         self.storage_user = Identity("storage", ("Admin", "Read", "Write", "List", "Tagging"))
         self.store = SeaweedFS(
-            self.lab / "seaweedfs", [self.admin, self.cdse_user, self.storage_user]
+            self.lab / "seaweedfs",
+            [self.admin, self.cdse_user, self.storage_user],
+            filer_http=drive is not None,
         )
         self.stac: StacApi | None = None
         self.aws_files: AwsFiles | None = None
@@ -61,6 +68,9 @@ class LocalCdse:
     def start(self) -> LocalCdse:
         self.store.start()
         try:
+            if self.drive_network is not None:
+                drive = NetworkDrive(network_drive(self.lab), self.store, self.drive_network)
+                self.drive = self.proxies.enter_context(drive)
             endpoints = {}
             for profile, network in ((LAB_S3_PROFILE, "s3"), (CDSE_PROFILE, "cdse")):
                 if self.networks[network].shaped:
@@ -97,10 +107,16 @@ class LocalCdse:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def drive_description(self) -> str:
+        """What the lab's network drive is: a shaped mount (and its profile) or a folder."""
+        return self.drive.describe() if self.drive else "folder"
+
     def settings(self) -> dict[str, str]:
         """The ``DSLAB_*`` settings that point intake at this stand-in."""
         assert self.stac is not None, "start() first"
         networks = {LAB_NETWORK[k]: network.describe() for k, network in self.networks.items()}
+        networks[LAB_NETWORK["drive"]] = self.drive_description
         return {STAC_URL: self.stac.url, CDSE_PROFILE_VARIABLE: CDSE_PROFILE, **networks}
 
     def locations(self, base: Locations) -> Locations:

@@ -22,6 +22,11 @@ def source_root(lab: Path) -> Path:
     return lab / "eodata"
 
 
+def network_drive(lab: Path) -> Path:
+    """The lab's network drive: a plain folder, or where ``drive.NetworkDrive`` mounts."""
+    return lab / storages.STORAGES["network"].name
+
+
 def lab_environment(lab: Path) -> dict[str, str]:
     """Every ``DSLAB_*`` setting of a lab folder (network and temp storages are folders)."""
     settings: dict[str, str] = {}

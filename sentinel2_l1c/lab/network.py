@@ -2,8 +2,9 @@
 
 A profile is the per-request first-byte latency, the bandwidth of one connection and of all
 together, and how many requests the server serves at once (more wait their turn, as behind a
-per-user quota). The lab's proxy (``proxy.LabProxy``) applies one between the clients and
-SeaweedFS. Named profiles live here; ``parse`` also takes free parameters or a name with
+per-user quota); for the network drive also the latency of each metadata request. The lab's
+proxies (``proxy.py``) apply one between the clients and SeaweedFS: its S3 gateway, or the
+filer behind the lab's network drive (``drive.py``). Named profiles live here; ``parse`` also takes free parameters or a name with
 overrides (``allas,latency_ms=60``). Bandwidths are in megabytes per second (10⁶ B/s).
 """
 
@@ -22,10 +23,12 @@ class NetworkProfile:
     mbps: float | None = None  # bandwidth of one connection, MB/s (None: unlimited)
     total_mbps: float | None = None  # bandwidth of all connections together, MB/s
     connections: int | None = None  # requests served at once (None: unlimited)
+    metadata_ms: float = 0.0  # added to every metadata request (the network drive's)
 
     def __post_init__(self) -> None:
-        if self.latency_ms < 0:
-            raise ConfigError(f"network profile {self.name}: latency_ms must not be negative")
+        for label in ("latency_ms", "metadata_ms"):
+            if getattr(self, label) < 0:
+                raise ConfigError(f"network profile {self.name}: {label} must not be negative")
         for label in ("mbps", "total_mbps", "connections"):
             value = getattr(self, label)
             if value is not None and value <= 0:
@@ -45,16 +48,32 @@ class NetworkProfile:
         return f"{self.name}: {self.parameters() or 'unshaped'}"
 
 
+#: Calibration of ``lustre`` (README, "Network profiles"): through the lab's network drive,
+#: Zarr patch loads take 5.7–9× and COG loads 12–25× those from temp at one patch in flight,
+#: as the first version measured between Puhti's /scratch and a node's NVMe.
+LUSTRE_LATENCY_MS = 8.0
+LUSTRE_METADATA_MS = 2.0
+LUSTRE_MBPS = 100.0
 #: Calibration of ``allas`` (README, "Network profiles"): with it, the lab's S3 Zarr patch
-#: loads take 5–10× those from temp at one patch in flight, as the first version measured
-#: between Allas and a Puhti node's NVMe.
+#: loads take 6.7–8.1× and COG loads ~7× those from temp at one patch in flight, as the first
+#: version measured between Allas and a Puhti node's NVMe.
 PROFILES = {
     "loopback": NetworkProfile("loopback"),
     "cdse": NetworkProfile("cdse", latency_ms=50, mbps=20, connections=4),
-    "allas": NetworkProfile("allas", latency_ms=40, mbps=40, total_mbps=40, connections=64),
+    "allas": NetworkProfile("allas", latency_ms=40, mbps=40, total_mbps=80, connections=64),
+    "lustre": NetworkProfile(
+        "lustre",
+        latency_ms=LUSTRE_LATENCY_MS,
+        mbps=LUSTRE_MBPS,
+        total_mbps=LUSTRE_MBPS,
+        metadata_ms=LUSTRE_METADATA_MS,
+    ),  # fmt: skip
 }
 
-_FIELDS = {"latency_ms": float, "mbps": float, "total_mbps": float, "connections": int}
+_FIELDS = {
+    "latency_ms": float, "mbps": float, "total_mbps": float, "connections": int,
+    "metadata_ms": float,
+}  # fmt: skip
 
 
 def parse(text: str) -> NetworkProfile:
@@ -94,8 +113,16 @@ def option(text: str) -> NetworkProfile:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def add_arguments(parser: argparse.ArgumentParser, s3: str, cdse: str) -> None:
-    """``--network`` (the lab's S3 storage) and ``--cdse-network`` with their defaults."""
+FOLDER = "folder"  # --drive-network: the network drive is a plain local folder
+
+
+def drive_option(text: str) -> NetworkProfile | None:
+    """argparse ``type=`` of ``--drive-network``: a profile, or None for ``folder``."""
+    return None if text == FOLDER else option(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser, s3: str, cdse: str, drive: str) -> None:
+    """``--network`` (the lab's S3 storage), ``--cdse-network`` and ``--drive-network``."""
     known = ", ".join(p.describe() for p in PROFILES.values())
     parser.add_argument(
         "--network", type=option, default=s3, metavar="PROFILE",
@@ -106,4 +133,11 @@ def add_arguments(parser: argparse.ArgumentParser, s3: str, cdse: str) -> None:
     parser.add_argument(
         "--cdse-network", type=option, default=cdse, metavar="PROFILE",
         help="Network profile of the lab's CDSE (its eodata bucket), as --network.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drive-network", type=drive_option, default=drive, metavar="PROFILE",
+        help="The lab's network drive: a FUSE mount of its SeaweedFS filer shaped by this "
+        "profile (as --network, plus metadata_ms; lustre answers like Puhti's /scratch), or "
+        f"{FOLDER!r} for a plain local folder (also where FUSE is missing) "
+        f"(default: {drive}).",
     )  # fmt: skip

@@ -9,6 +9,7 @@ name them in ``Locations`` (or, for a child process, in ``AWS_CONFIG_FILE`` and
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 1.0  # weed server never finished a graceful stop in 15 s here; then it is killed
+_PR_SET_PDEATHSIG = 1
 SOCKET_FOLDER = Path("/tmp")  # weed's Unix sockets, seaweedfs-<service>-<port>.sock: fixed paths
 
 
@@ -54,6 +57,12 @@ def weed_binary() -> str:
     return found
 
 
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the server gets ``signum`` when the lab's process ends, however it
+    ends (a SIGKILLed lab must not leave its servers running)."""
+    return lambda: ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signum)
+
+
 def free_ports(count: int) -> list[int]:
     """Ports free on 127.0.0.1 now (held open together, so they are distinct)."""
     sockets = []
@@ -71,9 +80,14 @@ def free_ports(count: int) -> list[int]:
 class SeaweedFS:
     """One ``weed server`` (master, volume, filer, S3 gateway) owned by this process."""
 
-    def __init__(self, data_dir: Path, identities: list[Identity]) -> None:
+    def __init__(
+        self, data_dir: Path, identities: list[Identity], filer_http: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.identities = identities
+        # The filer's HTTP API reads and writes every bucket without keys: off unless the
+        # lab's network drive (a FUSE mount reading through it) needs it.
+        self.filer_http = filer_http
         self.process: subprocess.Popen[bytes] | None = None
         self.s3_port = 0
         self.ports: list[int] = []
@@ -82,6 +96,11 @@ class SeaweedFS:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def filer_ports(self) -> tuple[int, int]:
+        """The filer's HTTP and gRPC ports (the network drive mounts it)."""
+        return self.ports[4], self.ports[5]
 
     def start(self) -> SeaweedFS:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +115,8 @@ class SeaweedFS:
             f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports[0]}", f"-master.port.grpc={ports[1]}",
             f"-volume.port={ports[2]}", f"-volume.port.grpc={ports[3]}",
-            "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}", "-filer.disableHttp",
+            "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}",
+            *([] if self.filer_http else ["-filer.disableHttp"]),
             "-s3", f"-s3.port={ports[6]}", f"-s3.port.grpc={ports[7]}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             f"-debug.port={ports[8]}",
@@ -105,8 +125,9 @@ class SeaweedFS:
         ]  # fmt: skip
         log_file = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGKILL),  # it does not stop on SIGTERM
+        )  # fmt: skip
         log_file.close()
         try:
             self._wait_ready()

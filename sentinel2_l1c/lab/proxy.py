@@ -5,9 +5,10 @@ Counting gives requests per patch in benchmarks; breaking every n-th request (al
 S3-style ``503 ServiceUnavailable`` and a connection reset in the middle of the body) proves
 that retries recover; a network profile (``network.py``) makes the loopback store answer like
 a remote one. Requests are forwarded unchanged (SigV4 signatures stay valid: the Host header is
-the proxy's, as the client signed it). ``python -m sentinel2_l1c.lab.proxy`` runs one in a
-process of its own (``ProxyProcess``), so its threads never compete with a benchmark's for
-the GIL.
+the proxy's, as the client signed it). ``DelayProxy`` forwards raw TCP (the network drive's
+gRPC metadata requests) and delays what the client sends by the profile's ``metadata_ms``.
+``python -m sentinel2_l1c.lab.proxy`` runs either in a process of its own (``ProxyProcess``),
+so its threads never compete with a benchmark's for the GIL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import http.client
 import itertools
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -85,6 +87,7 @@ class LabProxy:
         upstream_port: int,
         every: int | None = 5,
         network: NetworkProfile | None = None,
+        port: int = 0,
     ) -> None:
         self.upstream_port = upstream_port
         self.every = every
@@ -94,7 +97,7 @@ class LabProxy:
         self.counter = itertools.count(1)
         self.faults = {"503": 0, "reset": 0}
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -208,6 +211,85 @@ class LabProxy:
         return Handler
 
 
+class DelayProxy:
+    """Forwards TCP to ``upstream_port``; each block the client sends leaves ``delay_ms``
+    after it arrived (blocks are pipelined, not serialised: requests in flight overlap, as
+    on a network with that round-trip time)."""
+
+    def __init__(self, upstream_port: int, delay_ms: float, port: int = 0) -> None:
+        self.upstream_port, self.delay = upstream_port, delay_ms / 1000
+        self.socket = socket.create_server(("127.0.0.1", port), backlog=128)
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.socket.accept()
+            except OSError:  # closed by __exit__
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            upstream.settimeout(None)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            blocks: queue.Queue[tuple[float, bytes]] = queue.Queue()
+            threading.Thread(target=self._receive, args=(client, blocks), daemon=True).start()
+            threading.Thread(target=self._send_due, args=(blocks, upstream), daemon=True).start()
+            threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+
+    def _receive(self, client: socket.socket, blocks: queue.Queue[tuple[float, bytes]]) -> None:
+        while data := _recv(client):
+            blocks.put((time.monotonic() + self.delay, data))
+        blocks.put((0.0, b""))
+
+    @staticmethod
+    def _send_due(blocks: queue.Queue[tuple[float, bytes]], upstream: socket.socket) -> None:
+        while True:
+            due, data = blocks.get()
+            if not data:
+                _close(upstream)
+                return
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                upstream.sendall(data)
+            except OSError:
+                return
+
+    def __enter__(self) -> DelayProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.socket.close()
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(SEND_BLOCK)
+    except OSError:
+        return b""
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    while data := _recv(source):
+        try:
+            target.sendall(data)
+        except OSError:
+            break
+    _close(target)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 class SilentEndpoint:
     """Accepts connections and never answers: a hung server, for testing deadlines."""
 
@@ -239,18 +321,32 @@ class SilentEndpoint:
 
 
 class ProxyProcess:
-    """A shaping ``LabProxy`` in a child process (``python -m sentinel2_l1c.lab.proxy``),
-    started on a free port and stopped by its PID."""
+    """A shaping ``LabProxy`` (or with ``tcp``, a ``DelayProxy`` by the profile's
+    ``metadata_ms``) in a child process (``python -m sentinel2_l1c.lab.proxy``), started on a
+    free port and stopped by its PID."""
 
-    def __init__(self, upstream_port: int, profile: NetworkProfile) -> None:
-        self.upstream_port, self.profile = upstream_port, profile
+    def __init__(
+        self, upstream_port: int, profile: NetworkProfile, tcp: bool = False, port: int = 0
+    ) -> None:
+        self.upstream_port, self.profile, self.tcp, self.wanted_port = (
+            upstream_port,
+            profile,
+            tcp,
+            port,
+        )
         self.process: subprocess.Popen[str] | None = None
         self.endpoint = ""
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
 
     def __enter__(self) -> ProxyProcess:
         command = [
             sys.executable, "-m", "sentinel2_l1c.lab.proxy",
-            "--upstream-port", str(self.upstream_port), "--network", self.profile.parameters(),
+            "--upstream-port", str(self.upstream_port),
+            "--network", self.profile.parameters() or "latency_ms=0",
+            "--port", str(self.wanted_port), *(["--tcp"] if self.tcp else []),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
@@ -289,10 +385,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--upstream-port", type=int, required=True)
     parser.add_argument("--network", required=True, help="A profile or key=value,… parameters.")
+    parser.add_argument(
+        "--tcp", action="store_true", help="Forward raw TCP, delayed by metadata_ms."
+    )
+    parser.add_argument("--port", type=int, default=0, help="Port to listen on (0: any free).")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
-    with LabProxy(args.upstream_port, every=None, network=network.parse(args.network)) as proxy:
+    profile = network.parse(args.network)
+    server = (
+        DelayProxy(args.upstream_port, profile.metadata_ms, args.port)
+        if args.tcp
+        else LabProxy(args.upstream_port, every=None, network=profile, port=args.port)
+    )
+    with server as proxy:
         print(proxy.endpoint, flush=True)
         signal.pause()
     return 0

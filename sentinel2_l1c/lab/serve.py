@@ -6,7 +6,8 @@ settings and AWS files, runs the command, and stops the servers when it ends, or
 is interrupted or sent SIGTERM (the command is killed then too). So the
 modules and ``job.sh`` run on the lab exactly as elsewhere. ``--network`` and
 ``--cdse-network`` make the lab's S3 storage and CDSE answer like remote stores
-(``lab/network.py``); every result records the profiles.
+(``lab/network.py``), ``--drive-network`` mounts the network drive as a shaped network
+filesystem (``lab/drive.py``); every result records the profiles.
 
     python -m sentinel2_l1c.lab.serve --lab lab --network allas -- bash job.sh
 """
@@ -33,7 +34,7 @@ STOP_TIMEOUT = 10.0  # seconds the command gets to end after SIGTERM
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__.split("\n\n")[0], "python -m sentinel2_l1c.lab.serve")
     parser.add_argument("--lab", type=Path, default=Path("lab"), help="Lab folder.")
-    network.add_arguments(parser, s3="loopback", cdse="loopback")
+    network.add_arguments(parser, s3="loopback", cdse="loopback", drive="lustre")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="Command to run (after --).")
     return parser
 
@@ -45,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
     source = source_root(args.lab)
     source.mkdir(parents=True, exist_ok=True)
-    with LocalCdse(args.lab, source, args.network, args.cdse_network) as cdse:
+    with LocalCdse(args.lab, source, args.network, args.cdse_network, args.drive_network) as cdse:
         environment = {**os.environ, **lab_environment(args.lab), **cdse.environment()}
         paths = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
         environment["PYTHONPATH"] = os.pathsep.join(paths)  # python -m sentinel2_l1c… anywhere

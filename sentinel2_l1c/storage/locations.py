@@ -35,7 +35,9 @@ S3_PROFILE = "DSLAB_S2L1C_S3_PROFILE"
 NETWORK_TIMEOUT = "DSLAB_NETWORK_TIMEOUT"
 NETWORK_ATTEMPTS = "DSLAB_NETWORK_ATTEMPTS"
 # Set by the lab: the network profiles its S3 storage and CDSE answer with (lab/network.py).
-LAB_NETWORK = {"s3": "DSLAB_LAB_NETWORK", "cdse": "DSLAB_LAB_CDSE_NETWORK"}
+LAB_NETWORK = {
+    "s3": "DSLAB_LAB_NETWORK", "cdse": "DSLAB_LAB_CDSE_NETWORK", "drive": "DSLAB_LAB_DRIVE_NETWORK",
+}  # fmt: skip
 
 _VAR_REF_RE = re.compile(r"\$\{([^}:]+)(?::-[^}]*)?\}")
 # Lower-case letters, digits, dots, hyphens and (Ceph/Allas legacy) underscores, 3-63 chars.

@@ -142,6 +142,20 @@ def test_proxy_process_forwards_until_stopped(upstream) -> None:
 
 
 @pytest.mark.lab
+def test_delay_proxy_delays_each_request_but_overlaps_them(upstream) -> None:
+    """The network drive's metadata path: raw TCP, every block the client sends late by
+    metadata_ms, requests in flight together not one after another."""
+    port, digest = upstream
+    with ProxyProcess(port, NetworkProfile(metadata_ms=150), tcp=True) as proxy:
+        seconds, through = fetch(proxy.endpoint)
+        assert seconds >= 0.15 and through == digest
+        with ThreadPoolExecutor(4) as pool:
+            begin = time.perf_counter()
+            assert all(r[1] == digest for r in pool.map(lambda _: fetch(proxy.endpoint), range(4)))
+            assert time.perf_counter() - begin < 4 * 0.15
+
+
+@pytest.mark.lab
 def test_lab_storage_behind_a_profile_and_recorded(tmp_path: Path) -> None:
     """The lab's S3 profile reaches SeaweedFS through the shaping proxy, CDSE's goes direct,
     and locations carry both profiles for the results' environment."""
@@ -149,7 +163,9 @@ def test_lab_storage_behind_a_profile_and_recorded(tmp_path: Path) -> None:
     (tmp_path / "eodata").mkdir()  # an empty archive: only the endpoints matter here
     with LocalCdse(tmp_path, tmp_path / "eodata", network=slow) as cdse:
         locations = cdse.locations(lab_locations(tmp_path))
-        assert locations.network == {"s3": slow.describe(), "cdse": "loopback: unshaped"}
+        assert locations.network == {
+            "s3": slow.describe(), "cdse": "loopback: unshaped", "drive": "folder"
+        }  # fmt: skip
         assert locations.s3_account.endpoint_url != cdse.store.endpoint
         assert locations.cdse_account.endpoint_url == cdse.store.endpoint
         client = s3_client(locations.s3_account)
