@@ -374,7 +374,11 @@ def test_loader_mode_in_worker_processes_with_every_reader(
     entries = [e[2] for by_key in data.throughput.values() for e in by_key.values()]
     assert len(entries) == 2 * len(formats.reader_keys())
     assert {e.loader for e in entries} == {"processes"}
-    assert data.environment["network"] == {"s3": "loopback: unshaped", "cdse": "loopback: unshaped"}
+    assert data.environment["network"] == {
+        "s3": "loopback: unshaped",
+        "cdse": "loopback: unshaped",
+        "drive": "folder",
+    }
 
 
 def _refuse(pair: tuple[str, str]) -> base.Loader:
