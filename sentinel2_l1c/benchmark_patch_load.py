@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cold", action="store_true",
-        help="Evict the files from the OS page cache before each timed load (local storages; "
-        "the results say where it was not possible).",
+        help="Evict the files from the OS page cache before each timed load, and before each "
+        "storage × format of the loader mode (local storages and the network drive; the "
+        "results say where it was not possible).",
     )  # fmt: skip
     mode = parser.add_argument_group("loader mode (patches in flight, as a training data loader)")
     mode.add_argument(

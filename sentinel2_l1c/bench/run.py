@@ -109,6 +109,12 @@ class Run:
             self.cold_files[pair] = files
         return self.cold_files[pair]
 
+    def cool(self, pair: Pair) -> None:
+        """With ``cold``, evict the files a pair reads before its loader-mode patches (they
+        may still share chunks with each other, as patches in flight do)."""
+        if self.config.cold and (files := self.local_files(pair)) is not None:
+            evict(files)
+
     def repeat(self, repeat: int) -> None:
         patch = plan_patch(self.config, repeat)
         record = Repeat(repeat, asdict(patch), cold={} if self.config.cold else None)
@@ -153,14 +159,17 @@ class Run:
         patches = loader_patches(self.config)
         chosen = self.config.loader_formats or self.config.formats
         pairs = [p for p in plan_order(self.config, -concurrency) if p.key in chosen]
+        measured = {}
         if self.config.loader == "threads":
-            measured = {
-                pair: in_threads(self.loaders[pair], patches, concurrency) for pair in pairs
-            }
+            for pair in pairs:
+                self.cool(pair)
+                measured[pair] = in_threads(self.loaders[pair], patches, concurrency)
         else:
             opener = partial(open_loader, locations=self.locations, found=self.found)
             with WorkerPool(opener, pairs, plan_patch(self.config, -1), concurrency) as pool:
-                measured = {pair: pool.measure(pair, patches) for pair in pairs}
+                for pair in pairs:
+                    self.cool(pair)
+                    measured[pair] = pool.measure(pair, patches)
         for pair, entry in measured.items():
             by_key = self.results.throughput.setdefault(pair.storage.name, {})
             by_key.setdefault(pair.key, {})[concurrency] = entry
