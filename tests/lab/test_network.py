@@ -146,13 +146,13 @@ def test_delay_proxy_delays_each_request_but_overlaps_them(upstream) -> None:
     """The network drive's metadata path: raw TCP, every block the client sends late by
     metadata_ms, requests in flight together not one after another."""
     port, digest = upstream
-    with ProxyProcess(port, NetworkProfile(metadata_ms=150), tcp=True) as proxy:
+    with ProxyProcess(port, NetworkProfile(metadata_ms=300), tcp=True) as proxy:
         seconds, through = fetch(proxy.endpoint)
-        assert seconds >= 0.15 and through == digest
+        assert seconds >= 0.3 and through == digest
         with ThreadPoolExecutor(4) as pool:
             begin = time.perf_counter()
             assert all(r[1] == digest for r in pool.map(lambda _: fetch(proxy.endpoint), range(4)))
-            assert time.perf_counter() - begin < 4 * 0.15
+            assert time.perf_counter() - begin < 4 * 0.3  # one after another: ≥ 1.2 s
 
 
 @pytest.mark.lab
