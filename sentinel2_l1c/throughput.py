@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sentinel2_l1c import formats
@@ -182,8 +182,7 @@ def estimate(
                 staging * full_size.staging,
                 assumptions,
             )
-            measured = Estimate(route, measured.load_seconds, measured.staging_minutes,
-                                measured.steps, scaled)  # fmt: skip
+            measured = replace(measured, full_size=scaled)
         found.append(measured)
     return found
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.lab import network
@@ -211,13 +212,11 @@ class LabProxy:
         return Handler
 
 
-class DelayProxy:
-    """Forwards TCP to ``upstream_port``; each block the client sends leaves ``delay_ms``
-    after it arrived (blocks are pipelined, not serialised: requests in flight overlap, as
-    on a network with that round-trip time)."""
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 that hands each accepted connection to ``handle`` (in its
+    accepting thread); started and stopped as a context manager."""
 
-    def __init__(self, upstream_port: int, delay_ms: float, port: int = 0) -> None:
-        self.upstream_port, self.delay = upstream_port, delay_ms / 1000
+    def __init__(self, port: int = 0) -> None:
         self.socket = socket.create_server(("127.0.0.1", port), backlog=128)
         self.thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -225,20 +224,43 @@ class DelayProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
 
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
     def _accept(self) -> None:
         while True:
             try:
-                client, _ = self.socket.accept()
+                connection, _ = self.socket.accept()
             except OSError:  # closed by __exit__
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
-            upstream.settimeout(None)
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            blocks: queue.Queue[tuple[float, bytes]] = queue.Queue()
-            threading.Thread(target=self._receive, args=(client, blocks), daemon=True).start()
-            threading.Thread(target=self._send_due, args=(blocks, upstream), daemon=True).start()
-            threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+            self.handle(connection)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.socket.close()
+
+
+class DelayProxy(LoopbackServer):
+    """Forwards TCP to ``upstream_port``; each block the client sends leaves ``delay_ms``
+    after it arrived (blocks are pipelined, not serialised: requests in flight overlap, as
+    on a network with that round-trip time)."""
+
+    def __init__(self, upstream_port: int, delay_ms: float, port: int = 0) -> None:
+        super().__init__(port)
+        self.upstream_port, self.delay = upstream_port, delay_ms / 1000
+
+    def handle(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        upstream.settimeout(None)
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        blocks: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        threading.Thread(target=self._receive, args=(client, blocks), daemon=True).start()
+        threading.Thread(target=self._send_due, args=(blocks, upstream), daemon=True).start()
+        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
 
     def _receive(self, client: socket.socket, blocks: queue.Queue[tuple[float, bytes]]) -> None:
         while data := _recv(client):
@@ -257,13 +279,6 @@ class DelayProxy:
                 upstream.sendall(data)
             except OSError:
                 return
-
-    def __enter__(self) -> DelayProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.socket.close()
 
 
 def _recv(sock: socket.socket) -> bytes:
@@ -290,32 +305,18 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-class SilentEndpoint:
+class SilentEndpoint(LoopbackServer):
     """Accepts connections and never answers: a hung server, for testing deadlines."""
 
     def __init__(self) -> None:
-        self.socket = socket.create_server(("127.0.0.1", 0), backlog=128)
+        super().__init__()
         self.connections: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:  # closed by __exit__
-                return
-            self.connections.append(connection)  # held open, never read or answered
-
-    def __enter__(self) -> SilentEndpoint:
-        self.thread.start()
-        return self
+    def handle(self, connection: socket.socket) -> None:
+        self.connections.append(connection)  # held open, never read or answered
 
     def __exit__(self, *exc: object) -> None:
-        self.socket.close()
+        super().__exit__()
         for connection in self.connections:
             connection.close()
 
