@@ -58,7 +58,8 @@ def measure(
         staged = None
         if args.stage:
             copies = tuple(("s3", name) for name in args.formats)
-            choice = stage.StageOptions(copies, stream_unzip=True, overwrite=True)
+            zipped = any(f.name in args.formats for f in formats.archive_formats())
+            choice = stage.StageOptions(copies, stream_unzip=zipped, overwrite=True)
             staged = ActionLog.read(stage.stage(choice, locations, logs, show_progress=False))
         safe = storages.NETWORK.path(locations, formats.SAFE)
         products = list_products(safe, options.tile, options.year)

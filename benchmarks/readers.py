@@ -6,7 +6,9 @@ zipped Zarr on the network drive, staged to temp and published to the lab's S3. 
 ``run_benchmark`` ``--runs`` times (seeds 0, 1, …) and, on the same patches, times the ideal
 reference also through s3fs/zarr-python's own store (the ideal before obstore fetched it).
 Prints each reader's time over the reader its format had before (zarr-python, async_zipfs),
-median and range over the runs, and S3 requests per patch counted by the lab's proxy.
+median and range over the runs, and S3 requests per patch counted by the lab's proxy. The lab's
+S3 answers under ``--network`` and its network drive under ``--drive-network`` (as the users'
+Allas and Lustre by default); loads are cold (files out of the page cache) unless ``--warm``.
 
     .venv/bin/python benchmarks/readers.py --lab /tmp/readers-lab --scale 5 --dates 24
 """
@@ -31,6 +33,7 @@ from sentinel2_l1c.bench.config import (
 )
 from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark
 from sentinel2_l1c.demo import DemoOptions, intake, make_format, make_source, synthetic_options
+from sentinel2_l1c.lab import network
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root
 from sentinel2_l1c.lab.object_store import write_aws_files
@@ -138,6 +141,11 @@ def main() -> None:
     parser.add_argument("--storages", nargs="+", default=["network", "temp", "s3"])
     parser.add_argument("--formats", nargs="+", default=list(ZARR_FORMATS))
     parser.add_argument("--count-only", action="store_true", help="only count S3 requests")
+    parser.add_argument(
+        "--warm", dest="cold", action="store_false",
+        help="leave the files in the page cache between loads (default: evict them)",
+    )  # fmt: skip
+    network.add_arguments(parser, s3="allas", cdse="loopback", drive="lustre")
     args = parser.parse_args()
     interrupt_on_sigterm()  # a kill stops the lab servers too
     options = DemoOptions(lab=args.lab, scale=args.scale, dates=args.dates)
@@ -145,7 +153,9 @@ def main() -> None:
     keys = [k for k in formats.reader_keys() if k.partition("@")[0] in args.formats]
     if not source_root(args.lab).exists():  # the local CDSE serves what is there at its start
         make_source(options, synthetic_options(options), show_progress=True)
-    with LocalCdse(args.lab, source_root(args.lab)) as cdse:
+    with LocalCdse(
+        args.lab, source_root(args.lab), args.network, args.cdse_network, args.drive_network
+    ) as cdse:
         locations = cdse.locations(lab_locations(args.lab))
         build(options, locations)
         products = list_products(
@@ -157,6 +167,7 @@ def main() -> None:
             return BenchmarkConfig(
                 tuple(args.storages), tuple(keys), args.repeats, options.tile, options.year,
                 (left, top, right, bottom), seed=seed, patch_size=args.patch_size,
+                cold=args.cold,
             )  # fmt: skip
 
         runs = []
@@ -175,6 +186,7 @@ def main() -> None:
             print(f"run {seed + 1}/{args.runs}: {target}", file=sys.stderr)
         requests = requests_per_patch(config(0), locations, cdse) if "s3" in args.storages else {}
     print(f"{len(products)} dates, {args.repeats} patches of {args.patch_size} m per run")
+    print(f"S3 {args.network.describe()}; network drive {cdse.drive_description}")
     print(f"{'storage/key':34} {'mean s (median)':>16}  {'/ first version reader':>24}")
     for name in runs[0] if runs else []:
         storage, key = name.split("/")

@@ -257,6 +257,11 @@ def test_cold_runs_evict_local_files(
         }
     # every chunk file of the local store, before each Zarr and ideal load of each repeat
     assert len(evicted) == 4 and evicted[0] > 10
+    evicted.clear()
+    loader = ["--loader_formats", "zarr", "--concurrency", "1", "2", "--patches", "2"]
+    assert run_main([*argv, *loader, "--output", str(configured / "logs-cold-loader")]) == 0
+    # and before the loader mode's patches of the local pair, at each concurrency
+    assert len(evicted) == 4 + 2
 
 
 def test_s3_loads_recover_from_injected_faults(

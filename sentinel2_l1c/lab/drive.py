@@ -5,7 +5,8 @@ every read crosses the network. A local folder answers in microseconds and made 
 network-drive routes first. So the lab mounts its own filer at ``LAB/network``: the mount's
 data requests go through a shaping ``LabProxy`` (latency per request, per-client and shared
 bandwidth) and its metadata requests (gRPC) through a ``DelayProxy`` (``metadata_ms``); the
-mount keeps no chunk cache of its own. Files live in the filer (``LAB/seaweedfs``), so they
+mount keeps no chunk cache of its own, and the profile's ``connections`` caps its fetches in
+flight, which is also its read-ahead (unbounded, a 64 kB read fetched 8 MB). Files live in the filer (``LAB/seaweedfs``), so they
 survive restarts. Where FUSE is missing the drive is a plain folder, said in one warning
 line and in the results' environment.
 
@@ -176,6 +177,9 @@ class NetworkDrive:
             f"-cacheDir={cache}", f"-localSocket={self.state / 'mount.sock'}",
             f"-debug.port={debug_port}", f"-peer.listen=127.0.0.1:{peer_port}",
         ]  # fmt: skip
+        if self.profile.connections:  # also the mount's read-ahead: it prefetches a file's
+            # next chunks with every fetch it may still start (a Lustre client: RPCs in flight)
+            command.append(f"-concurrentReaders={self.profile.connections}")
         with open(self.state / "mount.log", "ab") as log_file:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -66,6 +66,37 @@ def test_reads_cross_the_shaped_network_and_return_the_same_bytes(
     assert not any((tmp_path / "network").iterdir())  # the files live in the filer
 
 
+def _received(pid: int) -> int:
+    """Bytes a process has read (sockets included)."""
+    with open(f"/proc/{pid}/io") as counters:
+        return next(int(line.split()[1]) for line in counters if line.startswith("rchar"))
+
+
+@pytest.mark.parametrize("connections, most_mb", [(None, None), (1, 3)])
+def test_connections_bound_the_mounts_read_ahead(
+    tmp_path: Path, store: SeaweedFS, connections: int | None, most_mb: int | None
+) -> None:
+    """A 64 kB read in the middle of a 12 MB file: unbounded, the mount prefetches several
+    of the file's next 1 MB chunks; with ``connections=1`` it fetches two at most."""
+    shaped = "latency_ms=8,mbps=100"
+    profile = parse(f"{shaped},connections={connections}" if connections else shaped)
+    with NetworkDrive(tmp_path / "network", store, profile) as mount:
+        target = mount.mount_point / "file.bin"
+        target.write_bytes(os.urandom(12_000_000))
+        _cold(target)
+        assert mount.process is not None
+        before = _received(mount.process.pid)
+        with target.open("rb", buffering=0) as handle:
+            handle.seek(5_000_000)
+            handle.read(65536)
+        time.sleep(1)  # prefetches still in flight land
+        fetched = (_received(mount.process.pid) - before) / 1e6
+    if most_mb is None:
+        assert fetched > 4
+    else:
+        assert fetched < most_mb
+
+
 def test_files_survive_a_restart_of_the_drive(tmp_path: Path, store: SeaweedFS) -> None:
     with NetworkDrive(tmp_path / "network", store, PROFILE) as mount:
         (mount.mount_point / "kept.txt").write_text("still here")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.client
 import threading
@@ -63,6 +64,13 @@ def test_serve_refuses_an_unknown_profile_in_one_line(capsys: pytest.CaptureFixt
         serve_main(["--network", "moon", "--", "true"])
     assert ended.value.code == 2
     assert "unknown network profile 'moon'" in capsys.readouterr().err
+
+
+def test_drive_option_is_a_profile_or_a_folder_and_says_both() -> None:
+    assert network.drive_option(network.FOLDER) is None
+    assert network.drive_option("lustre") == network.PROFILES["lustre"]
+    with pytest.raises(argparse.ArgumentTypeError, match="'folder' for a plain folder"):
+        network.drive_option("scratch")
 
 
 @pytest.fixture()
