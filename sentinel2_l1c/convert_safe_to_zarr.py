@@ -15,7 +15,7 @@ tile-year is one commit (``icechunk_repo``): a killed run leaves the last commit
 rerun redoes the tile-year it was writing.
 
     python -m sentinel2_l1c.convert_safe_to_zarr [--format zarr_sharded|icechunk]
-        [--layout chunks_128] [--tiles 35VLH …] [--years 2024 …] [--cluster local|slurm]
+        [--layout chunks_128_lz4] [--tiles 35VLH …] [--years 2024 …] [--cluster local|slurm]
 """
 
 from __future__ import annotations
