@@ -6,9 +6,9 @@ network-drive routes first. So the lab mounts its own filer at ``LAB/network``: 
 data requests go through a shaping ``LabProxy`` (latency per request, per-client and shared
 bandwidth) and its metadata requests (gRPC) through a ``DelayProxy`` (``metadata_ms``); the
 mount keeps no chunk cache of its own, and the profile's ``connections`` caps its fetches in
-flight, which is also its read-ahead (unbounded, a 64 kB read fetched 8 MB). Files live in the filer (``LAB/seaweedfs``), so they
-survive restarts. Where FUSE is missing the drive is a plain folder, said in one warning
-line and in the results' environment.
+flight, which is also its read-ahead (unbounded, a 64 kB read fetched 8 MB). Files live in
+the filer (``LAB/seaweedfs``), so they survive restarts. Where FUSE is missing the drive is
+a plain folder, said in one warning line and in the results' environment.
 
 SeaweedFS's filer can store one inode number for several files: icechunk's local storage
 hard-links ``repo`` to ``overwritten/…`` and renames a new ``repo`` over it, and the new entry

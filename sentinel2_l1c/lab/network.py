@@ -145,7 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser, s3: str, cdse: str, drive: st
     parser.add_argument(
         "--drive-network", type=drive_option, default=drive, metavar="PROFILE",
         help="The lab's network drive: a FUSE mount of its SeaweedFS filer shaped by this "
-        "profile (as --network, plus metadata_ms; lustre answers like Puhti's /scratch), or "
+        "profile (as --network, plus metadata_ms; connections also bounds the mount's "
+        "read-ahead; lustre answers like Puhti's /scratch), or "
         f"{FOLDER!r} for a plain local folder (also where FUSE is missing) "
         f"(default: {drive}).",
     )  # fmt: skip
