@@ -48,7 +48,7 @@ class NetworkProfile:
         return f"{self.name}: {self.parameters() or 'unshaped'}"
 
 
-#: Calibration of ``lustre`` (README, "Network profiles"): through the lab's network drive,
+#: Calibration of ``lustre`` (docs/network-profiles.md): through the lab's network drive,
 #: Zarr patch loads take 5.7–9× and COG loads 12–25× those from temp at one patch in flight,
 #: as the first version measured between Puhti's /scratch and a node's NVMe.
 LUSTRE_LATENCY_MS = 8.0
@@ -56,9 +56,9 @@ LUSTRE_METADATA_MS = 2.0
 LUSTRE_MBPS = 125.0
 #: also the mount's read-ahead (``drive.py``); a Lustre client's default RPCs in flight
 LUSTRE_RPCS_IN_FLIGHT = 8
-#: Calibration of ``allas`` (README, "Network profiles"): with it, the lab's S3 Zarr patch
-#: loads take 6.7–8.1× and COG loads ~7× those from temp at one patch in flight, as the first
-#: version measured between Allas and a Puhti node's NVMe.
+#: Calibration of ``allas`` (docs/network-profiles.md): with it, the lab's S3 Zarr patch
+#: loads take 6.7–8.1× (9.7× in the scale-2 run) and COG loads 5–7× those from temp at one
+#: patch in flight, as the first version measured (7.8×, 7.1×) between Allas and a Puhti node.
 PROFILES = {
     "loopback": NetworkProfile("loopback"),
     "cdse": NetworkProfile("cdse", latency_ms=50, mbps=20, connections=4),
