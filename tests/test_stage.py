@@ -93,7 +93,7 @@ def test_interrupted_download_resumes(
 
     def failing(*args: object, **kwargs: object) -> int:
         calls["n"] += 1
-        if calls["n"] == 20:
+        if calls["n"] >= 20:  # the interruption; fetches the worker starts after it fail too
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
@@ -104,8 +104,8 @@ def test_interrupted_download_resumes(
     monkeypatch.setattr(places, "download_object", original)
     assert stage.main(["--quiet", "--from-s3", "zarr"]) == 0
     record = last_results(transfer_lab / "logs", "stage")["actions"][0]
-    # the 19 objects fetched before the interruption (and the one a worker may have begun) stay
-    assert 19 <= record["skipped_files"] <= 20
+    # the 19 objects fetched before the interruption stay
+    assert record["skipped_files"] == 19
     assert record["skipped_files"] + record["files"] == len(tree(target))
     assert tree(target) == tree(storage(network_lab, "network", "zarr"))
 
