@@ -188,7 +188,7 @@ def _prepare_group(
     if wanted != committed or not arrays_agree(group, len(wanted)):
         # Completeness is withdrawn before the time axis changes: blocks from the last,
         # partial time chunk of the committed axis on are written again.
-        step = layout.chunks[0]
+        step = layout.time_step
         partial_start = len(committed) - len(committed) % step
         done = {key for key in done if int(key.split("/")[0]) < partial_start}
         withdraw(group, done)

@@ -26,7 +26,8 @@ import zarr
 from zarr.storage import MemoryStore
 
 from sentinel2_l1c import formats
-from sentinel2_l1c.cube.layouts import Codec, GroupLayout
+from sentinel2_l1c.cube.codecs import CODECS
+from sentinel2_l1c.cube.layouts import GroupLayout
 from sentinel2_l1c.cube.protocol import (
     committed_in,
     mark_complete,
@@ -186,7 +187,7 @@ def _group(
         tile_shape = (siz.tile_height, siz.tile_width)
     else:
         tile_shape = _previous_tile_shape(previous, path)
-    layout = GroupLayout(LAYOUT, (1, 1, *tile_shape), max(tile_shape), False, Codec())
+    layout = GroupLayout(LAYOUT, (1, 1, *tile_shape), max(tile_shape), False, CODECS["zstd5"])
     group = new_group(
         root, path, band_group, grid, first.crs, layout, serializer=Jp2TileCodec(header)
     )

@@ -5,11 +5,12 @@ which library does it. A layout gives, per resolution, the time chunk, the side 
 (of an inner chunk, when sharded) and the side of a block: the shard of a sharded Zarr and,
 for every Zarr format, the region one conversion task writes (a multiple of the chunk side and
 of ESA's JP2 tile side, so every JP2 tile is decoded once and every chunk or shard written
-once). The codec is Blosc (the benchmark's ideal reference decompresses Blosc).
+once), and the codec (``codecs``). An image codec's chunks hold one date of one band; its
+shards hold what a shard of the same tiling holds with any other codec.
 
 The arithmetic here is pure (no I/O): chunks a patch touches, read amplification (bytes
 decompressed / bytes delivered) and objects per full-size tile-year, which
-``benchmarks/layout_sweep.py`` checks against measurements.
+``layout_sweep`` checks against the stores.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rasterio.windows import Window
-from zarr.codecs import BloscCodec
 
+from sentinel2_l1c.cube import codecs
+from sentinel2_l1c.cube.codecs import Codec
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.s2.bands import BAND_GROUPS, RESOLUTIONS, BandGroup
 
@@ -35,22 +37,6 @@ FULL_YEAR_DATES = 192
 #: chunk each of time, product_id, band, y, x) and of a tile-year (its tile and year groups).
 OBJECTS_PER_GROUP = 13
 OBJECTS_PER_TILE_YEAR = 2
-
-
-@dataclass(frozen=True)
-class Codec:
-    """A Blosc codec: compressor, level and shuffle."""
-
-    cname: str = "zstd"
-    clevel: int = 5
-    shuffle: str = "bitshuffle"
-
-    def blosc(self) -> BloscCodec:
-        return BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle)
-
-    def __str__(self) -> str:
-        shuffled = "" if self.shuffle == "noshuffle" else f"+{self.shuffle}"
-        return f"{self.cname}-{self.clevel}{shuffled}"
 
 
 @dataclass(frozen=True)
@@ -71,17 +57,26 @@ class GroupLayout:
     block: int  # pixels; the shard side when sharded
     sharded: bool
     codec: Codec
+    #: time steps and bands of a shard (of a chunk when not sharded)
+    shard_time: int = 0
+    bands: int = 0
 
     @property
     def shards(self) -> tuple[int, int, int, int] | None:
         if not self.sharded:
             return None
-        return (self.chunks[0], self.chunks[1], self.block, self.block)
+        time = self.shard_time or self.chunks[0]
+        return (time, self.bands or self.chunks[1], self.block, self.block)
 
     @property
     def object_shape(self) -> tuple[int, int, int, int]:
         """The shape one stored object covers: a shard, or a chunk."""
         return self.shards or self.chunks
+
+    @property
+    def time_step(self) -> int:
+        """Time steps one conversion block writes: a stored object's."""
+        return self.object_shape[0]
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ class ZarrLayout:
     name: str
     description: str
     tilings: tuple[Tiling, Tiling, Tiling]  # 10, 20, 60 m
-    codec: Codec = Codec()
+    codec: Codec = codecs.CODECS["zstd5"]
 
     def __post_init__(self) -> None:
         for resolution, tiling in zip(RESOLUTIONS, self.tilings, strict=True):
@@ -103,9 +98,17 @@ class ZarrLayout:
         return self.tilings[RESOLUTIONS.index(resolution)]
 
     def of(self, band_group: BandGroup, sharded: bool) -> GroupLayout:
-        tiling = self.tiling(band_group.resolution)
-        chunks = (tiling.time, len(band_group.bands), tiling.side, tiling.side)
-        return GroupLayout(self.name, chunks, tiling.block, sharded, self.codec)
+        """The group's layout; ConfigError for an image codec without shards (a Zarr of one
+        object per date, band and chunk)."""
+        tiling, bands = self.tiling(band_group.resolution), len(band_group.bands)
+        if self.codec.images and not sharded:
+            raise ConfigError(
+                f"layout {self.name}: its codec {self.codec} codes single images, one object "
+                "per date and band; use it with a sharded Zarr format"
+            )
+        chunk_time, chunk_bands = (1, 1) if self.codec.images else (tiling.time, bands)
+        chunks = (chunk_time, chunk_bands, tiling.side, tiling.side)
+        return GroupLayout(self.name, chunks, tiling.block, sharded, self.codec, tiling.time, bands)
 
     def summary(self) -> str:
         """One line: chunks per resolution and the codec."""
@@ -113,12 +116,14 @@ class ZarrLayout:
         return f"{' '.join(parts)} (time×chunk²/block² at 10/20/60 m), {self.codec}"
 
 
-def _layout(name: str, description: str, times: Iterable[int], sides: Iterable[int], **codec):
+def _layout(
+    name: str, description: str, times: Iterable[int], sides: Iterable[int], codec: str = "zstd5"
+) -> ZarrLayout:
     tilings = tuple(
         Tiling(time, side, block)
         for time, side, block in zip(times, sides, (2048, 1280, 768), strict=True)
     )
-    return ZarrLayout(name, description, tilings, Codec(**codec))  # type: ignore[arg-type]
+    return ZarrLayout(name, description, tilings, codecs.get(codec))  # type: ignore[arg-type]
 
 
 FIRST_TIMES = (20, 40, 80)
@@ -135,16 +140,14 @@ LAYOUTS: dict[str, ZarrLayout] = {
         _layout("chunks_256", "half the chunk side", FIRST_TIMES, (256, 128, 64)),
         _layout("chunks_128", "a quarter of the chunk side", FIRST_TIMES, (128, 64, 32)),
         _layout(
-            "chunks_128_lz4", "chunks_128 with lz4 (faster to decompress, larger)",
-            FIRST_TIMES, (128, 64, 32), cname="lz4",
-        ),
-        _layout(
-            "chunks_128_zstd1", "chunks_128 with zstd level 1",
-            FIRST_TIMES, (128, 64, 32), clevel=1,
-        ),
-        _layout(
             "chunks_128_time_40", "chunks_128 with 40 dates a chunk at 10 m too",
             (40, 40, 80), (128, 64, 32),
+        ),
+        # the codec candidates in chunks_128's tiling: chunks_128_lz4, chunks_128_pcodec, …
+        *(
+            _layout(f"chunks_128_{codec.name}", f"chunks_128 with {codec.description}",
+                    FIRST_TIMES, (128, 64, 32), codec.name)
+            for codec in codecs.CODECS.values() if codec.name != "zstd5"
         ),
     )
 }  # fmt: skip

@@ -55,7 +55,7 @@ def blocks(
     times: int, shape: tuple[int, int], layout: GroupLayout, first_time: int = 0
 ) -> Iterator[Block]:
     """Blocks covering time steps from the time chunk holding ``first_time`` to ``times``."""
-    step = layout.chunks[0]
+    step = layout.time_step
     for t0 in range(first_time - first_time % step, times, step):
         for y0 in range(0, shape[0], layout.block):
             for x0 in range(0, shape[1], layout.block):

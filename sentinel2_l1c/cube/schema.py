@@ -82,7 +82,7 @@ def create_group(
         dtype="uint16",
         fill_value=0,
         **(
-            {"compressors": [layout.codec.blosc()]}
+            layout.codec.array_codecs()
             if serializer is None
             else {"serializer": serializer, "compressors": None}
         ),
@@ -201,6 +201,15 @@ def _coordinate(
 
 def product_ids(group: zarr.Group) -> list[str]:
     return [str(v) for v in group["product_id"][:]] if group["product_id"].shape[0] else []
+
+
+def codec_names(array_metadata: Mapping[str, Any]) -> list[str]:
+    """The codecs of a Zarr v3 array's metadata, those inside a sharding codec too."""
+    names = []
+    for codec in array_metadata.get("codecs", []):
+        names.append(codec["name"])
+        names += codec_names(codec.get("configuration", {}))
+    return names
 
 
 def layout_name(attrs: Mapping[str, Any]) -> str:

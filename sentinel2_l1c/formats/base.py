@@ -5,7 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
+
+from sentinel2_l1c.errors import ConfigError
 
 if TYPE_CHECKING:
     from sentinel2_l1c.loaders.base import Catalogue, Loader
@@ -28,6 +30,30 @@ class Reader(ABC):
 
     name: str  # "" for the default reader
     label: str
+    #: the codecs it decodes, as Zarr metadata names them; None: every codec zarr-python has
+    #: an implementation of (registered by numcodecs, imagecodecs-zarr… when installed)
+    codecs: ClassVar[frozenset[str] | None] = None
+
+    def decodes(self, codec_name: str) -> bool:
+        if self.codecs is not None:
+            return codec_name in self.codecs
+        import zarr.registry
+
+        try:
+            zarr.registry.get_codec_class(codec_name)
+        except Exception:  # zarr raises its own error types for unknown codecs
+            return False
+        return True
+
+    def check_codecs(self, layout: str, codec_names: list[str]) -> None:
+        """Refuse, in one line naming both, a layout whose codecs (as its array metadata
+        names them) it cannot decode: no silent fallback to another reader."""
+        missing = [name for name in codec_names if not self.decodes(name)]
+        if missing:
+            raise ConfigError(
+                f"the {self.label} reader cannot decode layout {layout} (codec "
+                f"{', '.join(missing)}); read it with another reader of the format"
+            )
 
     @abstractmethod
     def open(

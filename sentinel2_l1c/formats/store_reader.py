@@ -27,4 +27,7 @@ class StoreReader(Reader):
         self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
     ) -> ZarrLoader:
         store, close = self.store(place)
-        return ZarrLoader(store, catalogue, str(place), made_by, on_close=close, errors=self.errors)
+        return ZarrLoader(
+            store, catalogue, str(place), made_by, on_close=close, errors=self.errors,
+            check_codecs=self.check_codecs,
+        )  # fmt: skip

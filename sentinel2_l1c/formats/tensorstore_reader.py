@@ -8,6 +8,7 @@ chunks, all in C++; every band group of a patch is requested at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sentinel2_l1c.formats.base import Reader
 from sentinel2_l1c.loaders.base import Catalogue
@@ -22,6 +23,10 @@ class TensorstoreReader(Reader):
     archive: bool = False
     name: str = "tensorstore"
     label: str = "tensorstore"
+    #: its zarr3 driver's codecs (C++; no numcodecs or imagecodecs ones)
+    codecs: ClassVar[frozenset[str] | None] = frozenset(
+        {"blosc", "zstd", "gzip", "bytes", "transpose", "crc32c", "sharding_indexed"}
+    )
 
     def open(
         self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
@@ -29,4 +34,4 @@ class TensorstoreReader(Reader):
         spec, context = place.tensorstore(self.archive)
         if self.archive:
             spec = {"driver": "zip", "base": spec}
-        return TensorstoreLoader(spec, context, catalogue, str(place), made_by)
+        return TensorstoreLoader(spec, context, catalogue, str(place), made_by, self.check_codecs)

@@ -13,7 +13,7 @@ made.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +23,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sentinel2_l1c.cube.protocol import complete_per_metadata
-from sentinel2_l1c.cube.schema import group_path, layout_name
+from sentinel2_l1c.cube.schema import codec_names, group_path, layout_name
 from sentinel2_l1c.errors import InputDataError, RemoteError
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.product import SafeProduct
@@ -109,6 +109,9 @@ class GroupMetadata(Protocol):
     def time_length(self, path: str, name: str) -> int:
         """The time length of the group's array ``name``; KeyError when it is missing."""
 
+    def data_json(self, path: str) -> Mapping[str, Any]:
+        """The group's ``data`` array metadata as stored (read before the library parses it)."""
+
     def data(self, path: str) -> Any:
         """The group's ``data`` array, as the library reads it."""
 
@@ -126,10 +129,15 @@ class BandGroupArrays:
 
 
 def open_band_groups(
-    metadata: GroupMetadata, catalogue: Catalogue, where: str, made_by: str
+    metadata: GroupMetadata,
+    catalogue: Catalogue,
+    where: str,
+    made_by: str,
+    check_codecs: Callable[[str, list[str]], None] = lambda layout, names: None,
 ) -> BandGroupArrays:
     """Every band group of the tile-year; InputDataError for a group that is missing or not
-    complete (``cube.protocol``), naming the command that makes it."""
+    complete (``cube.protocol``), naming the command that makes it. ``check_codecs(layout,
+    names)`` refuses codecs the reader cannot decode before the arrays are opened."""
     arrays, origins, layout = {}, {}, ""
     for group in BAND_GROUPS:
         path = group_path(catalogue.tile, catalogue.year, group)
@@ -139,6 +147,7 @@ def open_band_groups(
         if not complete_per_metadata(attributes, partial(metadata.time_length, path)):
             raise InputDataError(f"{where}: group {path} is not complete: rerun {made_by}")
         layout = layout_name(attributes)
+        check_codecs(layout, codec_names(metadata.data_json(path)))
         arrays[group.name] = metadata.data(path)
         origins[group.name] = origin(group, *metadata.first_centres(path))
     return BandGroupArrays(arrays, origins, layout)

@@ -4,6 +4,7 @@ stores and threads, every band group of a patch requested at once."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -43,6 +44,9 @@ class _Metadata:
             raise KeyError(name)
         return int(metadata["shape"][0])
 
+    def data_json(self, path: str) -> dict[str, Any]:
+        return self._json(f"{path}/data/zarr.json") or {}
+
     def data(self, path: str) -> ts.TensorStore:
         return self._open(f"{path}/data/")
 
@@ -61,6 +65,7 @@ class TensorstoreLoader:
         catalogue: Catalogue,
         where: str,
         made_by: str,
+        check_codecs: Callable[[str, list[str]], None],
     ) -> None:
         self.where = where
         self.context = ts.Context(context)
@@ -75,7 +80,8 @@ class TensorstoreLoader:
         }
         with reported(where, ERRORS):
             root = ts.KvStore.open(spec, context=self.context).result()
-            opened = open_band_groups(_Metadata(root, self.context), catalogue, where, made_by)
+            metadata = _Metadata(root, self.context)
+            opened = open_band_groups(metadata, catalogue, where, made_by, check_codecs)
         self.arrays, self.origins, self.layout = opened.arrays, opened.origins, opened.layout
 
     def close(self) -> None:

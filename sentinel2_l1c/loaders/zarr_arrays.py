@@ -5,6 +5,7 @@ touches, fetched and decompressed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,6 +64,11 @@ class _Metadata:
             raise KeyError(name)
         return int(node.shape[0])
 
+    def data_json(self, path: str) -> dict[str, Any]:
+        key = f"{path}/data/zarr.json"
+        found = zarr_sync(self.root.store.get(key, prototype=default_buffer_prototype()))
+        return {} if found is None else json.loads(found.to_bytes())
+
     def data(self, path: str) -> zarr.Array:
         return self.root[f"{path}/data"]
 
@@ -81,6 +87,7 @@ class ZarrLoader:
         made_by: str,
         on_close: Callable[[], None] = lambda: None,
         errors: tuple[type[BaseException], ...] = (),
+        check_codecs: Callable[[str, list[str]], None] = lambda layout, names: None,
     ) -> None:
         self.store = store
         self.on_close = on_close
@@ -88,7 +95,7 @@ class ZarrLoader:
         self.stack = store_stack(store)
         with reported(where, errors):
             root = zarr.open_group(store, mode="r", zarr_format=3)
-            opened = open_band_groups(_Metadata(root), catalogue, where, made_by)
+            opened = open_band_groups(_Metadata(root), catalogue, where, made_by, check_codecs)
         self.arrays, self.origins, self.layout = opened.arrays, opened.origins, opened.layout
 
     def close(self) -> None:

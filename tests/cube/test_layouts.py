@@ -5,6 +5,7 @@ stores hold and what reading them does."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from sentinel2_l1c import (
     formats,
 )
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.cube import codecs
 from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.cube.layouts import FULL_TILE, JP2_TILE, LAYOUTS, Tiling, ZarrLayout
 from sentinel2_l1c.cube.schema import LAYOUT, group_path
@@ -29,6 +31,7 @@ from sentinel2_l1c.loaders.zarr_arrays import IdealLoader, ZarrLoader
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.s2.product import read_band
+from sentinel2_l1c.storage.places import FolderPlace
 from tests.helpers import SMALL, Archive, Converted, one_error_line
 
 EMPTY = 2**64 - 1  # a shard index's offset of an inner chunk never written
@@ -81,7 +84,12 @@ def test_every_layout_equals_the_safe_source(
 ) -> None:
     layout = LAYOUTS[name]
     products = list_products(archive.root)
-    for fmt in (formats.ZARR, formats.ZARR_SHARDED):
+    fmts = [formats.ZARR, formats.ZARR_SHARDED]
+    if layout.codec.images:  # one object per date, band and chunk: shards only
+        with pytest.raises(ConfigError, match=f"{layout.codec} codes single images"):
+            layout.of(BAND_GROUPS[0], sharded=False)
+        fmts = [formats.ZARR_SHARDED]
+    for fmt in fmts:
         sharded = fmt.sharded
         target = tmp_path / f"sharded-{sharded}"
         options = ZarrOptions(archive.root, target, fmt, layout=layout)
@@ -93,8 +101,11 @@ def test_every_layout_equals_the_safe_source(
             data = node["data"]
             assert data.chunks == layout.of(group, sharded).chunks
             assert data.shards == layout.of(group, sharded).shards
-            codec = data.metadata.codecs[-1] if not sharded else data.metadata.codecs[0]
-            assert str(layout.codec.cname) in str(codec.to_dict())
+            codecs = data.metadata.codecs[0].codecs if sharded else data.metadata.codecs
+            written = [c.to_dict() for c in codecs if c.to_dict()["name"] != "bytes"]
+            assert [c["name"] for c in written] == list(layout.codec.metadata_names)
+            for key, value in layout.codec.params:
+                assert written[-1]["configuration"][key] == value, (name, key)
             np.testing.assert_array_equal(data[:], source_pixels[group.name], err_msg=name)
         on_disk = sum(1 for p in target.rglob("*") if p.is_file())
         computed = zarr_layouts.objects_per_tile_year(layout, sharded, len(products), SIDES)
@@ -225,3 +236,30 @@ def test_touched_chunks() -> None:
     assert zarr_layouts.touched_chunks((45, 6, 549, 549), (40, 6, 256, 256), Window(0, 0, 256, 1)) == [
         (0, 0, 0, 0), (1, 0, 0, 0),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("codec", ["pcodec", "htj2k", "delta_zstd5"])
+def test_a_reader_refuses_a_codec_it_cannot_decode_in_one_line(
+    converted: Converted, tmp_path: Path, codec: str
+) -> None:
+    """tensorstore decodes none of numcodecs' or imagecodecs' codecs: it refuses the layout
+    (naming itself, the layout and the codec), while zarr-python reads the source's pixels."""
+    layout = replace(SMALL, name=f"small_{codec}", codec=codecs.get(codec))
+    target = tmp_path / "sharded"
+    options = ZarrOptions(converted.products[0].path.parents[6], target, formats.ZARR_SHARDED)
+    convert_safe_to_zarr.convert(replace(options, layout=layout), False)
+    catalogue = Catalogue("35VLH", 2024, tuple(converted.products))
+    place = FolderPlace(target)
+    with pytest.raises(ConfigError) as refused:
+        formats.ZARR_SHARDED.reader("tensorstore").open(place, catalogue, "test")
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("the tensorstore reader cannot decode")
+    assert f"layout small_{codec}" in message and codecs.get(codec).metadata_names[0] in message
+    grid = converted.products[0].grid(10)
+    patch = Patch(grid.transform.c + 600, grid.transform.f - 900, 1800)
+    loader = formats.ZARR_SHARDED.reader("zarr-python").open(place, catalogue, "test")
+    reference = ZarrLoader(LocalStore(converted.sharded, read_only=True), catalogue, "", "test")
+    for name, pixels in loader.load(patch).items():
+        np.testing.assert_array_equal(pixels, reference.load(patch)[name])
+    loader.close()
+    reference.close()
