@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,9 +34,8 @@ from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark
 from sentinel2_l1c.demo import DemoOptions, intake, make_format, make_source, synthetic_options
 from sentinel2_l1c.lab import network
 from sentinel2_l1c.lab.cdse import LocalCdse
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, source_root
-from sentinel2_l1c.lab.object_store import write_aws_files
-from sentinel2_l1c.lab.proxy import LabProxy
+from sentinel2_l1c.lab.layout import lab_locations, source_root
+from sentinel2_l1c.lab.request_count import requests_per_patch
 from sentinel2_l1c.loaders.zarr_arrays import IdealLoader
 from sentinel2_l1c.run.cli import interrupt_on_sigterm
 from sentinel2_l1c.s2.listing import list_products
@@ -88,40 +86,6 @@ def ideal_through_s3fs(config: BenchmarkConfig, locations) -> list[float]:  # no
         return times
     finally:
         ideal.close()
-
-
-def requests_per_patch(
-    config: BenchmarkConfig,
-    locations,  # noqa: ANN001 - Locations
-    cdse: LocalCdse,
-    patches: int = 3,
-) -> dict[str, tuple[float, float]]:
-    """S3 requests and response bytes per patch load of every key, counted by the lab's
-    proxy (after opening and one warm-up load)."""
-    counts = {}
-    with LabProxy(cdse.store.s3_port, every=None) as proxy:
-        files = write_aws_files(
-            locations.results_folder() / "aws-proxy", proxy.endpoint,
-            {LAB_S3_PROFILE: cdse.storage_user},
-        )  # fmt: skip
-        counted = replace(
-            locations, aws_config_file=files.config, aws_credentials_file=files.credentials
-        )
-        found = catalogue(config, counted)
-        for key in config.formats:
-            loader = open_loader(Pair.parse("s3", key), counted, found)
-            try:
-                loader.load(plan_patch(config, -1))
-                requests, sent = proxy.requests, proxy.response_bytes
-                for repeat in range(patches):
-                    loader.load(plan_patch(config, repeat))
-                counts[key] = (
-                    (proxy.requests - requests) / patches,
-                    (proxy.response_bytes - sent) / patches,
-                )
-            finally:
-                loader.close()
-    return counts
 
 
 def spread(values: list[float]) -> str:
@@ -184,7 +148,7 @@ def main() -> None:
                 )
             runs.append(means)
             print(f"run {seed + 1}/{args.runs}: {target}", file=sys.stderr)
-        requests = requests_per_patch(config(0), locations, cdse) if "s3" in args.storages else {}
+        requests = requests_per_patch(config(0), locations) if "s3" in args.storages else {}
     print(f"{len(products)} dates, {args.repeats} patches of {args.patch_size} m per run")
     print(f"S3 {args.network.describe()}; network drive {cdse.drive_description}")
     print(f"{'storage/key':34} {'mean s (median)':>16}  {'/ first version reader':>24}")

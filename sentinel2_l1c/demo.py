@@ -6,7 +6,8 @@ the year intake against it into the lab's network drive, converts the intaken pr
 COG, Zarr, sharded Zarr and zipped Zarr, publishes them to the lab's S3 buckets, stages them
 to the lab's temp storage (copy, unzip, stream-unzip), benchmarks patch loads on every
 storage × format (one at a time, then with several in flight, as a training data loader
-reads), and says what it made and measured. The lab's S3 answers like Allas, its CDSE like
+reads), puts the sharded Zarr's default layout beside the first version's and zstd
+``chunks_128`` (``layout_sweep``), and says what it made and measured. The lab's S3 answers like Allas, its CDSE like
 CDSE and its network drive (a FUSE mount of the lab's filer) like Puhti's Lustre
 (``--network``, ``--cdse-network``, ``--drive-network``; ``loopback`` for none, ``folder`` for a
 plain network-drive folder). Loads are timed cold (the files out of the page cache), as a
@@ -29,6 +30,7 @@ from sentinel2_l1c import (
     file_size_histogram,
     formats,
     index_safe,
+    layout_sweep,
     publish_s3,
     report,
     stage,
@@ -226,7 +228,15 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
         lines, results = benchmark(options, locations)
         summary += lines
         summary += reports(locations, results, staged, options.img or options.lab / "img")
+        summary += compare_layouts(options, locations, show_progress)
     return summary
+
+
+def patch_size(locations: Locations, options: DemoOptions) -> int:
+    """5100 m, or half the lab's tile side (small lab tiles get smaller patches)."""
+    safe_root = storages.NETWORK.path(locations, formats.SAFE)
+    left, _, right, _ = list_products(safe_root, options.tile, options.year)[0].grid(10).bounds
+    return min(5100, int((right - left) // 2 // 60 * 60))
 
 
 def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], BenchmarkResults]:
@@ -234,7 +244,6 @@ def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], Be
     safe_root = storages.NETWORK.path(locations, formats.SAFE)
     products = list_products(safe_root, options.tile, options.year)
     left, bottom, right, top = products[0].grid(10).bounds
-    fits = int((right - left) // 2 // 60 * 60)  # small lab tiles get smaller patches
     config = BenchmarkConfig(
         storages=tuple(storages.STORAGES),
         formats=tuple(formats.reader_keys()),
@@ -243,7 +252,7 @@ def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], Be
         year=options.year,
         bounds=(left, top, right, bottom),
         seed=options.seed,
-        patch_size=min(5100, fits),
+        patch_size=patch_size(locations, options),
         concurrency=options.concurrency,
         patches=options.patches,
         cold=True,
@@ -254,6 +263,24 @@ def benchmark(options: DemoOptions, locations: Locations) -> tuple[list[str], Be
     if wrong:
         raise InputDataError("formats returned different pixels: " + "; ".join(wrong))
     return [f"benchmark_patch_load → {target}:", *table(results)], results
+
+
+def compare_layouts(options: DemoOptions, locations: Locations, show_progress: bool) -> list[str]:
+    """The sharded Zarr's default layout beside the first version's and zstd ``chunks_128``,
+    measured by ``layout_sweep`` on the lab's products (2 repeats, no loader mode)."""
+    fmt = formats.ZARR_SHARDED.name
+    layouts = dict.fromkeys(["first_version", "chunks_128", formats.ZARR_SHARDED.layout])
+    sweep_options = layout_sweep.SweepOptions(
+        candidates=tuple(f"{fmt}:{layout}" for layout in layouts),
+        repeats=2,
+        patch_size=patch_size(locations, options),
+        concurrency=(),
+    )
+    results, lines = layout_sweep.sweep(
+        sweep_options, locations, options.tile, options.year, (None, None),
+        locations.results_folder(), show_progress,
+    )  # fmt: skip
+    return [f"layout_sweep → {results}:", *lines]
 
 
 def reports(locations: Locations, results: BenchmarkResults, staged: Path, img: Path) -> list[str]:

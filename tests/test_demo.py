@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sentinel2_l1c import demo
-from sentinel2_l1c.formats import ZARR, reader_keys, variant
+from sentinel2_l1c.formats import ZARR, ZARR_SHARDED, reader_keys, variant
 from sentinel2_l1c.lab import drive, serve
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_environment, source_root
@@ -72,6 +72,10 @@ def test_demo_makes_a_lab_that_serve_brings_back(
     assert "fastest patch loads (measured here): " in out
     assert "most training steps per job: " in out and "full-size tile-year estimate" in out
     assert "full-size estimate: a tile-year of 10980 px and 192 dates" in out
+    sweep = out[out.index("layout_sweep → ") :]  # the default layout beside two others
+    for layout in ("first_version", "chunks_128", ZARR_SHARDED.layout):
+        assert f"zarr_sharded:{layout} " in sweep
+    assert "default by the rule for zarr_sharded: " in sweep
     charts = ("load_times", "throughput", "concurrency", "file_sizes_s3_zarr")
     for name in (*charts, "file_sizes_s3_zarr_sharded", "file_sizes_s3_icechunk"):
         assert (lab / "img" / f"{name}.png").stat().st_size > 10_000

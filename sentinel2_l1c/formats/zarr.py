@@ -56,8 +56,8 @@ ZARR_SHARDED = ZarrFormat(
     chunk_objects=True,
     readers=(TensorstoreReader(), ZarrReader(), ObstoreReader()),
     sharded=True,
-    # benchmarks/layout_sweep.py on the calibrated lab: the most training steps on S3 → temp
-    # (lz4 decodes a patch in 0.72× zstd-5's time for 13 % more bytes), with as few objects as
-    # the first version's shards (553 a full-size tile-year; docs/conversions.md, Layouts)
-    layout="chunks_128_lz4",
+    # layout_sweep's rule on the calibrated lab (scale 2, 24 dates, allas and lustre): lz4
+    # had the most steps on S3 → temp, zstd-5 4 % fewer (a tie) with 12 % fewer bytes, so
+    # zstd-5; as few objects as the first version's shards (docs/conversions.md, Codecs)
+    layout="chunks_128",
 )

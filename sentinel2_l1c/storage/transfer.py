@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel2_l1c.storage.files import remove_tree, temp_sibling
-from sentinel2_l1c.storage.retry import RetryPolicy, call_with_retries, describe
+from sentinel2_l1c.storage.retry import RetryPolicy, call_with_retries, describe, http_status
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,28 @@ def matches_etag(path: Path, etag: str) -> bool:
             if hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() == digest:
                 return True
     return False
+
+
+def delete_bucket(client: Any, bucket: str, retry: RetryPolicy) -> None:
+    """Delete every object of ``bucket`` (1000 a request), then the bucket; a missing bucket
+    is already deleted."""
+    import botocore.exceptions
+
+    try:
+        keys = [o.key for o in list_objects(client, bucket, "", retry)]
+        for first in range(0, len(keys), 1000):
+            batch = {"Objects": [{"Key": k} for k in keys[first : first + 1000]], "Quiet": True}
+            call_with_retries(
+                f"delete objects of s3://{bucket}",
+                lambda batch=batch: client.delete_objects(Bucket=bucket, Delete=batch),
+                retry,
+            )
+        call_with_retries(
+            f"delete s3://{bucket}", lambda: client.delete_bucket(Bucket=bucket), retry
+        )
+    except botocore.exceptions.ClientError as err:
+        if http_status(err) != 404:
+            raise
 
 
 def download_object(
