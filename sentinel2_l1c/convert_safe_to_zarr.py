@@ -351,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Chunks, shards and codec of new or rebuilt groups (default: an existing group's "
         f"own, else the format's: {formats.ZARR.name} {formats.ZARR.layout}, "
         f"{formats.ZARR_SHARDED.name} {formats.ZARR_SHARDED.layout}); one of: "
-        + "; ".join(f"{name} ({layout.summary()})" for name, layout in zarr_layouts.LAYOUTS.items()),
+        + "; ".join(f"{name} ({layout.summary()})" for name, layout in zarr_layouts.LAYOUTS.items())
+        + f". Every chunk carries a crc32c checksum; NAME{zarr_layouts.NO_CHECKSUM} leaves it "
+        "out, for GDAL before 3.13 (rasterio's wheels up to 1.5), which cannot decode it.",
     )  # fmt: skip
     add_conversion_arguments(
         parser,

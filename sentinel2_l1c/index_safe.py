@@ -40,11 +40,12 @@ from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.jp2.codec import Jp2TileCodec
 from sentinel2_l1c.jp2.index import CodestreamError, Jp2Index, index_file
 from sentinel2_l1c.jp2.packets import CodingStyle, prefixes
-from sentinel2_l1c.jp2.virtual_store import Manifest, Reference, manifest_name
+from sentinel2_l1c.jp2.virtual_store import FileVersion, Manifest, Reference, manifest_name
 from sentinel2_l1c.run.cli import add_selection_arguments, add_switch, new_parser, run_cli
 from sentinel2_l1c.run.progress import progress_bar
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import Selection, tile_years
+from sentinel2_l1c.s2.manifest import MANIFEST, parse_manifest
 from sentinel2_l1c.s2.product import Grid, SafeProduct
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.locations import Locations
@@ -265,6 +266,22 @@ def _current(manifest: Manifest, products: Sequence[SafeProduct]) -> bool:
     return True
 
 
+def file_versions(products: Sequence[SafeProduct], safe_root: Path) -> dict[str, FileVersion]:
+    """Every band file's size and modification time now, and its MD5 from its product's
+    manifest.safe (None without one), by path relative to the SAFE root."""
+    versions = {}
+    for product in products:
+        manifest = product.path / MANIFEST
+        listed = parse_manifest(manifest.read_bytes(), str(manifest)) if manifest.is_file() else {}
+        for group in BAND_GROUPS:
+            for name in band_files(product, group):
+                stat = (safe_root / name).stat()
+                inside = name.removeprefix(f"{product.name.cdse_path.as_posix()}/")
+                md5 = listed[inside].md5 if inside in listed else None
+                versions[name] = FileVersion(stat.st_size, stat.st_mtime_ns, md5)
+    return versions
+
+
 def index_tile_year(
     products: Sequence[SafeProduct],
     options: IndexOptions,
@@ -278,7 +295,8 @@ def index_tile_year(
     references = {}
     for band_group in BAND_GROUPS:
         references |= _group(root, products, band_group, options, previous, pool, summary)
-    return Manifest({key: value.to_bytes() for key, value in contents.items()}, references)
+    raw = {key: value.to_bytes() for key, value in contents.items()}
+    return Manifest(raw, references, file_versions(products, options.safe_root))
 
 
 def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:

@@ -6,9 +6,12 @@ product per datatake, and downloads each SAFE folder from S3 (boto3 profile
 layout, with at most ``--connections`` concurrent requests (CDSE allows 4).
 
 A product is fetched into ``.<name>.SAFE.partial`` beside its final place and renamed when
-every object is there with the right size, so a product folder that exists is complete. A
-rerun skips complete products and resumes partial ones file by file. A product listed in
-STAC but absent from S3 is reported and skipped; the run then ends with exit code 1.
+every object is there with the size and MD5 its ``manifest.safe`` lists (hashed as the bytes
+arrive; a mismatch is fetched again under the retry policy, then ends the run in one line
+naming the file), so a product folder that exists is complete. A rerun skips complete
+products and resumes partial ones file by file. A product listed in STAC but absent from S3,
+or whose S3 listing does not match its manifest (being replaced), is reported and skipped;
+the run then ends with exit code 1.
 
     python -m sentinel2_l1c.intake_cdse_s3 --tile 35VLH \\
         --time-start 2024-02-21T00:00:00Z --time-end 2024-02-22T00:00:00Z
@@ -40,6 +43,7 @@ from sentinel2_l1c.errors import ConfigError, InputDataError, RemoteError
 from sentinel2_l1c.run.cli import Parser, new_parser, run_cli
 from sentinel2_l1c.run.progress import progress_bar
 from sentinel2_l1c.s2.bands import parse_tile_id
+from sentinel2_l1c.s2.manifest import MANIFEST, parse_manifest
 from sentinel2_l1c.s2.names import SafeName, parse_utc, resolve_duplicates
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.clients import s3_client
@@ -102,19 +106,29 @@ class IntakeSummary:
     downloaded: int = 0
     skipped: int = 0
     missing: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # "name: why"
     bytes: int = 0
     requests: int = 0
     seconds: float = 0.0
+    hashing_seconds: float = 0.0  # MD5s of the bytes as they arrived, summed over threads
 
     def lines(self) -> list[str]:
         rate = self.bytes / 1e6 / self.seconds if self.seconds else 0.0
         text = [
             f"{self.found} products found, {self.downloaded} downloaded, {self.skipped} already "
-            f"complete, {len(self.missing)} missing from S3",
+            f"complete, {len(self.missing)} missing from S3, {len(self.incomplete)} not "
+            "complete in S3",
             f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({rate:.1f} MB/s), "
             f"{self.requests} S3 requests",
         ]
-        return text + [f"missing from S3: {name}" for name in self.missing]
+        if self.hashing_seconds:
+            hashing = self.bytes / 1e6 / self.hashing_seconds
+            text.append(
+                f"MD5s checked against {MANIFEST} as the bytes arrived: "
+                f"{self.hashing_seconds:.1f} s of hashing ({hashing:.0f} MB/s)"
+            )
+        text += [f"missing from S3: {name}" for name in self.missing]
+        return text + [f"not complete in S3: {line}" for line in self.incomplete]
 
 
 # --------------------------------------------------------------------------------------
@@ -182,8 +196,19 @@ def _search(client: Client, tile: str, start: datetime, end: datetime) -> list[d
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Job:
+    """One object of a product: its key, listed size, local path and the manifest's MD5."""
+
+    key: str
+    size: int
+    path: Path
+    md5: str | None
+
+
 class ProductDownloader:
-    """Downloads SAFE folders from S3 into a SAFE root, atomically per product."""
+    """Downloads SAFE folders from S3 into a SAFE root, atomically per product, every file
+    checked against the product's ``manifest.safe`` (size and MD5) as it arrives."""
 
     def __init__(self, client: Any, safe_root: Path, connections: int, retry: RetryPolicy) -> None:
         self.client = client
@@ -192,6 +217,7 @@ class ProductDownloader:
         self.retry = retry
         self._lock = threading.Lock()
         self.requests = 0
+        self.hashing_seconds = 0.0  # summed over threads
 
     def target(self, source: ProductSource) -> Path:
         return self.safe_root / source.name.cdse_path
@@ -203,7 +229,8 @@ class ProductDownloader:
 
         One pool keeps all connections busy across product boundaries; products are still
         finished (checked, renamed into place) in order. ``done(source, outcome, bytes)`` is
-        called per product with outcome "downloaded", "skipped" or "missing".
+        called per product with outcome "downloaded", "skipped", "missing" or, for a product
+        whose S3 listing does not match its manifest, the reason.
         """
         pending = []
         for source in sources:
@@ -213,35 +240,65 @@ class ProductDownloader:
                 pending.append(source)
         pool = ThreadPoolExecutor(self.connections)
         try:
-            listings = [(source, pool.submit(self._list, source)) for source in pending]
+            prepared = [(source, pool.submit(self._prepare, source)) for source in pending]
             queued = []
-            for source, listing in listings:
-                partial = self.target(source).with_name(f".{self.target(source).name}.partial")
-                jobs = [
-                    (key, size, partial / _relative(source, key)) for key, size in listing.result()
-                ]
-                fetches = [pool.submit(self._fetch, source.bucket, *job) for job in jobs]
-                queued.append((source, partial, jobs, fetches))
-            for source, partial, jobs, fetches in queued:
-                if not jobs:
-                    done(source, "missing", 0)
+            for source, preparing in prepared:
+                jobs, problem = preparing.result()
+                fetches = [pool.submit(self._fetch, source.bucket, job) for job in jobs]
+                queued.append((source, jobs, problem, fetches))
+            for source, jobs, problem, fetches in queued:
+                if problem is not None:
+                    done(source, problem, 0)
                     continue
                 fetched = sum(fetch.result() for fetch in fetches)
-                self._finish(source, partial, jobs)
+                self._finish(source, jobs)
                 done(source, "downloaded", fetched)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
 
-    def _finish(
-        self, source: ProductSource, partial: Path, jobs: list[tuple[str, int, Path]]
-    ) -> None:
+    def partial(self, source: ProductSource) -> Path:
+        return self.target(source).with_name(f".{self.target(source).name}.partial")
+
+    def _prepare(self, source: ProductSource) -> tuple[list[Job], str | None]:
+        """List the product and read its manifest: the objects to fetch with their MD5s, or
+        why the product cannot be complete in S3 now ("missing", or a mismatch)."""
+        listed = dict(self._list(source))
+        if not listed:
+            return [], "missing"
+        manifest_key = f"{source.prefix}/{MANIFEST}"
+        if manifest_key not in listed:
+            return [], f"S3 lists no {MANIFEST}"
+        text = call_with_retries(
+            f"GET s3://{source.bucket}/{manifest_key}",
+            lambda: self._get(source.bucket, manifest_key),
+            self.retry,
+        )
+        files = parse_manifest(text, f"s3://{source.bucket}/{manifest_key}")
+        partial = self.partial(source)
+        jobs = []
+        for key, size in listed.items():
+            relative = _relative(source, key)
+            entry = files.get(relative.as_posix())
+            if entry is not None and entry.size != size:
+                return [], f"S3 lists {relative} with {size} bytes, {MANIFEST} {entry.size}"
+            jobs.append(Job(key, size, partial / relative, entry and entry.md5))
+        unlisted = sorted(set(files) - {_relative(source, key).as_posix() for key in listed})
+        if unlisted:
+            return [], f"{MANIFEST} names {unlisted[0]}, which S3 does not list"
+        return jobs, None
+
+    def _get(self, bucket: str, key: str) -> bytes:
+        self._count()
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def _finish(self, source: ProductSource, jobs: list[Job]) -> None:
         """Check every object, drop leftovers of interrupted runs, rename into place."""
-        for key, size, path in jobs:
-            if not path.is_file() or path.stat().st_size != size:
-                raise RemoteError(f"s3://{source.bucket}/{key}: incomplete after download")
-        expected = {path for _, _, path in jobs}
+        for job in jobs:
+            if not job.path.is_file() or job.path.stat().st_size != job.size:
+                raise RemoteError(f"s3://{source.bucket}/{job.key}: incomplete after download")
+        partial, expected = self.partial(source), {job.path for job in jobs}
         for leftover in [p for p in partial.rglob("*") if p.is_file() and p not in expected]:
             leftover.unlink()
         os.replace(partial, self.target(source))
@@ -250,15 +307,23 @@ class ProductDownloader:
         with self._lock:
             self.requests += 1
 
+    def _hashed(self, seconds: float) -> None:
+        with self._lock:
+            self.hashing_seconds += seconds
+
     def _list(self, source: ProductSource) -> list[tuple[str, int]]:
         objects = list_objects(
             self.client, source.bucket, f"{source.prefix}/", self.retry, self._count
         )
         return [(o.key, o.size) for o in objects]
 
-    def _fetch(self, bucket: str, key: str, size: int, path: Path) -> int:
-        """Download one object unless a complete copy is already there; returns bytes fetched."""
-        return download_object(self.client, bucket, key, size, path, self.retry, self._count)
+    def _fetch(self, bucket: str, job: Job) -> int:
+        """Download one object unless a complete copy is already there; returns bytes fetched.
+        A copy whose MD5 is not the manifest's is fetched again, then fails in one line."""
+        return download_object(
+            self.client, bucket, job.key, job.size, job.path, self.retry, self._count,
+            job.md5, self._hashed,
+        )  # fmt: skip
 
 
 def _relative(source: ProductSource, key: str) -> PurePosixPath:
@@ -289,14 +354,19 @@ def run_intake(options: IntakeOptions, show_progress: bool = True) -> IntakeSumm
                 summary.missing.append(source.name.name)
             elif outcome == "skipped":
                 summary.skipped += 1
-            else:
+            elif outcome == "downloaded":
                 summary.downloaded += 1
+            else:
+                log.warning("%s is not complete in S3 (%s); skipped", source.name.name, outcome)
+                summary.incomplete.append(f"{source.name.name}: {outcome}")
             summary.bytes += size
             finished = summary.downloaded + summary.skipped + len(summary.missing)
+            finished += len(summary.incomplete)
             bar.update(finished, MB=f"{summary.bytes / 1e6:.0f} MB")
 
         downloader.download_all(sources, done)
     summary.requests = downloader.requests
+    summary.hashing_seconds = downloader.hashing_seconds
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -350,12 +420,13 @@ def options_for(args: argparse.Namespace, windows: Iterable[Window]) -> IntakeOp
 
 
 def report(summary: IntakeSummary) -> int:
-    """Print the summary; exit code 1 when products were missing from S3."""
+    """Print the summary; exit code 1 when products were missing or not complete in S3."""
     for line in summary.lines():
         print(line)
-    if summary.missing:
+    if summary.missing or summary.incomplete:
         print(
-            f"error: {len(summary.missing)} product(s) listed in STAC are missing from S3",
+            f"error: {len(summary.missing) + len(summary.incomplete)} product(s) listed in STAC "
+            "are missing or not complete in S3; a rerun fetches them once they are",
             file=sys.stderr,
         )
         return 1

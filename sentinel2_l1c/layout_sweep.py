@@ -112,7 +112,7 @@ class Candidate:
 
     def readers(self) -> list[str]:
         """Results keys of the format's readers that decode the layout's codec."""
-        names = self.layout.codec.metadata_names
+        names = self.layout.codec_names
         return [
             self.fmt.key(reader)
             for reader in self.fmt.readers

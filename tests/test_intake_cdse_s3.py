@@ -87,7 +87,7 @@ class TestTileYear:
         captured = capsys.readouterr()
         assert f"{len(expected) + 1} products found, {len(expected)} downloaded" in captured.out
         assert f"missing from S3: {missing_product.name}" in captured.out
-        assert "1 product(s) listed in STAC are missing from S3" in captured.err
+        assert "1 product(s) listed in STAC are missing or not complete in S3" in captured.err
         assert_identical(archive.root, root, expected)
         assert len(safe_folders(archive.root)) == len(expected) + 1 + archive.options.duplicates
 
@@ -167,6 +167,56 @@ class TestTileYear:
         assert proxy.faults["503"] > 10 and proxy.faults["reset"] > 10
         assert summary.requests > 68 * len(expected)  # retried requests are counted too
         assert_identical(archive.root, tmp_path / "safe", expected)
+
+
+class TestManifest:
+    """Every object is checked against the product's manifest.safe (size and MD5)."""
+
+    def options(self, cdse: LocalCdse, root: Path, files=None, attempts: int = 8) -> IntakeOptions:  # noqa: ANN001
+        account = cdse.locations(Locations()).cdse_account
+        if files is not None:
+            account = S3Account("cdse-faulty", files.config, files.credentials, account.retry)
+        retry = replace(FAST_RETRY, attempts=attempts)
+        return IntakeOptions("35VLH", (ARCHIVE_WINDOW,), root, cdse.stac.url, replace(account, retry=retry))  # fmt: skip
+
+    def test_bytes_changed_in_transit_are_fetched_again(
+        self, local_cdse: LocalCdse, archive: Archive, missing_product: SafeName, tmp_path: Path
+    ) -> None:
+        with LabProxy(local_cdse.store.s3_port, every=4, faults=("flip",)) as proxy:
+            files = write_aws_files(tmp_path / "aws", proxy.endpoint, {"cdse-faulty": local_cdse.cdse_user})  # fmt: skip
+            summary = run_intake(self.options(local_cdse, tmp_path / "safe", files), False)
+        assert proxy.faults["flip"] > 10
+        assert summary.hashing_seconds > 0 and "MD5s checked against manifest.safe" in "\n".join(summary.lines())  # fmt: skip
+        assert_identical(archive.root, tmp_path / "safe", expected_products(archive, missing_product))  # fmt: skip
+
+    def test_a_changed_object_fails_in_one_line_and_a_partly_listed_product_waits(
+        self, local_cdse: LocalCdse, archive: Archive, missing_product: SafeName, tmp_path: Path
+    ) -> None:
+        first = expected_products(archive, missing_product)[0]
+        band = sorted(first.rglob("*_B02.jp2"))[0]
+        key = band.relative_to(archive.root).as_posix()
+        client = local_cdse.admin_client()
+        changed = bytearray(band.read_bytes())
+        changed[len(changed) // 2] ^= 0xFF  # same size: only the MD5 tells
+        root = tmp_path / "safe"
+        try:
+            client.put_object(Bucket="eodata", Key=key, Body=bytes(changed))
+            with pytest.raises(RemoteError) as raised:
+                run_intake(self.options(local_cdse, root, attempts=2), False)
+            message = str(raised.value)
+            assert message.startswith(f"GET s3://eodata/{key}: gave up after 2 attempts")
+            assert "MD5" in message and "\n" not in message
+            assert not (root / first.relative_to(archive.root)).exists(), "not complete"
+
+            client.delete_object(Bucket="eodata", Key=key)  # listed in STAC and the manifest
+            summary = run_intake(self.options(local_cdse, root), False)
+            assert summary.incomplete == [f"{first.name}: manifest.safe names {band.relative_to(first).as_posix()}, which S3 does not list"]  # fmt: skip
+            assert intake_cdse_s3.report(summary) == 1
+        finally:
+            client.upload_file(str(band), "eodata", key)
+        summary = run_intake(self.options(local_cdse, root), False)  # the next run gets it
+        assert summary.incomplete == [] and summary.downloaded == 1
+        assert_identical(archive.root, root, expected_products(archive, missing_product))
 
 
 class TestBadInput:

@@ -8,7 +8,9 @@ works. Image codecs (HTJ2K, JPEG-LS, JPEG XL) code 2-D images: their chunks hold
 one band and are used only inside shards (``layouts``).
 
 A codec is defined by its family and parameters (plain data: layouts travel to Dask workers);
-``array_codecs`` builds the zarr-python objects when an array is created.
+``array_codecs`` builds the zarr-python objects when an array is created, with a ``crc32c``
+checksum after the codec when asked: then a changed byte of a stored chunk is an error, never
+other pixels.
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ class Codec:
         """Codes 2-D images: a chunk may hold one date of one band only."""
         return self.family in IMAGE_FAMILIES
 
-    def array_codecs(self) -> dict[str, Any]:
-        """``filters``, ``serializer`` and ``compressors`` of ``zarr.create_array``."""
-        params = dict(self.params)
+    def array_codecs(self, checksum: bool) -> dict[str, Any]:
+        """``filters``, ``serializer`` and ``compressors`` of ``zarr.create_array``; with
+        ``checksum``, a crc32c of the coded bytes follows the codec."""
+        from zarr.codecs import Crc32cCodec
+
+        codecs = self._codecs(dict(self.params))
+        if checksum:
+            codecs["compressors"] = [*(codecs.get("compressors") or ()), Crc32cCodec()]
+        return codecs
+
+    def _codecs(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.family in ("blosc", "delta+blosc"):
             from zarr.codecs import BloscCodec
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rasterio.windows import Window
 
@@ -60,6 +60,7 @@ class GroupLayout:
     #: time steps and bands of a shard (of a chunk when not sharded)
     shard_time: int = 0
     bands: int = 0
+    checksum: bool = True  # a crc32c of every stored chunk
 
     @property
     def shards(self) -> tuple[int, int, int, int] | None:
@@ -85,6 +86,9 @@ class ZarrLayout:
     description: str
     tilings: tuple[Tiling, Tiling, Tiling]  # 10, 20, 60 m
     codec: Codec = codecs.CODECS["zstd5"]
+    #: a crc32c after the codec of every chunk (the shard index has its own): a changed
+    #: stored byte fails the read instead of giving other pixels; costs < 1 % of a load
+    checksum: bool = True
 
     def __post_init__(self) -> None:
         for resolution, tiling in zip(RESOLUTIONS, self.tilings, strict=True):
@@ -93,6 +97,11 @@ class ZarrLayout:
                     f"layout {self.name}: at {resolution} m the block ({tiling.block} px) must "
                     f"be a positive multiple of the chunk side ({tiling.side} px)"
                 )
+
+    @property
+    def codec_names(self) -> tuple[str, ...]:
+        """The codec names its arrays' metadata holds (what a reader must decode)."""
+        return (*self.codec.metadata_names, *(("crc32c",) if self.checksum else ()))
 
     def tiling(self, resolution: int) -> Tiling:
         return self.tilings[RESOLUTIONS.index(resolution)]
@@ -108,12 +117,15 @@ class ZarrLayout:
             )
         chunk_time, chunk_bands = (1, 1) if self.codec.images else (tiling.time, bands)
         chunks = (chunk_time, chunk_bands, tiling.side, tiling.side)
-        return GroupLayout(self.name, chunks, tiling.block, sharded, self.codec, tiling.time, bands)
+        return GroupLayout(
+            self.name, chunks, tiling.block, sharded, self.codec, tiling.time, bands, self.checksum
+        )
 
     def summary(self) -> str:
         """One line: chunks per resolution and the codec."""
         parts = [f"{t.time}×{t.side}²/{t.block}²" for t in self.tilings]
-        return f"{' '.join(parts)} (time×chunk²/block² at 10/20/60 m), {self.codec}"
+        checksum = ", crc32c" if self.checksum else ""
+        return f"{' '.join(parts)} (time×chunk²/block² at 10/20/60 m), {self.codec}{checksum}"
 
 
 def _layout(
@@ -154,12 +166,25 @@ LAYOUTS: dict[str, ZarrLayout] = {
 LEGACY = "first_version"  # the layout of groups written before layouts were recorded
 
 
+#: A layout's name with this suffix: the layout without checksums, for readers that do not
+#: decode crc32c (GDAL before 3.13, so rasterio's wheels up to 1.5)
+NO_CHECKSUM = "_nocrc"
+
+
 def get(name: str) -> ZarrLayout:
-    """The layout called ``name``; ConfigError naming the choices otherwise."""
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise ConfigError(f"unknown layout {name!r}; choose from {', '.join(LAYOUTS)}") from None
+    """The layout called ``name`` (``NAME_nocrc``: NAME without checksums); ConfigError
+    naming the choices otherwise."""
+    base = name.removesuffix(NO_CHECKSUM)
+    if base not in LAYOUTS:
+        raise ConfigError(
+            f"unknown layout {name!r}; choose from {', '.join(LAYOUTS)} (each also with "
+            f"{NO_CHECKSUM}: without checksums)"
+        )
+    layout = LAYOUTS[base]
+    if base == name:
+        return layout
+    return replace(layout, name=name, description=f"{layout.description}, no checksums",
+                   checksum=False)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -175,6 +200,16 @@ def touched_chunks(
     rows = range(window.row_off // chunks[2], (window.row_off + window.height - 1) // chunks[2] + 1)
     cols = range(window.col_off // chunks[3], (window.col_off + window.width - 1) // chunks[3] + 1)
     return list(itertools.product(range(times), range(bands), rows, cols))
+
+
+def chunk_region(
+    shape: tuple[int, ...], chunks: tuple[int, ...], index: tuple[int, ...]
+) -> tuple[slice, ...]:
+    """The array region of the chunk at ``index`` (cut at the array's edge)."""
+    return tuple(
+        slice(i * side, min((i + 1) * side, size))
+        for i, side, size in zip(index, chunks, shape, strict=True)
+    )
 
 
 def data_objects(shape: tuple[int, ...], layout: GroupLayout) -> int:

@@ -82,7 +82,7 @@ def create_group(
         dtype="uint16",
         fill_value=0,
         **(
-            layout.codec.array_codecs()
+            layout.codec.array_codecs(layout.checksum)
             if serializer is None
             else {"serializer": serializer, "compressors": None}
         ),

@@ -58,7 +58,7 @@ class VirtualReader(Reader):
     ) -> ZarrLoader:
         source = source_of(referenced)
         manifest = read_manifest(place, catalogue, made_by)
-        store = VirtualStore(manifest, source.obstore(), source.quota)
+        store = VirtualStore(manifest, source.obstore(), source.quota, str(source))
         errors = (BaseError, CodestreamError)  # CodestreamError: a tile OpenJPEG refuses
         return ZarrLoader(store, catalogue, str(place), made_by, errors=errors)
 
@@ -77,12 +77,13 @@ class GdalTlmReader(Reader):
         self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
     ) -> FileLoader:
         source = source_of(referenced)
-        grids = tile_grids(read_manifest(place, catalogue, made_by))
+        manifest = read_manifest(place, catalogue, made_by)
+        grids = tile_grids(manifest)
         names = [n for p in catalogue.products for g in BAND_GROUPS for n in band_files(p, g)]
         missing = next((name for name in names if name not in grids), None)
         if missing is not None:
             raise InputDataError(f"{place}: the manifest does not index {missing}: run {made_by}")
-        return tlm_loader(catalogue, band_files, source, grids, self.threads)
+        return tlm_loader(catalogue, band_files, source, grids, self.threads, manifest.versions)
 
 
 SAFE_VIRTUAL = Format(

@@ -10,6 +10,12 @@ bucket). Paths are dictionary-encoded and offsets/sizes columnar, so a full-size
 full-resolution precinct's packet ends (``prefixes``, from the index's PLT walk), so that
 ``VirtualStore.get_area`` fetches only the leading bytes an area of the tile needs.
 
+A manifest also records each referenced file's size, modification time and MD5 (from the
+product's ``manifest.safe``) when it was indexed (``FileVersion``): every read checks the
+answer's size and ETag (S3: the MD5 of a file uploaded in one part) or modification time
+(folders) against them, with no request of its own, so a file changed since has its offsets
+refused in one line naming it instead of decoding other pixels.
+
 fsspec's reader of kerchunk Parquet (``LazyReferenceMapper``) knows only Zarr v2 metadata,
 and icechunk 1.x stores virtual references as absolute URLs; hence this small store.
 """
@@ -20,16 +26,19 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import obstore
 import pyarrow as pa
 import pyarrow.parquet as pq
+from obstore.store import LocalStore
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.jp2.packets import Prefixes
 from sentinel2_l1c.storage.files import temp_sibling
 
@@ -57,12 +66,51 @@ class Reference:
     prefixes: Prefixes | None = None
 
 
+@dataclass(frozen=True)
+class FileVersion:
+    """A referenced file as it was indexed: size, modification time (ns) and MD5 (None when
+    its product's manifest.safe does not list it)."""
+
+    size: int
+    mtime_ns: int
+    md5: str | None = None
+
+    def changed(self, meta: Any, local: bool) -> str | None:
+        """How an object's metadata (obstore's, of a read) says the file changed; None when
+        it does not. ETags of multipart uploads are no MD5: then only the size is known."""
+        if meta["size"] != self.size:
+            return f"{meta['size']} bytes, indexed with {self.size}"
+        if local:
+            modified = (meta["last_modified"] - EPOCH) // timedelta(microseconds=1)
+            if modified != self.mtime_ns // 1000:
+                return f"modified {meta['last_modified'].isoformat()} after it was indexed"
+            return None
+        etag = (meta.get("e_tag") or "").strip('"')
+        if self.md5 is not None and len(etag) == 32 and "-" not in etag and etag != self.md5:
+            return f"ETag {etag} is not the indexed MD5 {self.md5}"
+        return None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The raw key of the referenced files' versions (JSON; not a Zarr key)
+VERSIONS_KEY = ".dslab/files.json"
+
+
+def changed_file(where: str, path: str, why: str) -> InputDataError:
+    return InputDataError(
+        f"{where}/{path}: changed since it was indexed ({why}): index it again "
+        "(python -m sentinel2_l1c.index_safe --overwrite) or put the indexed file back"
+    )
+
+
 @dataclass
 class Manifest:
-    """Every key of a virtual store: raw bytes or a reference."""
+    """Every key of a virtual store: raw bytes or a reference; and the referenced files'
+    versions (empty for manifests written before they were recorded)."""
 
     raw: dict[str, bytes]
     references: dict[str, Reference]
+    versions: dict[str, FileVersion] = field(default_factory=dict)
 
     def metadata(self, key: str) -> dict[str, Any] | None:
         """The Zarr metadata document at ``key`` (``…/zarr.json``); None when there is none."""
@@ -70,13 +118,17 @@ class Manifest:
         return None if raw is None else json.loads(raw)
 
     def table(self) -> pa.Table:
-        keys = [*self.raw, *self.references]
+        raw = dict(self.raw)
+        if self.versions:
+            versions = {path: asdict(version) for path, version in self.versions.items()}
+            raw[VERSIONS_KEY] = json.dumps(versions, sort_keys=True).encode()
+        keys = [*raw, *self.references]
         refs = list(self.references.values())
-        blank = [None] * len(self.raw)
+        blank = [None] * len(raw)
         return pa.table(
             {
                 "key": keys,
-                "raw": [*self.raw.values(), *[None] * len(refs)],
+                "raw": [*raw.values(), *[None] * len(refs)],
                 "path": pa.array([*blank, *(r.path for r in refs)]).dictionary_encode(),
                 "offset": [*blank, *(r.offset for r in refs)],
                 "size": [*blank, *(r.size for r in refs)],
@@ -99,6 +151,8 @@ class Manifest:
             else:
                 found = None if flat is None else Prefixes.from_flat(flat)
                 manifest.references[key] = Reference(path, offset, size, found)
+        versions = json.loads(manifest.raw.pop(VERSIONS_KEY, b"{}"))
+        manifest.versions = {path: FileVersion(**fields) for path, fields in versions.items()}
         return manifest
 
     @classmethod
@@ -138,16 +192,21 @@ def _span(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
 
 class VirtualStore(Store):
     """A read-only Zarr store of a manifest; references are read from ``files`` (an obstore
-    store of the root their paths are relative to), at most ``connections`` at once."""
+    store of the root ``where`` names, their paths relative to it), at most ``connections``
+    at once, each read checked against the file's indexed version."""
 
     supports_writes = False
     supports_deletes = False
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, manifest: Manifest, files: Any, connections: int | None = None) -> None:
+    def __init__(
+        self, manifest: Manifest, files: Any, connections: int | None = None, where: str = ""
+    ) -> None:
         super().__init__(read_only=True)
         self.manifest, self.files, self.connections = manifest, files, connections
+        self.where = where or repr(files)
+        self.local = isinstance(files, LocalStore)
         self._limits: dict[int, asyncio.Semaphore] = {}
 
     def __eq__(self, other: object) -> bool:
@@ -197,10 +256,15 @@ class VirtualStore(Store):
         start, stop = _span(byte_range, reference.size)
         if stop <= start:
             return b""
-        data = await obstore.get_range_async(
-            self.files, reference.path, start=reference.offset + start, length=stop - start
+        first = reference.offset + start
+        found = await obstore.get_async(
+            self.files, reference.path, options={"range": (first, first + stop - start)}
         )
-        return bytes(data)
+        version = self.manifest.versions.get(reference.path)
+        why = None if version is None else version.changed(found.meta, self.local)
+        if why is not None:
+            raise changed_file(self.where, reference.path, why)
+        return bytes(await found.bytes_async())
 
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]

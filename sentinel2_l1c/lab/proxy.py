@@ -1,9 +1,10 @@
 """An HTTP proxy in front of the lab's S3 store that counts requests, can break some and
 shapes the network, and an endpoint that never answers.
 
-Counting gives requests per patch in benchmarks; breaking every n-th request (alternately an
-S3-style ``503 ServiceUnavailable`` and a connection reset in the middle of the body) proves
-that retries recover; a network profile (``network.py``) makes the loopback store answer like
+Counting gives requests per patch in benchmarks; breaking every n-th request (in turn, of the
+chosen kinds: a connection reset in the middle of the body, an S3-style ``503
+ServiceUnavailable``, or a whole body with one byte changed) proves that retries and
+checksums recover; a network profile (``network.py``) makes the loopback store answer like
 a remote one. Requests are forwarded unchanged (SigV4 signatures stay valid: the Host header is
 the proxy's, as the client signed it). ``DelayProxy`` forwards raw TCP (the network drive's
 gRPC metadata requests) and delays what the client sends by the profile's ``metadata_ms``.
@@ -79,9 +80,13 @@ class Shaper:
             send(block)
 
 
+#: the faults a proxy can inject
+FAULTS = ("reset", "503", "flip")
+
+
 class LabProxy:
-    """Forwards to ``upstream_port``; breaks every ``every``-th request (None: none) and
-    shapes requests by ``network`` (None: loopback)."""
+    """Forwards to ``upstream_port``; breaks every ``every``-th request (None: none) with the
+    ``faults`` in turn, and shapes requests by ``network`` (None: loopback)."""
 
     def __init__(
         self,
@@ -89,14 +94,18 @@ class LabProxy:
         every: int | None = 5,
         network: NetworkProfile | None = None,
         port: int = 0,
+        faults: tuple[str, ...] = ("reset", "503"),
     ) -> None:
+        unknown = set(faults) - set(FAULTS)
+        if unknown or not faults:
+            raise ConfigError(f"faults must be some of {', '.join(FAULTS)}, got {faults}")
         self.upstream_port = upstream_port
-        self.every = every
+        self.every, self.kinds = every, faults
         self.shaper = Shaper(network) if network is not None and network.shaped else None
         self.requests = 0
         self.response_bytes = 0  # bodies sent back (not counting shaped-away or faulted ones)
         self.counter = itertools.count(1)
-        self.faults = {"503": 0, "reset": 0}
+        self.faults = dict.fromkeys(FAULTS, 0)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
@@ -119,7 +128,7 @@ class LabProxy:
             self.requests = max(self.requests, number)
         if self.every is None or number % self.every:
             return None
-        kind = "503" if (number // self.every) % 2 else "reset"
+        kind = self.kinds[(number // self.every) % len(self.kinds)]
         with self.lock:
             self.faults[kind] += 1
         return kind
@@ -163,6 +172,9 @@ class LabProxy:
                 if not head:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if fault == "flip" and len(data) > 1 and not head:  # whole, but not the same
+                    middle = len(data) // 2
+                    data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
                 if fault == "reset" and len(data) > 1:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()

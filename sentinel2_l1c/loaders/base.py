@@ -78,14 +78,31 @@ def checksum(pixels: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+#: what a chunk whose stored bytes changed is (its crc32c, the shard index's or the zip's fails)
+CORRUPTED = "does not match its checksum: its stored bytes changed"
+_CHECKSUM_FAILURES = ("checksum", "Digest mismatch", "Bad CRC-32")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def corrupted_chunk(where: str, chunk: str, err: BaseException, made_by: str) -> InputDataError:
+    """The one line for a stored chunk that fails to decode: which, why, and the fix."""
+    failed = any(failure in str(err) for failure in _CHECKSUM_FAILURES)
+    reason = CORRUPTED if failed else f"does not decode ({first_line(err)})"
+    return InputDataError(f"{where}: {chunk} {reason}: write it again ({made_by})")
+
+
 @contextmanager
 def reported(where: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
     """A client's own errors (after its own retries) as one RemoteError line naming ``where``."""
     try:
         yield
     except errors as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        first = first.split(" [")[0]  # without tensorstore's [spec=…] [http_response_body=…]
+        first = first_line(err).split(" [")[0]  # without tensorstore's [spec=…] [http_…=…]
         raise RemoteError(f"{where}: read failed: {first}") from err
 
 

@@ -20,11 +20,12 @@ from xml.sax.saxutils import escape
 
 import obstore
 from obstore.exceptions import BaseError
+from obstore.store import LocalStore
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from sentinel2_l1c.jp2.index import EOC, CodestreamError, Tile, has_tlm, with_tlm
-from sentinel2_l1c.jp2.virtual_store import Manifest
+from sentinel2_l1c.jp2.virtual_store import FileVersion, Manifest, changed_file
 from sentinel2_l1c.loaders.base import Catalogue, reported
 from sentinel2_l1c.loaders.gdal_files import FileLoader, FilesOf
 from sentinel2_l1c.s2.bands import BAND_GROUPS
@@ -167,13 +168,16 @@ def tlm_loader(
     source: Place,
     grids: dict[str, TileGrid],
     threads: int,
+    versions: dict[str, FileVersion],
 ) -> FileLoader:
     """A ``FileLoader`` of the band files on ``source`` that opens each through a
     ``TlmSource``: every file's head is read now (``threads`` at once, within the place's
-    quota), patched and kept in a temporary folder until the loader is closed."""
+    quota) and checked against its indexed version, patched and kept in a temporary folder
+    until the loader is closed."""
     names = [n for p in catalogue.products for g in BAND_GROUPS for n in files_of(p, g)]
     folder = Path(tempfile.mkdtemp(prefix="dslab-tlm-"))
     files = source.obstore()
+    local = isinstance(files, LocalStore)
 
     def prepare(item: tuple[int, str]) -> PatchedFile:
         """A band file's head with a TLM marker (its own, or one made from the index), and
@@ -182,7 +186,12 @@ def tlm_loader(
         grid = grids[name]
         first = grid.tiles[0].offset  # the main header ends where the first tile starts
         opening = range(first, min(first + TAIL, grid.end))
-        head = bytes(obstore.get_range(files, name, start=0, end=opening.stop))
+        found = obstore.get(files, name, options={"range": (0, opening.stop)})
+        version = versions.get(name)
+        why = None if version is None else version.changed(found.meta, local)
+        if why is not None:
+            raise changed_file(str(source), name, why)
+        head = bytes(found.bytes())
         patched = head[:first] if has_tlm(head) else with_tlm(head[:first], grid.tiles)
         head_file, opening_file = folder / f"{number}.head", folder / f"{number}.opening"
         head_file.write_bytes(patched + EOC)

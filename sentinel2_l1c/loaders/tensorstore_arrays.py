@@ -4,6 +4,7 @@ stores and threads, every band group of a patch requested at once."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -11,7 +12,15 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from sentinel2_l1c.loaders.base import Catalogue, Patch, open_band_groups, reported, slices
+from sentinel2_l1c.errors import RemoteError
+from sentinel2_l1c.loaders.base import (
+    Catalogue,
+    Patch,
+    corrupted_chunk,
+    open_band_groups,
+    reported,
+    slices,
+)
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 
 #: tensorstore raises these for failed I/O (after its own retries) and bad metadata
@@ -67,7 +76,7 @@ class TensorstoreLoader:
         made_by: str,
         check_codecs: Callable[[str, list[str]], None],
     ) -> None:
-        self.where = where
+        self.where, self.made_by = where, made_by
         self.context = ts.Context(context)
         drivers, inner = ["zarr3"], spec
         while inner is not None:
@@ -88,9 +97,21 @@ class TensorstoreLoader:
         self.arrays.clear()
 
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
-        with reported(self.where, ERRORS):
-            reads = {}
-            for group in BAND_GROUPS:  # every band group in flight at once
-                rows, cols = slices(patch, self.origins[group.name], group)
-                reads[group.name] = self.arrays[group.name][:, :, rows, cols].read()
-            return {name: read.result() for name, read in reads.items()}
+        try:
+            with reported(self.where, ERRORS):
+                reads = {}
+                for group in BAND_GROUPS:  # every band group in flight at once
+                    rows, cols = slices(patch, self.origins[group.name], group)
+                    reads[group.name] = self.arrays[group.name][:, :, rows, cols].read()
+                return {name: read.result() for name, read in reads.items()}
+        except RemoteError as err:
+            corrupted = CORRUPTED_CHUNK.search(str(err.__cause__))
+            if corrupted is None:
+                raise
+            read = corrupted[1].removeprefix("shard entry ")  # "{chunk}/{shard} in …" if sharded
+            chunk = f"chunk {read}" if read.startswith("{") else f"chunk in {read}"
+            raise corrupted_chunk(self.where, chunk, err.__cause__, self.made_by) from err
+
+
+#: tensorstore's error for a chunk (or shard entry) whose crc32c does not match
+CORRUPTED_CHUNK = re.compile(r"DATA_LOSS: Error reading (.*?): Digest mismatch")

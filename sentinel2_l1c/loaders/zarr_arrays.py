@@ -6,21 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import google_crc32c
 import numpy as np
 import zarr
 from numcodecs import blosc
 from zarr.abc.store import Store
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import FsspecStore
 
-from sentinel2_l1c.cube.layouts import touched_chunks
+from sentinel2_l1c.cube.layouts import chunk_region, touched_chunks
 from sentinel2_l1c.errors import InputDataError
-from sentinel2_l1c.loaders.base import Catalogue, Patch, open_band_groups, reported, slices
+from sentinel2_l1c.loaders.base import (
+    CORRUPTED,
+    Catalogue,
+    Patch,
+    corrupted_chunk,
+    open_band_groups,
+    reported,
+    slices,
+)
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 
 
@@ -91,7 +101,7 @@ class ZarrLoader:
     ) -> None:
         self.store = store
         self.on_close = on_close
-        self.where, self.errors = where, errors
+        self.where, self.errors, self.made_by = where, errors, made_by
         self.stack = store_stack(store)
         with reported(where, errors):
             root = zarr.open_group(store, mode="r", zarr_format=3)
@@ -115,9 +125,39 @@ class ZarrLoader:
         async def read_all() -> list[np.ndarray]:
             return await asyncio.gather(*(read(group) for group in BAND_GROUPS))
 
-        with reported(self.where, self.errors):
-            pixels = zarr_sync(read_all())
+        try:
+            with reported(self.where, self.errors):
+                pixels = zarr_sync(read_all())
+        except DECODE_ERRORS as err:  # a stored chunk that does not decode: find which
+            raise self._failed_chunk(patch) or err from err
         return {group.name: p for group, p in zip(BAND_GROUPS, pixels, strict=True)}
+
+    def _failed_chunk(self, patch: Patch) -> InputDataError | None:
+        """The error naming the first chunk of the patch that fails to decode on its own."""
+        for group in BAND_GROUPS:
+            array = self.arrays[group.name]
+            window = patch.window(*self.origins[group.name], group.resolution)
+            for index in touched_chunks(array.shape, array.chunks, window):
+                try:
+                    array[chunk_region(array.shape, array.chunks, index)]
+                except DECODE_ERRORS as err:
+                    return corrupted_chunk(self.where, chunk_name(array, index), err, self.made_by)
+        return None
+
+
+#: what zarr-python's codecs (crc32c, Blosc, …) and zip stores raise for bytes that do not decode
+DECODE_ERRORS = (ValueError, RuntimeError, zipfile.BadZipFile)
+
+
+def chunk_name(array: zarr.Array, index: tuple[int, ...]) -> str:
+    """A chunk by its index and the stored object that holds it (its shard, if sharded)."""
+    stored = array.shards or array.chunks
+    key = array.metadata.encode_chunk_key(
+        tuple(i * c // s for i, c, s in zip(index, array.chunks, stored, strict=True))
+    )
+    if array.shards:
+        return f"chunk {tuple(index)} of {array.path} (in its shard {array.path}/{key})"
+    return f"chunk {array.path}/{key}"
 
 
 class IdealLoader:
@@ -129,8 +169,12 @@ class IdealLoader:
         self.zarr = zarr_loader
         self.stack = {**zarr_loader.stack, "decompression": "numcodecs Blosc in threads"}
         self.layout = zarr_loader.layout
+        self.checksums = set()
         for array in zarr_loader.arrays.values():
-            codecs = array.metadata.codecs
+            codecs = list(array.metadata.codecs)
+            if isinstance(codecs[-1], Crc32cCodec):
+                self.checksums.add(array.path)
+                codecs.pop()
             if not isinstance(codecs[-1], BloscCodec):
                 raise InputDataError(
                     f"{array.path}: the ideal reference needs a plain Blosc Zarr, got {codecs}"
@@ -139,13 +183,15 @@ class IdealLoader:
     def close(self) -> None:
         self.zarr.close()
 
-    def chunk_keys(self, patch: Patch) -> list[str]:
+    def chunk_keys(self, patch: Patch) -> list[tuple[str, bool]]:
+        """The keys of the chunks a patch touches, each with whether it ends in a crc32c."""
         keys = []
         for group in BAND_GROUPS:
             array = self.zarr.arrays[group.name]
             window = patch.window(*self.zarr.origins[group.name], group.resolution)
+            checksum = array.path in self.checksums
             for index in touched_chunks(array.shape, array.chunks, window):
-                keys.append(f"{array.path}/{array.metadata.encode_chunk_key(index)}")
+                keys.append((f"{array.path}/{array.metadata.encode_chunk_key(index)}", checksum))
         return keys
 
     def load(self, patch: Patch) -> dict[str, int]:
@@ -153,17 +199,27 @@ class IdealLoader:
         with reported(self.zarr.where, self.zarr.errors):
             return zarr_sync(self._fetch_and_decode(self.chunk_keys(patch)))
 
-    async def _fetch_and_decode(self, keys: list[str]) -> dict[str, int]:
+    async def _fetch_and_decode(self, keys: list[tuple[str, bool]]) -> dict[str, int]:
         store, prototype = self.zarr.store, default_buffer_prototype()
 
-        async def one(key: str) -> tuple[int, int]:
+        def decode(key: str, raw: bytes, checksum: bool) -> bytes:
+            if checksum:
+                raw, stored = raw[:-4], raw[-4:]
+                if google_crc32c.value(raw).to_bytes(4, "little") != stored:
+                    raise InputDataError(
+                        f"{self.zarr.where}: chunk {key} {CORRUPTED}: write it again "
+                        f"({self.zarr.made_by})"
+                    )
+            return blosc.decompress(raw)
+
+        async def one(key: str, checksum: bool) -> tuple[int, int]:
             buffer = await store.get(key, prototype=prototype)
             if buffer is None:  # never written: fill value, nothing to read
                 return 0, 0
             raw = buffer.to_bytes()
-            return len(raw), len(await asyncio.to_thread(blosc.decompress, raw))
+            return len(raw), len(await asyncio.to_thread(decode, key, raw, checksum))
 
-        sizes = await asyncio.gather(*(one(key) for key in keys))
+        sizes = await asyncio.gather(*(one(key, checksum) for key, checksum in keys))
         return {
             "chunks": len(keys),
             "compressed_bytes": sum(s[0] for s in sizes),

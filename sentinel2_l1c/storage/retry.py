@@ -28,12 +28,18 @@ _TRANSIENT_CODES = {
 }  # fmt: skip
 
 
+class ChecksumMismatch(ConnectionError):
+    """Delivered bytes whose checksum is not the expected one: fetched again, like a cut
+    body. Its message (the two checksums) is shown as the reason."""
+
+
 _TRANSIENT_TYPES = (
     botocore.exceptions.ConnectionError,  # includes EndpointConnectionError, ConnectionClosedError
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ResponseStreamingError,
     botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.FlexibleChecksumError,  # a body that is not what the server sent
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.ReadTimeoutError,
     requests.ConnectionError,
@@ -109,6 +115,8 @@ def describe(error: BaseException) -> str:
         return f"HTTP {status} {code}".strip() if code != str(status) else f"HTTP {status}"
     if status is not None:
         return f"HTTP {status}"
+    if isinstance(error, ChecksumMismatch):
+        return str(error)
     return type(error).__name__
 
 

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from sentinel2_l1c.storage.files import remove_tree, temp_sibling
-from sentinel2_l1c.storage.retry import RetryPolicy, call_with_retries, describe, http_status
+from sentinel2_l1c.storage.retry import (
+    ChecksumMismatch,
+    RetryPolicy,
+    call_with_retries,
+    describe,
+    http_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +101,21 @@ def _md5_parts(path: Path, part: int) -> list[bytes]:
     return digests
 
 
+def file_md5(path: Path) -> str:
+    whole = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while block := handle.read(PART_SIZE):
+            whole.update(block)
+    return whole.hexdigest()
+
+
 def matches_etag(path: Path, etag: str) -> bool:
     """True if the local file has this S3 ETag: an MD5, or the MD5 of part MD5s ("…-N").
 
     A multipart ETag depends on the uploader's part size; ours and common clients' are tried.
     """
     if "-" not in etag:
-        whole = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as handle:
-            while block := handle.read(PART_SIZE):
-                whole.update(block)
-        return whole.hexdigest() == etag
+        return file_md5(path) == etag
     size = path.stat().st_size
     digest, _, count = etag.partition("-")
     for part in dict.fromkeys((part_size(size), *_COMMON_PART_SIZES)):
@@ -145,22 +156,34 @@ def download_object(
     path: Path,
     retry: RetryPolicy,
     count: Callable[[], None] = lambda: None,
+    md5: str | None = None,
+    hashing: Callable[[float], None] = lambda seconds: None,
 ) -> int:
-    """Download one object to ``path`` (temp name, size checked, rename) unless a file of its
-    size is already there; returns the bytes fetched."""
+    """Download one object to ``path`` (temp name, size and ``md5`` checked, rename) unless a
+    file of its size (and MD5) is already there; returns the bytes fetched. The MD5 is taken
+    of the bytes as they arrive; ``hashing`` is told the seconds it took."""
     if path.is_file() and path.stat().st_size == size:
-        return 0
+        if md5 is None or _timed(hashing, file_md5, path) == md5:
+            return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(path)
 
     def get() -> None:
         count()
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        digest, spent = hashlib.md5(usedforsecurity=False), 0.0
         with open(temp, "wb") as handle:
             for chunk in body.iter_chunks(MiB):
                 handle.write(chunk)
+                if md5 is not None:
+                    started = time.perf_counter()
+                    digest.update(chunk)
+                    spent += time.perf_counter() - started
+        hashing(spent)
         if temp.stat().st_size != size:
             raise ConnectionError(f"short read: {temp.stat().st_size} of {size} bytes")
+        if md5 is not None and digest.hexdigest() != md5:
+            raise ChecksumMismatch(f"MD5 {digest.hexdigest()} is not the expected {md5}")
 
     try:
         call_with_retries(f"GET s3://{bucket}/{key}", get, retry)
@@ -169,6 +192,14 @@ def download_object(
         raise
     os.replace(temp, path)
     return size
+
+
+def _timed[T](spent: Callable[[float], None], function: Callable[[Path], T], path: Path) -> T:
+    started = time.perf_counter()
+    try:
+        return function(path)
+    finally:
+        spent(time.perf_counter() - started)
 
 
 def download_large(

@@ -103,9 +103,10 @@ def test_every_layout_equals_the_safe_source(
             assert data.shards == layout.of(group, sharded).shards
             codecs = data.metadata.codecs[0].codecs if sharded else data.metadata.codecs
             written = [c.to_dict() for c in codecs if c.to_dict()["name"] != "bytes"]
-            assert [c["name"] for c in written] == list(layout.codec.metadata_names)
+            assert [c["name"] for c in written] == list(layout.codec_names)
+            coded = written[len(layout.codec.metadata_names) - 1]
             for key, value in layout.codec.params:
-                assert written[-1]["configuration"][key] == value, (name, key)
+                assert coded["configuration"][key] == value, (name, key)
             np.testing.assert_array_equal(data[:], source_pixels[group.name], err_msg=name)
         on_disk = sum(1 for p in target.rglob("*") if p.is_file())
         computed = zarr_layouts.objects_per_tile_year(layout, sharded, len(products), SIDES)
@@ -263,3 +264,12 @@ def test_a_reader_refuses_a_codec_it_cannot_decode_in_one_line(
         np.testing.assert_array_equal(pixels, reference.load(patch)[name])
     loader.close()
     reference.close()
+
+
+def test_a_layout_without_checksums() -> None:
+    checked, unchecked = zarr_layouts.get("chunks_128"), zarr_layouts.get("chunks_128_nocrc")
+    assert checked.codec_names == ("blosc", "crc32c") and unchecked.codec_names == ("blosc",)
+    assert unchecked.tilings == checked.tilings and unchecked.name == "chunks_128_nocrc"
+    assert not unchecked.of(BAND_GROUPS[0], True).checksum
+    with pytest.raises(ConfigError, match="unknown layout 'bogus_nocrc'.*_nocrc: without"):
+        zarr_layouts.get("bogus_nocrc")

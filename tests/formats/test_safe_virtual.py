@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow
 import pyarrow.parquet
+import pytest
 import rasterio
 import zarr
 from obstore.store import LocalStore
@@ -26,6 +27,8 @@ from sentinel2_l1c.bench.config import Pair
 from sentinel2_l1c.bench.run import open_loader
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
 from sentinel2_l1c.demo import make_format
+from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.jp2.virtual_store import Manifest, Reference, VirtualStore
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
@@ -86,6 +89,28 @@ def test_virtual_zarr_and_tlm_reads_equal_the_zarr_format_on_every_storage(
                     assert [checksum(loader.load(p)) for p in patches] == expected, (year, key)
                 finally:
                     loader.close()
+
+    # a band file changed since it was indexed (same size): one line naming it, on the
+    # drive by its modification time, on S3 by its ETag, never other pixels
+    year = YEAR[False]
+    catalogue = Catalogue("35VLH", year, tuple(list_products(safe_root, "35VLH", year)))
+    name = band_files(catalogue.products[0], BAND_GROUPS[0])[0]
+    changed = bytearray((safe_root / name).read_bytes())
+    changed[-len(changed) // 3] ^= 0xFF
+    (safe_root / name).write_bytes(bytes(changed))
+    client = local_cdse.store.client(local_cdse.storage_user)
+    client.put_object(Bucket=f"v-{suffix}-safe", Key=name, Body=bytes(changed))
+    for storage, why in (("network", "modified"), ("s3", "ETag")):
+        for key in ("safe_virtual", "safe_virtual@gdal_tlm"):
+            with pytest.raises(InputDataError) as raised:
+                loader = open_loader(Pair.parse(storage, key), locations, catalogue)
+                try:
+                    loader.load(patches[0])
+                finally:
+                    loader.close()
+            message = str(raised.value)
+            assert f"/{name}: changed since it was indexed ({why}" in message, message
+            assert "index_safe --overwrite" in message and "\n" not in message
 
 
 def test_the_manifest_keeps_where_packets_end_and_the_store_fetches_only_those(
