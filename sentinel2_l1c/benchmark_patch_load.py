@@ -14,7 +14,9 @@ variants (``zarr@zarr-python``, ``zarr@obstore``, ``zipzarr@async_zipfs``,
 every repeat, so an interrupted run keeps what it measured. ``--concurrency 1 4 16`` then loads
 ``--patches`` patches from every storage × format with that many in flight, in threads sharing
 one store or in worker processes with their own (``--loader``), as a training data loader
-does: patches per second and per-patch latency (p50, p95), under ``throughput`` in the results.
+does: patches per second and per-patch latency (p50, p95), under ``throughput`` in the results;
+with ``--duration MINUTES`` the patches keep flowing for that long instead (a soak, under
+``soak``: patches/s, memory, open files and sockets every minute, wrong and retried loads).
 
     python -m sentinel2_l1c.benchmark_patch_load --storages network temp --num-repeats 10
 """
@@ -134,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Patches loaded per storage × format at each concurrency (default: 16).",
     )  # fmt: skip
     mode.add_argument(
+        "--duration", type=float, default=0.0, metavar="MINUTES",
+        help="Soak instead: load patches in turn for this long per storage × format at each "
+        "--concurrency (threads), reporting patches/s, memory, open files and sockets every "
+        "minute, wrong pixels and retried loads (default: 0, no soak).",
+    )  # fmt: skip
+    mode.add_argument(
         "--loader-formats", nargs="+", default=None, choices=formats.reader_keys(),
         metavar="FORMAT", help="Formats (and FORMAT@READER keys) of the loader mode, among "
         "those benchmarked (default: all of them).",
@@ -161,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         loader=args.loader,
         patches=args.patches,
         loader_formats=tuple(args.loader_formats) if args.loader_formats else None,
+        duration=args.duration,
     )
     output: Path = locations.results_folder(args.output)
     target, results = run_benchmark(config, locations, output, quiet=args.quiet)

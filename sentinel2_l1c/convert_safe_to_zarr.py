@@ -57,9 +57,16 @@ from sentinel2_l1c.cube.protocol import (
     withdraw,
 )
 from sentinel2_l1c.cube.schema import add_crs_attributes, check_same_grid, group_path, layout_name
+from sentinel2_l1c.cube.writer_lock import WriterLock
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.zarr import ZarrFormat
-from sentinel2_l1c.run.cli import add_conversion_arguments, dask_engine, new_parser, run_cli
+from sentinel2_l1c.run.cli import (
+    add_conversion_arguments,
+    add_lock_wait,
+    dask_engine,
+    new_parser,
+    run_cli,
+)
 from sentinel2_l1c.run.dask_engine import DaskEngine
 from sentinel2_l1c.run.parallel import compute_in_batches
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
@@ -83,6 +90,7 @@ class ZarrOptions:
     engine: DaskEngine = field(default_factory=DaskEngine)
     overwrite: bool = False
     band_groups: tuple[BandGroup, ...] = BAND_GROUPS
+    lock_wait: float = 0.0  # seconds to wait for another writer of a tile-year
 
     @property
     def new_layout(self) -> ZarrLayout:
@@ -225,11 +233,14 @@ def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
         else None
     )
     with options.engine.running():
-        for _, members in sorted(tile_years(products).items()):
-            writes = (
-                FolderWriter(options.target) if repository is None else TileYearCommit(repository)
-            )
-            _convert_tile_year(writes, members, options, summary, show_progress)
+        for (tile, year), members in sorted(tile_years(products).items()):
+            with WriterLock(options.target, f"{tile}-{year}", options.lock_wait):
+                writes = (
+                    FolderWriter(options.target, f"{tile}/{year}")
+                    if repository is None
+                    else TileYearCommit(repository)
+                )
+                _convert_tile_year(writes, members, options, summary, show_progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -364,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true",
         help="Rebuild groups whose products changed (icechunk: in a new commit).",
     )  # fmt: skip
+    add_lock_wait(parser)
     parser.add_argument(
         "--history", action="store_true",
         help="List the commits of an icechunk repository (newest first) and exit.",
@@ -400,6 +412,7 @@ def _run(args: argparse.Namespace) -> int:
         selection=Selection(tuple(args.tiles or ()), tuple(args.years or ())),
         engine=dask_engine(args, os.environ),
         overwrite=args.overwrite,
+        lock_wait=args.lock_wait,
     )
     if args.show_job_script:
         print(options.engine.slurm.job_script())

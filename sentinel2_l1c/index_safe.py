@@ -35,13 +35,20 @@ from sentinel2_l1c.cube.protocol import (
     set_times,
 )
 from sentinel2_l1c.cube.schema import group_path
+from sentinel2_l1c.cube.writer_lock import WriterLock
 from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.jp2.codec import Jp2TileCodec
 from sentinel2_l1c.jp2.index import CodestreamError, Jp2Index, index_file
 from sentinel2_l1c.jp2.packets import CodingStyle, prefixes
 from sentinel2_l1c.jp2.virtual_store import FileVersion, Manifest, Reference, manifest_name
-from sentinel2_l1c.run.cli import add_selection_arguments, add_switch, new_parser, run_cli
+from sentinel2_l1c.run.cli import (
+    add_lock_wait,
+    add_selection_arguments,
+    add_switch,
+    new_parser,
+    run_cli,
+)
 from sentinel2_l1c.run.progress import progress_bar
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import Selection, tile_years
@@ -60,6 +67,7 @@ class IndexOptions:
     target: Path
     selection: Selection = Selection()
     overwrite: bool = False
+    lock_wait: float = 0.0  # seconds to wait for another writer of a tile-year
 
 
 @dataclass
@@ -312,12 +320,13 @@ def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:
         for done, ((tile, year), members) in enumerate(groups):
             target = options.target / manifest_name(tile, year)
             manifest = None
-            if target.is_file() and not options.overwrite:
-                manifest = Manifest.from_bytes(target.read_bytes())
-            if manifest is None or not _current(manifest, members):
-                manifest = index_tile_year(members, options, manifest, pool, summary)
-                manifest.write(target)
-                summary.manifests_written += 1
+            with WriterLock(options.target, f"{tile}-{year}", options.lock_wait):
+                if target.is_file() and not options.overwrite:
+                    manifest = Manifest.from_bytes(target.read_bytes())
+                if manifest is None or not _current(manifest, members):
+                    manifest = index_tile_year(members, options, manifest, pool, summary)
+                    manifest.write(target)
+                    summary.manifests_written += 1
             summary.references += len(manifest.references)
             summary.manifest_bytes += target.stat().st_size
             bar.update(done + 1)
@@ -342,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Manifest root (default: $DSLAB_S2L1C_NETWORK_SAFE_VIRTUAL_PATH).",
     )
     add_switch(parser, "--overwrite", False, "Index every file again instead of resuming.")
+    add_lock_wait(parser)
     return parser
 
 
@@ -352,6 +362,7 @@ def _run(args: argparse.Namespace) -> int:
         target=args.target or storages.NETWORK.path(locations, formats.SAFE_VIRTUAL),
         selection=Selection(tuple(args.tiles or ()), tuple(args.years or ())),
         overwrite=args.overwrite,
+        lock_wait=args.lock_wait,
     )
     for line in index(options, show_progress=not args.quiet).lines():
         print(line)

@@ -47,6 +47,7 @@ from sentinel2_l1c.s2.manifest import MANIFEST, parse_manifest
 from sentinel2_l1c.s2.names import SafeName, parse_utc, resolve_duplicates
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.clients import s3_client
+from sentinel2_l1c.storage.files import atomic_write_bytes
 from sentinel2_l1c.storage.locations import DEFAULT_CDSE_CONNECTIONS, STAC_URL, Locations
 from sentinel2_l1c.storage.retry import RetryPolicy, call_with_retries, describe, is_transient
 from sentinel2_l1c.storage.s3_account import S3Account
@@ -277,6 +278,7 @@ class ProductDownloader:
         )
         files = parse_manifest(text, f"s3://{source.bucket}/{manifest_key}")
         partial = self.partial(source)
+        atomic_write_bytes(partial / MANIFEST, text)  # its job then finds it there
         jobs = []
         for key, size in listed.items():
             relative = _relative(source, key)

@@ -27,10 +27,11 @@ from sentinel2_l1c.bench import run as benchmark
 from sentinel2_l1c.bench.config import BenchmarkConfig, Pair, loader_patches
 from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.errors import ConfigError, InputDataError
+from sentinel2_l1c.lab import network
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment, lab_locations
 from sentinel2_l1c.lab.object_store import write_aws_files
-from sentinel2_l1c.lab.proxy import LabProxy
+from sentinel2_l1c.lab.proxy import LabProxy, ProxyProcess
 from sentinel2_l1c.loaders import base, gdal_files, zarr_arrays
 from sentinel2_l1c.records.benchmark import BenchmarkResults, LoaderMeasurement, read_benchmark
 from sentinel2_l1c.s2.bands import BAND_GROUPS
@@ -264,6 +265,14 @@ def test_cold_runs_evict_local_files(
     assert len(evicted) == 4 + 2
 
 
+def s3_through(
+    endpoint: str, published: LocalCdse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's S3 storage reached through a proxy at ``endpoint``, with 8 attempts."""
+    files = write_aws_files(tmp_path / "aws", endpoint, {LAB_S3_PROFILE: published.storage_user})
+    use_settings(monkeypatch, files.environment(), {"DSLAB_NETWORK_ATTEMPTS": "8"})
+
+
 def test_s3_loads_recover_from_injected_faults(
     configured: Path,
     published: LocalCdse,
@@ -275,10 +284,7 @@ def test_s3_loads_recover_from_injected_faults(
     (GDAL, also through ``/vsisparse/``, tensorstore, s3fs, obstore, async_zipfs) are retried
     and return the same pixels (COG on S3 used to fail every run)."""
     with LabProxy(published.store.s3_port, every=7) as proxy:
-        files = write_aws_files(
-            tmp_path / "aws", proxy.endpoint, {LAB_S3_PROFILE: published.storage_user}
-        )
-        use_settings(monkeypatch, files.environment(), {"DSLAB_NETWORK_ATTEMPTS": "8"})
+        s3_through(proxy.endpoint, published, tmp_path, monkeypatch)
         keys = ["cog", "zarr", "zipzarr", "zarr@zarr-python", "zarr@obstore", "zipzarr@async_zipfs"]
         keys += ["safe_virtual@gdal_tlm"]
         argv = ["--storages", "network", "s3", "--formats", *keys]
@@ -287,6 +293,30 @@ def test_s3_loads_recover_from_injected_faults(
     assert proxy.faults["503"] > 0 and proxy.faults["reset"] > 0
     data = read_benchmark(next((tmp_path / "logs").glob("*.json")))
     assert data.mismatches() == [] and len(data.repeats[0].checksums) == 2 * len(keys)
+
+
+def test_a_soak_under_faults_stays_correct_and_reports_each_interval(
+    configured: Path,
+    published: LocalCdse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every 10th S3 request fails while patches flow for 6 s at 4 in flight: no wrong pixel,
+    five reports of patches/s, memory, open files and sockets."""
+    profile = "loopback,fault_every=10"
+    with ProxyProcess(published.store.s3_port, network.parse(profile)) as proxy:
+        s3_through(proxy.endpoint, published, tmp_path, monkeypatch)
+        argv = ["--storages", "s3", "--formats", "zarr_sharded@obstore", "--num_repeats", "2"]
+        argv += ["--concurrency", "4", "--duration", "0.1", "--patches", "6"]
+        assert bench.main([*argv, "--patch_size", str(PATCH), "--output", str(tmp_path / "logs")]) == 0  # fmt: skip
+    reports = [line for line in capsys.readouterr().err.splitlines() if line.startswith("soak ")]
+    assert len(reports) == 5 and "patches/s RSS" in reports[0] and "sockets" in reports[0]
+    data = read_benchmark(next((tmp_path / "logs").glob("*.json")))
+    soaked = data.soak["s3"]["zarr_sharded@obstore"]["4"]
+    assert soaked["patches"] > 6 and soaked["wrong"] == 0 and len(soaked["intervals"]) == 5
+    assert set(soaked["growth"]) == {"rss_mb", "open_files", "sockets"}
+    assert data.config["duration"] == 0.1 and data.mismatches() == []
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

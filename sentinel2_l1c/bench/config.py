@@ -71,6 +71,7 @@ class BenchmarkConfig:
     loader: str = "threads"  # loader mode: threads sharing a loader, or processes
     patches: int = 16  # loader mode: patches per storage × key and concurrency
     loader_formats: tuple[str, ...] | None = None  # loader mode: these keys (None: all)
+    duration: float = 0.0  # loader mode as a soak: minutes per pair and concurrency (0: not)
 
     def __post_init__(self) -> None:
         self.chosen_storages  # noqa: B018 (parsed now: a bad name fails here, in one line)
@@ -91,6 +92,10 @@ class BenchmarkConfig:
             raise ConfigError("loader-mode formats must be among the benchmarked formats")
         if self.loader not in LOADERS:
             raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
+        if self.duration < 0 or (self.duration and not self.concurrency):
+            raise ConfigError("--duration needs a positive number of minutes and --concurrency")
+        if self.duration and self.loader != "threads":
+            raise ConfigError("--duration soaks threads sharing one loader: use --loader threads")
         x1, y1, x2, y2 = self.bounds
         if x2 - x1 < self.patch_size or y1 - y2 < self.patch_size:
             raise ConfigError(

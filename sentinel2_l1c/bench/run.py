@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -24,6 +25,7 @@ from pathlib import Path
 from sentinel2_l1c import formats
 from sentinel2_l1c.bench.config import BenchmarkConfig, Pair, loader_patches, plan_order, plan_patch
 from sentinel2_l1c.bench.loader_mode import WorkerPool, in_threads
+from sentinel2_l1c.bench.soak import MINUTE, soak
 from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.loaders.base import Catalogue, Loader, checksum
 from sentinel2_l1c.loaders.zarr_arrays import IdealLoader, ZarrLoader
@@ -176,6 +178,22 @@ class Run:
         assert self.target is not None, "after the repeats"
         self.results.write(self.target)
 
+    def soak(self, concurrency: int, report: Callable[[str], None]) -> None:
+        """Every loader-mode pair soaked for ``duration`` minutes with ``concurrency`` in
+        flight (``bench.soak``); results rewritten after each."""
+        patches = loader_patches(self.config)
+        chosen = self.config.loader_formats or self.config.formats
+        for pair in [p for p in plan_order(self.config, -concurrency) if p.key in chosen]:
+            self.cool(pair)
+            seconds = self.config.duration * MINUTE
+            interval = min(MINUTE, seconds / 5)
+            tell = lambda line, pair=pair: report(f"soak {pair.name} ×{concurrency}: {line}")  # noqa: E731
+            found = soak(self.loaders[pair], patches, concurrency, seconds, interval, tell)
+            by_key = self.results.soak.setdefault(pair.storage.name, {})
+            by_key.setdefault(pair.key, {})[str(concurrency)] = found.to_json()
+            assert self.target is not None, "after the repeats"
+            self.results.write(self.target)
+
 
 def run_benchmark(
     config: BenchmarkConfig, locations: Locations, output: Path, quiet: bool = False
@@ -195,6 +213,9 @@ def run_benchmark(
                     file=sys.stderr,
                 )
         for concurrency in config.concurrency:
+            if config.duration:
+                run.soak(concurrency, lambda line: quiet or print(line, file=sys.stderr))
+                continue
             run.loader_mode(concurrency)
             if not quiet:
                 print(

@@ -199,9 +199,11 @@ class FolderWriter:
     """A Zarr folder: block tasks write to the folder itself, and the progress recorded in
     the groups' attributes after each batch is the only commit there is."""
 
-    def __init__(self, target: Path) -> None:
-        if target.exists():
-            for leftover in target.rglob("*.partial"):  # zarr's LocalStore, killed mid-write
+    def __init__(self, target: Path, tile_year: str = "") -> None:
+        """``tile_year`` (``TILE/YEAR``): the part of the folder this writer owns."""
+        owned = target / tile_year
+        if owned.exists():
+            for leftover in owned.rglob("*.partial"):  # zarr's LocalStore, killed mid-write
                 leftover.unlink()
         self.root = zarr.open_group(str(target), mode="a", zarr_format=3)
 

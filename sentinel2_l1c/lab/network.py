@@ -4,8 +4,10 @@ A profile is the per-request first-byte latency, the bandwidth of one connection
 together, and how many requests the server serves at once (more wait their turn, as behind a
 per-user quota); for the network drive also the latency of each metadata request. The lab's
 proxies (``proxy.py``) apply one between the clients and SeaweedFS: its S3 gateway, or the
-filer behind the lab's network drive (``drive.py``). Named profiles live here; ``parse`` also takes free parameters or a name with
-overrides (``allas,latency_ms=60``). Bandwidths are in megabytes per second (10⁶ B/s).
+filer behind the lab's network drive (``drive.py``). Named profiles live here; ``parse``
+also takes free parameters or a name with overrides (``allas,latency_ms=60``). Bandwidths are
+in megabytes per second (10⁶ B/s). ``fault_every=N`` breaks every N-th S3 request (a body cut
+short, a 503, in turn), for long runs under faults (``fault_every=20``: 5 %).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ class NetworkProfile:
     total_mbps: float | None = None  # bandwidth of all connections together, MB/s
     connections: int | None = None  # requests served at once (None: unlimited)
     metadata_ms: float = 0.0  # added to every metadata request (the network drive's)
+    fault_every: int | None = None  # every N-th S3 request fails (None: none)
 
     def __post_init__(self) -> None:
         for label in ("latency_ms", "metadata_ms"):
             if getattr(self, label) < 0:
                 raise ConfigError(f"network profile {self.name}: {label} must not be negative")
-        for label in ("mbps", "total_mbps", "connections"):
+        for label in ("mbps", "total_mbps", "connections", "fault_every"):
             value = getattr(self, label)
             if value is not None and value <= 0:
                 raise ConfigError(f"network profile {self.name}: {label} must be positive")
@@ -75,7 +78,7 @@ PROFILES = {
 
 _FIELDS = {
     "latency_ms": float, "mbps": float, "total_mbps": float, "connections": int,
-    "metadata_ms": float,
+    "metadata_ms": float, "fault_every": int,
 }  # fmt: skip
 
 
@@ -135,8 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser, s3: str, cdse: str, drive: st
     parser.add_argument(
         "--network", type=option, default=s3, metavar="PROFILE",
         help=f"Network profile of the lab's S3 storage: a name ({known}), key=value,… "
-        "parameters (latency_ms, mbps, total_mbps in MB/s, connections) or a name with "
-        "overrides (allas,latency_ms=80).",
+        "parameters (latency_ms, mbps, total_mbps in MB/s, connections, fault_every: every "
+        "N-th request fails) or a name with overrides (allas,latency_ms=80).",
     )  # fmt: skip
     parser.add_argument(
         "--cdse-network", type=option, default=cdse, metavar="PROFILE",

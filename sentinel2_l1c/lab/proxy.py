@@ -409,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     server = (
         DelayProxy(args.upstream_port, profile.metadata_ms, args.port)
         if args.tcp
-        else LabProxy(args.upstream_port, every=None, network=profile, port=args.port)
+        else LabProxy(
+            args.upstream_port, every=profile.fault_every, network=profile, port=args.port
+        )
     )
     with server as proxy:
         print(proxy.endpoint, flush=True)

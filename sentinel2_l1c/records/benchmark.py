@@ -15,6 +15,10 @@ schema and add what makes a result trustworthy::
                                loader mode (patches in flight): loader (threads|processes),
                                patches, seconds, patches_per_second, latency_p50,
                                latency_p95, latencies, checksum (of every patch's pixels)
+    soak.{storage}.{key}.{concurrency}
+                               loader mode with --duration: seconds, patches, wrong,
+                               retried, start, end, growth (end / start of rss_mb,
+                               open_files, sockets), intervals[] (bench.soak)
     config, environment (with the lab's network profiles), started
 
 ``key`` is a format (its default reader) or ``format@reader``. Timed actions (``stage_*.json``,
@@ -229,6 +233,7 @@ class BenchmarkResults:
     environment: dict[str, Any] = field(default_factory=dict)
     started: str = ""
     throughput: Throughput = field(default_factory=dict)
+    soak: dict[str, Any] = field(default_factory=dict)  # as ``bench.soak`` writes it
 
     def measurement(self, storage: str, key: str) -> Measurement:
         return self.results.setdefault(storage, {}).setdefault(key, Measurement())
@@ -300,6 +305,7 @@ class BenchmarkResults:
                 }
                 for storage, by_key in self.throughput.items()
             },
+            "soak": self.soak,
             "config": self.config,
             "environment": self.environment,
             "started": self.started,
@@ -330,6 +336,7 @@ class BenchmarkResults:
                 }
                 for storage, by_key in fields.objects("throughput").items()
             },
+            soak=fields.get("soak", dict, {}),
             config=fields.get("config", dict, {}),
             environment=fields.get("environment", dict, {}),
             started=fields.get("started", str, ""),

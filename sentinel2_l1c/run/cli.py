@@ -94,6 +94,15 @@ def new_parser(description: str, prog: str) -> Parser:
     return parser
 
 
+def add_lock_wait(parser: argparse.ArgumentParser) -> None:
+    """``--lock-wait``: how long a writer waits for another writer of the same tile-year."""
+    parser.add_argument(
+        "--lock-wait", type=float, default=0.0, metavar="SECONDS",
+        help="Seconds to wait while another writer holds a tile-year (its lock names it) "
+        "before stopping (default: 0, stop at once).",
+    )  # fmt: skip
+
+
 def add_switch(parser: argparse.ArgumentParser, option: str, default: bool, help: str) -> None:
     """A flag that also takes ``true|false`` (``--async-zipfs``, ``--async-zipfs false``)."""
     parser.add_argument(

@@ -168,6 +168,10 @@ class FolderPlace(Place):
 
     def fetch(self, name: str, size: int, target: Path) -> None:
         copy_file(self.path / name, target)
+        copied = target.stat().st_size
+        if copied != size:  # the source changed while it was listed and copied
+            target.unlink()
+            raise InputDataError(f"{self.path / name}: copied {copied} bytes, listed {size}")
 
     def fetch_archive(
         self, target: Path, pool: ThreadPoolExecutor, done: Callable[[int], None]
@@ -316,7 +320,11 @@ class BucketPlace(Place):
         )
 
     def fetch(self, name: str, size: int, target: Path) -> None:
-        download_object(self.client, self.bucket, name, size, target, self.account.retry)
+        """Checked against the listed ETag where it is the object's MD5 (one-part uploads);
+        the MD5 is taken of the bytes as they arrive."""
+        etag = self._etags.get(name, "")
+        md5 = etag if len(etag) == 32 and "-" not in etag else None
+        download_object(self.client, self.bucket, name, size, target, self.account.retry, md5=md5)
 
     def fetch_archive(
         self, target: Path, pool: ThreadPoolExecutor, done: Callable[[int], None]

@@ -40,7 +40,9 @@ def test_s3fs_and_gdal_have_the_deadlines(silent: SilentEndpoint, tmp_path: Path
         zip_fs.find("")
     with pytest.raises(RasterioError), rasterio.Env(**s3_gdal_options(account)):
         rasterio.open("/vsis3/bucket/file.tif")
-    assert time.monotonic() - started < 3 * SILENT_POLICY.worst_case + SLACK
+    # each call within the policy's worst case, with slack for a loaded CI machine (without
+    # the deadlines botocore alone waits 60 s a read)
+    assert time.monotonic() - started < 3 * (SILENT_POLICY.worst_case + SLACK)
 
 
 def test_obstore_and_tensorstore_have_the_deadlines(silent: SilentEndpoint, tmp_path: Path) -> None:

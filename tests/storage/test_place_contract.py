@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel2_l1c.errors import InputDataError, RemoteError
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.storage.places import BucketPlace, FolderPlace, Place
@@ -70,6 +71,20 @@ class PlaceContract:
         assert target.read_bytes() == FILES[name]
         tree.files()  # what is_current compares with
         assert tree.is_current(name, target)
+
+    def test_a_copy_that_is_not_what_was_listed_is_refused(
+        self, tree: Place, tmp_path: Path
+    ) -> None:
+        """The file changed between the listing and the copy (a folder: its size; S3: the
+        MD5 in its ETag): no copy is left, and the error names the file."""
+        name = "35VLH/2024/data/c/0/0/0/0"
+        listed = tree.files()[name]
+        tree.write(name, bytes(reversed(FILES[name])))  # same size, other bytes
+        target = tmp_path / "copy" / "chunk"
+        size = listed + (1 if isinstance(tree, FolderPlace) else 0)
+        with pytest.raises((InputDataError, RemoteError), match=name):
+            tree.fetch(name, size, target)
+        assert not target.exists()
 
 
 class TestFolderPlace(PlaceContract):
