@@ -1,10 +1,10 @@
 """What the crc32c of every chunk costs a patch load: the same patches from a store written
-with checksums and one without (``--layout NAME`` and ``NAME_nocrc``), loaded alternately
+with checksums and one without (``--layout NAME_crc32c`` and ``NAME``), loaded alternately
 (the order flips every patch) by each reader of the format, cold (files evicted from the page
 cache before each load) on folders. Prints the mean load of each and their ratio, per reader.
 
     .venv/bin/python benchmarks/checksum_cost.py --safe LAB/network/sentinel2_l1c_safe \\
-        --format zarr_sharded --with STORE --without STORE_NOCRC --patches 40
+        --format zarr_sharded --with STORE_CRC32C --without STORE --patches 40
     # on S3 (under python -m sentinel2_l1c.lab.serve): --with s3://BUCKET --without s3://…
 """
 

@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"own, else the format's: {formats.ZARR.name} {formats.ZARR.layout}, "
         f"{formats.ZARR_SHARDED.name} {formats.ZARR_SHARDED.layout}); one of: "
         + "; ".join(f"{name} ({layout.summary()})" for name, layout in zarr_layouts.LAYOUTS.items())
-        + f". Every chunk carries a crc32c checksum; NAME{zarr_layouts.NO_CHECKSUM} leaves it "
-        "out, for GDAL before 3.13 (rasterio's wheels up to 1.5), which cannot decode it.",
+        + f". NAME{zarr_layouts.WITH_CHECKSUM} adds a crc32c checksum to every chunk: a "
+        "changed stored byte is then an error naming the chunk, never other pixels (costs 6 %% "
+        "of a cold load from temp through tensorstore; GDAL reads it from 3.13).",
     )  # fmt: skip
     add_conversion_arguments(
         parser,

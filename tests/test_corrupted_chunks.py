@@ -1,5 +1,6 @@
 """A stored chunk whose bytes changed (same size) is an error naming the chunk, never other
-pixels: every Zarr format, through every reader, on network, temp and S3."""
+pixels, in stores written with checksums (``NAME_crc32c`` layouts): every Zarr format,
+through every reader, on network, temp and S3."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sentinel2_l1c import formats, publish_s3, stage
+from sentinel2_l1c import convert_safe_to_zarr, formats, publish_s3, stage, zip_zarr
 from sentinel2_l1c.bench.config import Pair
 from sentinel2_l1c.bench.run import open_loader
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import lab_locations
@@ -62,10 +65,16 @@ def corrupt(fmt: str, place: Path) -> int:
 
 @pytest.fixture(scope="module")
 def corrupted(network_lab: Path, local_cdse: LocalCdse, tmp_path_factory: pytest.TempPathFactory) -> Path:  # fmt: skip
-    """A copy of the lab whose Zarr formats have every data chunk changed on the network
-    drive, staged to temp and published to buckets of their own."""
+    """The lab's SAFE in every Zarr format with checksums, every data chunk then changed on
+    the network drive, staged to temp and published to buckets of their own."""
     lab = tmp_path_factory.mktemp("corrupted")
-    shutil.copytree(network_lab / "network", lab / "network")
+    safe = storage(lab, "network", "safe")
+    shutil.copytree(storage(network_lab, "network", "safe"), safe)
+    for fmt in ("zarr", "zarr_sharded", "icechunk"):
+        layout = zarr_layouts.get(f"{formats.get(fmt).layout}{zarr_layouts.WITH_CHECKSUM}")
+        options = ZarrOptions(safe, storage(lab, "network", fmt), formats.get(fmt), layout)
+        convert_safe_to_zarr.convert(options, show_progress=False)
+    zip_zarr.zip_store(storage(lab, "network", "zarr"), storage(lab, "network", "zipzarr"), False)
     for fmt in ZARR_FORMATS:
         assert corrupt(fmt, storage(lab, "network", fmt)) > 0
     copies = tuple(("network", fmt) for fmt in ZARR_FORMATS)

@@ -5,7 +5,8 @@ runs for days, and what the process holds meanwhile.
 interval (a minute) a line gives the patches per second of that interval and the process's
 resident memory, open files and sockets (means of samples taken every 0.2 s: with patches in
 flight one sample says more about their buffers than about a leak); growth is the mean of
-the last fifth of the intervals over the first fifth's; every load's checksum is compared
+the last fifth of the intervals over the second fifth's (the first fifth warms up: the memory
+allocator's arenas fill as every thread has loaded); every load's checksum is compared
 with the first load of the same patch (a wrong pixel is counted, never hidden), and a load
 that fails after its client's own retries is retried once, logged and counted, before it ends
 the run.
@@ -81,9 +82,11 @@ class SoakResult:
     intervals: list[Interval] = field(default_factory=list)
 
     def usage(self, last: bool) -> Usage:
-        """The mean usage of the first (or last) fifth of the intervals, at least one."""
+        """The mean usage of the last fifth of the intervals, or of the second (after the
+        warm-up); a fifth is at least one interval."""
         count = max(1, len(self.intervals) // 5)
-        chosen = self.intervals[-count:] if last else self.intervals[:count]
+        chosen = self.intervals[-count:] if last else self.intervals[count : 2 * count]
+        chosen = chosen or self.intervals[-1:]
         return Usage(*(statistics.mean(getattr(i.usage, n) for i in chosen) for n in USAGE))
 
     def growth(self) -> dict[str, float]:

@@ -266,10 +266,10 @@ def test_a_reader_refuses_a_codec_it_cannot_decode_in_one_line(
     reference.close()
 
 
-def test_a_layout_without_checksums() -> None:
-    checked, unchecked = zarr_layouts.get("chunks_128"), zarr_layouts.get("chunks_128_nocrc")
-    assert checked.codec_names == ("blosc", "crc32c") and unchecked.codec_names == ("blosc",)
-    assert unchecked.tilings == checked.tilings and unchecked.name == "chunks_128_nocrc"
-    assert not unchecked.of(BAND_GROUPS[0], True).checksum
-    with pytest.raises(ConfigError, match="unknown layout 'bogus_nocrc'.*_nocrc: without"):
-        zarr_layouts.get("bogus_nocrc")
+def test_a_layout_with_checksums() -> None:
+    plain, checked = zarr_layouts.get("chunks_128"), zarr_layouts.get("chunks_128_crc32c")
+    assert plain.codec_names == ("blosc",) and checked.codec_names == ("blosc", "crc32c")
+    assert checked.tilings == plain.tilings and checked.name == "chunks_128_crc32c"
+    assert checked.of(BAND_GROUPS[0], True).checksum and not plain.of(BAND_GROUPS[0], True).checksum
+    with pytest.raises(ConfigError, match="unknown layout 'bogus_crc32c'.*_crc32c: with"):
+        zarr_layouts.get("bogus_crc32c")

@@ -1,8 +1,8 @@
 """What GDAL (and so QGIS) makes of the Zarr formats, with the GDAL that rasterio bundles:
-plain and zipped Zarr open with the SAFE's CRS and geotransform and its pixels (before GDAL
-3.13 only without checksums: layouts ``NAME_nocrc``); the sharded Zarr, icechunk and the
-virtual Zarr's JP2 tile codec fail with GDAL's own message before GDAL 3.13, and the sharded
-Zarr opens from 3.13 on."""
+plain and zipped Zarr open with the SAFE's CRS and geotransform and its pixels; the sharded
+Zarr, icechunk, checksums (``NAME_crc32c`` layouts) and the virtual Zarr's JP2 tile codec
+fail with GDAL's own message before GDAL 3.13, and the sharded Zarr and checksums open from
+3.13 on."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import zarr
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from sentinel2_l1c import convert_safe_to_zarr, zip_zarr
+from sentinel2_l1c import convert_safe_to_zarr
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
-from sentinel2_l1c.cube.layouts import NO_CHECKSUM
+from sentinel2_l1c.cube.layouts import WITH_CHECKSUM
 from sentinel2_l1c.cube.protocol import new_group
 from sentinel2_l1c.cube.schema import group_path
 from sentinel2_l1c.lab.cdse import LocalCdse
@@ -59,35 +59,28 @@ def assert_reads_like_the_safe(path: str, products: list[SafeProduct], group: Ba
                 np.testing.assert_array_equal(got, expected, err_msg=f"{path} {t} {band}")
 
 
-@pytest.fixture(scope="module")
-def unchecked(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The archive as plain Zarr without checksums, and zipped."""
-    folder = tmp_path_factory.mktemp("unchecked")
-    layout = replace(SMALL, name=f"{SMALL.name}{NO_CHECKSUM}", checksum=False)
-    options = ZarrOptions(archive.root, folder / "zarr", layout=layout)
-    convert_safe_to_zarr.convert(options, show_progress=False)
-    zip_zarr.zip_store(folder / "zarr", folder / "zarr.zip", show_progress=False)
-    return folder / "zarr", folder / "zarr.zip"
-
-
 @pytest.mark.parametrize("group", BAND_GROUPS, ids=lambda g: g.name)
 def test_plain_zarr_opens_with_the_safe_grid_and_pixels(
-    converted: Converted, unchecked: tuple[Path, Path], group: BandGroup
+    converted: Converted, group: BandGroup
 ) -> None:
-    assert_reads_like_the_safe(zarr_path(str(unchecked[0]), group), converted.products, group)
-    checked = zarr_path(str(converted.zarr), group)
+    assert_reads_like_the_safe(zarr_path(str(converted.zarr), group), converted.products, group)
+
+
+def test_zipped_zarr_opens_through_vsizip(converted: Converted) -> None:
+    path = zarr_path(f"/vsizip/{converted.zipped}", BAND_GROUPS[0])
+    assert_reads_like_the_safe(path, converted.products, BAND_GROUPS[0])
+
+
+def test_checksums_need_gdal_3_13(archive: Archive, converted: Converted, tmp_path: Path) -> None:
+    layout = replace(SMALL, name=f"{SMALL.name}{WITH_CHECKSUM}", checksum=True)
+    options = ZarrOptions(archive.root, tmp_path / "zarr", layout=layout)
+    convert_safe_to_zarr.convert(options, show_progress=False)
+    path = zarr_path(str(tmp_path / "zarr"), BAND_GROUPS[2])
     if GDAL >= (3, 13):
-        assert_reads_like_the_safe(checked, converted.products, group)
+        assert_reads_like_the_safe(path, converted.products, BAND_GROUPS[2])
         return
     with pytest.raises(RasterioIOError, match=r"^Unsupported codec: crc32c$"):
-        rasterio.open(checked)
-
-
-def test_zipped_zarr_opens_through_vsizip(
-    converted: Converted, unchecked: tuple[Path, Path]
-) -> None:
-    path = zarr_path(f"/vsizip/{unchecked[1]}", BAND_GROUPS[0])
-    assert_reads_like_the_safe(path, converted.products, BAND_GROUPS[0])
+        rasterio.open(path)
 
 
 def test_sharded_zarr_needs_gdal_3_13(converted: Converted) -> None:
@@ -128,14 +121,14 @@ def test_gdal_reads_neither_icechunk_nor_the_jp2_tile_codec(
 
 
 @pytest.fixture()
-def zarr_on_s3(unchecked: tuple[Path, Path], local_cdse: LocalCdse, tmp_path: Path) -> BucketPlace:
-    """The plain Zarr's objects (without checksums) in a bucket of the lab's S3 storage."""
+def zarr_on_s3(converted: Converted, local_cdse: LocalCdse, tmp_path: Path) -> BucketPlace:
+    """The plain Zarr's objects in a bucket of the lab's S3 storage."""
     client = local_cdse.store.client(local_cdse.storage_user)
     bucket = f"gdal-{tmp_path.name[-20:].lower().replace('_', '-')}"
     client.create_bucket(Bucket=bucket)
-    for path in unchecked[0].rglob("*"):
+    for path in converted.zarr.rglob("*"):
         if path.is_file():
-            client.upload_file(str(path), bucket, path.relative_to(unchecked[0]).as_posix())
+            client.upload_file(str(path), bucket, path.relative_to(converted.zarr).as_posix())
     locations = local_cdse.locations(lab_locations(tmp_path / "lab"))
     return BucketPlace(locations.s3_account, bucket)
 
