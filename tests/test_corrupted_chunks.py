@@ -105,3 +105,7 @@ def test_a_changed_chunk_is_named_on_every_storage_and_reader(
             assert "\n" not in message and CORRUPTED in message, (storage_name, key, message)
             assert "chunk" in message and "write it again" in message, message
             assert storage_name != "s3" or "s3://corrupted-" in message, message
+        ideal = open_loader(Pair(storages.get(storage_name), formats.variant("zarr@obstore"), True), locations, found)  # fmt: skip
+        with pytest.raises(InputDataError, match=f"chunk .*/data/c/.* {CORRUPTED}"):
+            ideal.load(Patch(*next(iter(ideal.zarr.origins.values())), PATCH))
+        ideal.close()

@@ -23,7 +23,6 @@ from zarr.storage import FsspecStore
 from sentinel2_l1c.cube.layouts import chunk_region, touched_chunks
 from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.loaders.base import (
-    CORRUPTED,
     Catalogue,
     Patch,
     corrupted_chunk,
@@ -206,10 +205,8 @@ class IdealLoader:
             if checksum:
                 raw, stored = raw[:-4], raw[-4:]
                 if google_crc32c.value(raw).to_bytes(4, "little") != stored:
-                    raise InputDataError(
-                        f"{self.zarr.where}: chunk {key} {CORRUPTED}: write it again "
-                        f"({self.zarr.made_by})"
-                    )
+                    mismatch = ValueError("crc32c checksum mismatch")
+                    raise corrupted_chunk(self.zarr.where, f"chunk {key}", mismatch, self.zarr.made_by)  # fmt: skip
             return blosc.decompress(raw)
 
         async def one(key: str, checksum: bool) -> tuple[int, int]:

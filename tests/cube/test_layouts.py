@@ -266,7 +266,24 @@ def test_a_reader_refuses_a_codec_it_cannot_decode_in_one_line(
     reference.close()
 
 
-def test_a_layout_with_checksums() -> None:
+def test_a_layout_with_checksums(archive: Archive, converted: Converted, tmp_path: Path) -> None:
+    """The same chunks, each followed by its crc32c, which the ideal reference checks."""
+    checked_small = replace(SMALL, name="test_small_crc32c", checksum=True)
+    target = tmp_path / "zarr"
+    convert_safe_to_zarr.convert(ZarrOptions(archive.root, target, layout=checked_small), False)
+    grid = converted.products[0].grid(10)
+    patch = Patch(grid.transform.c + 60 * 7, grid.transform.f - 60 * 11, 1800)
+    catalogue = Catalogue("35VLH", 2024, tuple(converted.products))
+    counts = []
+    for store in (converted.zarr, target):
+        loader = ZarrLoader(LocalStore(store, read_only=True), catalogue, str(store), "test")
+        counts.append(IdealLoader(loader).load(patch))
+        loader.close()
+    assert counts[1]["decompressed_bytes"] == counts[0]["decompressed_bytes"]
+    assert counts[1]["compressed_bytes"] == counts[0]["compressed_bytes"] + 4 * counts[0]["chunks"]
+
+
+def test_layouts_with_checksums_by_name() -> None:
     plain, checked = zarr_layouts.get("chunks_128"), zarr_layouts.get("chunks_128_crc32c")
     assert plain.codec_names == ("blosc",) and checked.codec_names == ("blosc", "crc32c")
     assert checked.tilings == plain.tilings and checked.name == "chunks_128_crc32c"
