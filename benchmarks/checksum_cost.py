@@ -23,14 +23,8 @@ from sentinel2_l1c import formats
 from sentinel2_l1c.bench.run import evict
 from sentinel2_l1c.loaders.base import GRID, Catalogue, Patch, checksum
 from sentinel2_l1c.s2.listing import list_products
+from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.locations import Locations
-from sentinel2_l1c.storage.places import BucketPlace, FolderPlace, Place
-
-
-def place(text: str) -> Place:
-    if text.startswith("s3://"):
-        return BucketPlace(Locations.from_environment().s3_account, text[5:].strip("/"))
-    return FolderPlace(Path(text))
 
 
 def patches(catalogue: Catalogue, count: int, size: int, seed: int) -> list[Patch]:
@@ -58,7 +52,11 @@ def main() -> int:
     products = tuple(list_products(args.safe, args.tile, args.year))
     catalogue = Catalogue(args.tile, args.year, products)
     fmt = formats.get(args.format)
-    stores = {"crc32c": place(args.checked), "none": place(args.without)}
+    locations = Locations.from_environment()
+    stores = {
+        "crc32c": storages.place_at(args.checked, locations),
+        "none": storages.place_at(args.without, locations),
+    }
     files = {
         name: None if where.local_path() is None else [
             p for p in where.local_path().rglob("*") if p.is_file()

@@ -24,11 +24,13 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import icechunk
 import numpy as np
 import zarr
 from rasterio.windows import Window
@@ -36,6 +38,7 @@ from rasterio.windows import Window
 from sentinel2_l1c import formats
 from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.cube.icechunk_repo import (
+    BRANCH,
     TileYearCommit,
     history,
     open_repository,
@@ -50,6 +53,7 @@ from sentinel2_l1c.cube.protocol import (
     blocks,
     committed_products,
     done_blocks,
+    is_complete,
     mark_complete,
     new_group,
     record_blocks,
@@ -71,10 +75,10 @@ from sentinel2_l1c.run.dask_engine import DaskEngine
 from sentinel2_l1c.run.parallel import compute_in_batches
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import Selection, tile_years
-from sentinel2_l1c.s2.product import SafeProduct, read_band
+from sentinel2_l1c.s2.product import Grid, SafeProduct, read_band
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.locations import Locations
-from sentinel2_l1c.storage.places import FolderPlace
+from sentinel2_l1c.storage.places import FolderPlace, Place
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ZarrOptions:
     safe_root: Path
-    target: Path
+    target: Place  # a folder or a bucket (a Path: a folder)
     fmt: ZarrFormat = formats.ZARR
     #: None: an existing group's own layout, and the format's default for new groups
     layout: ZarrLayout | None = None
@@ -92,6 +96,10 @@ class ZarrOptions:
     band_groups: tuple[BandGroup, ...] = BAND_GROUPS
     lock_wait: float = 0.0  # seconds to wait for another writer of a tile-year
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, Place):
+            object.__setattr__(self, "target", FolderPlace(Path(self.target)))
+
     @property
     def new_layout(self) -> ZarrLayout:
         """The layout of groups created (or rebuilt) by this conversion."""
@@ -100,7 +108,7 @@ class ZarrOptions:
 
 @dataclass
 class ZarrSummary:
-    target: Path
+    target: Place
     groups: list[str] = field(default_factory=list)
     layouts: set[str] = field(default_factory=set)
     products: int = 0
@@ -125,32 +133,88 @@ class ZarrSummary:
 
 
 @dataclass(frozen=True)
+class StoredDate:
+    """A date the store already holds and whose SAFE is not at hand (``ingest`` keeps none):
+    where a block of it is written again, its pixels are read back from the store."""
+
+    product_id: str
+    start_time64: np.datetime64
+
+
+#: A date of a tile-year: its SAFE product, or what the store holds of it
+Date = SafeProduct | StoredDate
+
+
+def stored_dates(group: zarr.Group) -> list[StoredDate]:
+    """The committed dates of a group (``protocol.committed_products``), oldest first."""
+    committed = committed_products(group)
+    if not committed:  # none, or a creation that never finished
+        return []
+    times = group["time"][: len(committed)].astype("datetime64[ms]")
+    return [StoredDate(i, t) for i, t in zip(committed, times, strict=True)]
+
+
+def grid_of(group: zarr.Group, band_group: BandGroup) -> tuple[Grid, str]:
+    """A group's pixel grid and CRS, from its ``data``'s GeoZarr attributes."""
+    attrs = group["data"].attrs
+    a, _, c, _, e, f = attrs["spatial:transform"]
+    rows, columns = attrs["spatial:shape"]
+    crs = attrs.get("proj:code") or attrs["proj:wkt2"]
+    return Grid(band_group.resolution, rows, columns, c, f, a, e), str(crs)
+
+
+def written_dates(group: zarr.Group, band_group: BandGroup, sharded: bool) -> int:
+    """How many of a group's committed dates, from the first, have every block written (a
+    killed run leaves the blocks of its dates, and of the partial time chunk before them,
+    to write)."""
+    committed = committed_products(group)
+    if not committed:
+        return 0
+    if is_complete(group):
+        return len(committed)
+    layout = zarr_layouts.get(layout_name(group.attrs)).of(band_group, sharded)
+    done = done_blocks(group)
+    shape = group["data"].shape[2:]
+    undone = [b.t0 for b in blocks(len(committed), shape, layout) if b.key not in done]
+    return min(undone, default=len(committed))
+
+
+@dataclass(frozen=True)
 class _Task:
     """One block of one group, with the band files of its time steps (picklable)."""
 
-    store: str
+    #: what it writes through (``TileYearWriter.forks``): a writable Zarr store, or an
+    #: icechunk fork session (returned, to be merged)
+    through: Any
     path: str
     block: Block
-    band_files: tuple[tuple[str, ...], ...]
-    #: the icechunk fork session it writes through (None: the folder store ``store``)
-    session: Any = None
+    #: per time step, its band files; None: the stored pixels of that date
+    band_files: tuple[tuple[str, ...] | None, ...]
+    bands: int
+    #: the Zarr store stored pixels are read from (None: the one written)
+    source: Any = None
 
 
 def write_block(task: _Task) -> tuple[int, Any]:
     """Decode the block's JP2 windows and write its chunks; returns the bytes written and the
     task's icechunk session (to be merged), if any."""
     block = task.block
+    through = task.through
+    store = through.store if isinstance(through, icechunk.Session) else through
+    array = zarr.open_array(store, path=f"{task.path}/data", mode="r+", zarr_format=3)
     window = Window(block.x0, block.y0, block.x1 - block.x0, block.y1 - block.y0)
-    pixels = np.zeros(
-        (block.t1 - block.t0, len(task.band_files[0]), window.height, window.width), np.uint16
-    )
+    pixels = np.zeros((block.t1 - block.t0, task.bands, window.height, window.width), np.uint16)
+    stored = array
+    if task.source is not None:
+        stored = zarr.open_array(task.source, path=f"{task.path}/data", mode="r", zarr_format=3)
     for t, files in enumerate(task.band_files):
+        if files is None:
+            pixels[t] = stored[block.t0 + t, :, block.y0 : block.y1, block.x0 : block.x1]
+            continue
         for b, file in enumerate(files):
             pixels[t, b] = read_band(Path(file), window)
-    store = task.store if task.session is None else task.session.store
-    array = zarr.open_array(store, path=f"{task.path}/data", mode="r+", zarr_format=3)
     array[block.t0 : block.t1, :, block.y0 : block.y1, block.x0 : block.x1] = pixels
-    return pixels.nbytes, task.session
+    return pixels.nbytes, through
 
 
 @dataclass(frozen=True)
@@ -166,20 +230,36 @@ class _Prepared:
 
 
 def _prepare_group(
-    root: zarr.Group, products: Sequence[SafeProduct], band_group: BandGroup, options: ZarrOptions
+    root: zarr.Group,
+    path: str,
+    products: Sequence[Date],
+    band_group: BandGroup,
+    options: ZarrOptions,
+    source: zarr.Group | None,
 ) -> _Prepared:
-    """Create or extend one group; returns its layout and the blocks still to write."""
-    first = products[0]
-    path = group_path(first.tile, first.year, band_group)
-    grid = first.grid(band_group.resolution)
-    for product in products:
-        if product.grid(band_group.resolution) != grid or product.crs != first.crs:
-            raise InputDataError(f"{product.path}: grid differs from {first.path} of the same tile")
+    """Create or extend one group; returns its layout and the blocks still to write. Its grid
+    is its SAFE products', or (none at hand) that of the group at ``path`` in ``source``."""
+    sources = [p for p in products if isinstance(p, SafeProduct)]
+    if sources:
+        first = sources[0]
+        grid, crs = first.grid(band_group.resolution), first.crs
+        for product in sources:
+            if product.grid(band_group.resolution) != grid or product.crs != first.crs:
+                raise InputDataError(f"{product.path}: grid differs from {first.path} of the same tile")  # fmt: skip
+    elif source is not None and path in source:
+        grid, crs = grid_of(source[path], band_group)
+    else:
+        raise InputDataError(f"{options.target}/{path}: no SAFE products nor a group to copy")
     committed = None if options.overwrite or path not in root else committed_products(root[path])
     wanted = [p.product_id for p in products]
+    if committed is None and len(sources) < len(products) and source is None:
+        raise InputDataError(
+            f"{options.target}/{path} holds no committed dates while the other groups of its "
+            "tile-year do, and their SAFE products are not at hand: rebuild the tile-year"
+        )
     if committed is None:  # new, rebuilt, or a creation that never committed
         layout = options.new_layout.of(band_group, options.fmt.sharded)
-        group = new_group(root, path, band_group, grid, first.crs, layout)
+        group = new_group(root, path, band_group, grid, crs, layout)
         committed, described = [], False
     else:
         group = root[path]
@@ -191,7 +271,7 @@ def _prepare_group(
                 "root's (dates before its last one were added, or products removed); rerun with "
                 "--overwrite to rebuild it"
             )
-        described = add_crs_attributes(group, first.crs, grid)  # a group from before them
+        described = add_crs_attributes(group, crs, grid)  # a group from before them
     done = done_blocks(group)
     if wanted != committed or not arrays_agree(group, len(wanted)):
         # Completeness is withdrawn before the time axis changes: blocks from the last,
@@ -227,51 +307,85 @@ def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
     started = time.perf_counter()
     products = options.selection.products(options.safe_root)
     summary = ZarrSummary(options.target, products=len(products))
-    repository = (
-        open_repository(FolderPlace(options.target), create=True)
-        if options.fmt.transactional
-        else None
-    )
+    writers = TileYearWriters(options)
     with options.engine.running():
         for (tile, year), members in sorted(tile_years(products).items()):
-            with WriterLock(options.target, f"{tile}-{year}", options.lock_wait):
-                writes = (
-                    FolderWriter(options.target, f"{tile}/{year}")
-                    if repository is None
-                    else TileYearCommit(repository)
-                )
-                _convert_tile_year(writes, members, options, summary, show_progress)
+            with writers.tile_year(tile, year) as writes:
+                convert_tile_year(writes, (tile, year), members, options, summary, show_progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _convert_tile_year(
+class TileYearWriters:
+    """The writers of a target's tile-years, each under its writer lock (``WriterLock``):
+    a folder's or bucket's Zarr groups, or one commit of an icechunk repository."""
+
+    def __init__(self, options: ZarrOptions) -> None:
+        self.options = options
+        options.target.create()
+        self.repository = (
+            open_repository(options.target, create=True) if options.fmt.transactional else None
+        )
+
+    def read_root(self) -> zarr.Group | None:
+        """The target's last committed state, read-only (None: nothing there yet)."""
+        store = (
+            self.options.target.zarr_writer()
+            if self.repository is None
+            else self.repository.readonly_session(BRANCH).store
+        )
+        try:
+            return zarr.open_group(store, mode="r", zarr_format=3)
+        except FileNotFoundError:  # zarr's GroupNotFoundError too
+            return None
+
+    @contextmanager
+    def tile_year(self, tile: str, year: int) -> Iterator[TileYearWriter]:
+        target = self.options.target
+        with WriterLock(target, f"{tile}-{year}", self.options.lock_wait):
+            if self.repository is None:
+                yield FolderWriter(target, f"{tile}/{year}")
+            else:
+                yield TileYearCommit(self.repository)
+
+
+def convert_tile_year(
     writes: TileYearWriter,
-    members: list[SafeProduct],
+    tile_year: tuple[str, int],
+    members: Sequence[Date],
     options: ZarrOptions,
     summary: ZarrSummary,
     show_progress: bool,
+    source: zarr.Group | None = None,
 ) -> None:
-    """Prepare a tile-year's groups, write their blocks, commit."""
+    """Prepare a tile-year's groups, write their blocks, commit. ``members``: every date of
+    the tile-year, oldest first; the pixels of its stored dates come from the target itself,
+    or from ``source`` (another store, or the commit an icechunk repository had)."""
     root = writes.root
-    prepared = [_prepare_group(root, members, group, options) for group in options.band_groups]
+    tile, year = tile_year
+    prepared = [
+        _prepare_group(root, group_path(tile, year, g), members, g, options, source)
+        for g in options.band_groups
+    ]
     summary.groups += [p.path for p in prepared]
     summary.layouts |= {p.layout.name for p in prepared}
     summary.described += sum(p.described for p in prepared)
-    name = f"{members[0].tile} {members[0].year}"
+    name = f"{tile} {year}"
     todo = [(p, block) for p in prepared for block in p.todo]
-    sessions = writes.forks(len(todo), name)
+    forks = writes.forks(len(todo), name)
     tasks = [
         _Task(
-            str(options.target),
+            through,
             p.path,
             block,
             tuple(
-                tuple(str(m.band_path(b)) for b in p.bands) for m in members[block.t0 : block.t1]
+                tuple(str(m.band_path(b)) for b in p.bands) if isinstance(m, SafeProduct) else None
+                for m in members[block.t0 : block.t1]
             ),
-            session,
+            len(p.bands),
+            None if source is None else source.store,
         )
-        for (p, block), session in zip(todo, sessions, strict=True)
+        for (p, block), through in zip(todo, forks, strict=True)
     ]
     _run_tasks(tasks, writes, options, summary, show_progress)
     added = prepared[0].added
@@ -306,7 +420,7 @@ def _run_tasks(
 
     def record(batch: list[_Task], written: list[tuple[int, Any]]) -> None:
         begin = time.perf_counter()
-        writes.merge([session for _, session in written if session is not None])
+        writes.merge([through for _, through in written])
         summary.commit_seconds += time.perf_counter() - begin
         summary.bytes_decoded += sum(size for size, _ in written)
         summary.blocks_written += len(batch)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sentinel2_l1c import (
@@ -30,7 +30,9 @@ from sentinel2_l1c import (
     file_size_histogram,
     formats,
     index_safe,
+    ingest,
     layout_sweep,
+    plan,
     publish_s3,
     report,
     stage,
@@ -39,6 +41,8 @@ from sentinel2_l1c import (
 )
 from sentinel2_l1c.bench.config import BenchmarkConfig
 from sentinel2_l1c.bench.run import run_benchmark, table
+from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
+from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.intake_cdse_s3 import IntakeOptions, run_intake
 from sentinel2_l1c.intake_cdse_s3_year import day_windows
@@ -54,6 +58,7 @@ from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.files import atomic_write_text, tree_size
 from sentinel2_l1c.storage.locations import Locations
+from sentinel2_l1c.storage.places import BucketPlace
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,42 @@ def publish_and_stage(locations: Locations, show_progress: bool) -> tuple[list[s
     return lines, staged
 
 
+#: The bucket the demo ingests into, beside the published formats' buckets
+INGEST_BUCKET = "sentinel2-l1c-ingested"
+
+
+def ingest_and_plan(options: DemoOptions, locations: Locations, show_progress: bool) -> list[str]:
+    """Ingest the tile-year once more, straight from the local CDSE into a bucket of sharded
+    Zarr with one date per chunk: the first half-year, then the rest appended by a second
+    run; then plan Finland × 10 years in the default format."""
+    fmt = formats.ZARR_SHARDED
+    lines = []
+    year = datetime(options.year, 1, 1, tzinfo=UTC)
+    for end in (
+        datetime(options.year, 7, 1, tzinfo=UTC),
+        datetime(options.year + 1, 1, 1, tzinfo=UTC),
+    ):
+        ingest_options = ingest.IngestOptions(
+            tiles=(options.tile,),
+            window=(year, end),
+            zarr=ZarrOptions(
+                storages.TEMP.path(locations, formats.SAFE),
+                BucketPlace(locations.s3_account, INGEST_BUCKET),
+                fmt,
+                zarr_layouts.get(fmt.layout + zarr_layouts.APPEND),
+            ),
+            stac_url=locations.stac_url,
+            account=locations.cdse_account,
+        )
+        result = ingest.run_ingest(ingest_options, show_progress)
+        lines += [
+            f"ingest up to {end:%Y-%m-%d} → s3://{INGEST_BUCKET}: {line}" for line in result.lines()
+        ]
+    cube = plan.Cube(plan.FINLAND, tuple(range(2016, 2026)), fmt, zarr_layouts.get(fmt.layout))
+    lines += [f"plan: {line}" for line in plan.make_plan(cube).lines()]
+    return lines
+
+
 def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     """Run the demo steps; returns the lines of its report."""
     synthetic = synthetic_options(options)
@@ -225,6 +266,7 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
         summary += convert(locations, show_progress)
         lines, staged = publish_and_stage(locations, show_progress)
         summary += lines
+        summary += ingest_and_plan(options, locations, show_progress)
         lines, results = benchmark(options, locations)
         summary += lines
         summary += reports(locations, results, staged, options.img or options.lab / "img")

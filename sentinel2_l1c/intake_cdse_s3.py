@@ -211,11 +211,20 @@ class ProductDownloader:
     """Downloads SAFE folders from S3 into a SAFE root, atomically per product, every file
     checked against the product's ``manifest.safe`` (size and MD5) as it arrives."""
 
-    def __init__(self, client: Any, safe_root: Path, connections: int, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        client: Any,
+        safe_root: Path,
+        connections: int,
+        retry: RetryPolicy,
+        only: Callable[[PurePosixPath], bool] | None = None,
+    ) -> None:
+        """``only``: which files of a product to fetch (their paths in it; None: all)."""
         self.client = client
         self.safe_root = Path(safe_root)
         self.connections = connections
         self.retry = retry
+        self.only = only
         self._lock = threading.Lock()
         self.requests = 0
         self.hashing_seconds = 0.0  # summed over threads
@@ -280,6 +289,8 @@ class ProductDownloader:
         partial = self.partial(source)
         atomic_write_bytes(partial / MANIFEST, text)  # its job then finds it there
         jobs = []
+        listed = {k: v for k, v in listed.items() if self._wanted(_relative(source, k))}
+        files = {name: e for name, e in files.items() if self._wanted(PurePosixPath(name))}
         for key, size in listed.items():
             relative = _relative(source, key)
             entry = files.get(relative.as_posix())
@@ -290,6 +301,9 @@ class ProductDownloader:
         if unlisted:
             return [], f"{MANIFEST} names {unlisted[0]}, which S3 does not list"
         return jobs, None
+
+    def _wanted(self, relative: PurePosixPath) -> bool:
+        return self.only is None or relative.as_posix() == MANIFEST or self.only(relative)
 
     def _get(self, bucket: str, key: str) -> bytes:
         self._count()

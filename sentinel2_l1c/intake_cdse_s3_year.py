@@ -31,12 +31,19 @@ def day_windows(year_start: int, year_end: int) -> list[Window]:
         )
     if not 1900 < year_start < 2200:
         raise ConfigError(f"--year-start {year_start} is not a plausible year")
-    day = datetime(year_start, 1, 1, tzinfo=UTC)
-    end = datetime(year_end, 1, 1, tzinfo=UTC)
+    return days_between(
+        datetime(year_start, 1, 1, tzinfo=UTC), datetime(year_end, 1, 1, tzinfo=UTC)
+    )
+
+
+def days_between(start: datetime, end: datetime) -> list[Window]:
+    """[start, end) as one window per UTC day (the first and last cut to it)."""
+    day = start
     windows = []
     while day < end:
-        windows.append((day, day + timedelta(days=1)))
-        day += timedelta(days=1)
+        following = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        windows.append((day, min(following, end)))
+        day = following
     return windows
 
 

@@ -29,8 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import botocore.exceptions
-
 from sentinel2_l1c import formats
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.records.actions import Action, ActionLog
@@ -41,7 +39,7 @@ from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.clients import s3_client
 from sentinel2_l1c.storage.files import hidden
 from sentinel2_l1c.storage.locations import Locations
-from sentinel2_l1c.storage.retry import call_with_retries, http_status
+from sentinel2_l1c.storage.retry import call_with_retries
 from sentinel2_l1c.storage.transfer import (
     PART_SIZE,
     RemoteObject,
@@ -212,7 +210,7 @@ class Publisher:
             )
         target = storages.S3.place(self.locations, fmt)
         zip_key = target.key or None
-        exists = self._bucket_exists(target.bucket, storages.S3.variables(fmt)[0])
+        exists = target.bucket_exists(storages.S3.variables(fmt)[0])
         remote = {}
         if exists:
             listed = list_objects(self.client, target.bucket, zip_key or "", self.retry)
@@ -221,24 +219,6 @@ class Publisher:
             local_objects(source, zip_key), remote, lambda path, o: matches_etag(path, o.etag)
         )
         return Plan(name, source, target.bucket, not exists, uploads, skipped, stale)
-
-    def _bucket_exists(self, bucket: str, variable: str) -> bool:
-        def head() -> bool:
-            try:
-                self.client.head_bucket(Bucket=bucket)
-                return True
-            except botocore.exceptions.ClientError as err:
-                if http_status(err) == 404:
-                    return False
-                if http_status(err) == 403:
-                    raise ConfigError(
-                        f"s3://{bucket}: refused (HTTP 403): the profile's keys are not accepted, "
-                        f"or the bucket belongs to someone else (choose another name in "
-                        f"{variable})"
-                    ) from None
-                raise
-
-        return call_with_retries(f"HEAD s3://{bucket}", head, self.retry)
 
     def carry_out(self, plan: Plan, show_progress: bool) -> Tally:
         """Create the bucket, upload, delete, set the policy; returns what was uploaded."""

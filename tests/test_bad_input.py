@@ -17,7 +17,9 @@ from sentinel2_l1c import (
     benchmark_patch_load,
     convert_safe_to_cog,
     convert_safe_to_zarr,
+    ingest,
     intake_cdse_s3,
+    plan,
     publish_s3,
     report,
     stage,
@@ -264,3 +266,43 @@ def test_unknown_profile_and_refused_connection(
     for main, args in ((stage.main, ["--stream-unzip"]), (benchmark_patch_load.main, argv)):
         assert "gave up after 2 attempts" in one_error_line(main, args, capsys)
     shutil.rmtree(tmp_path / "aws")
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--tiles", "35VLH"], "give the window: --days DAYS, or --time-start"),
+        (["--tiles", "35VLH", "--days", "-2"], "--days must be positive, got -2"),
+        (["--tiles", "35VLH", "--days", "2", *ARCHIVE_WINDOW[:2]], "give --days or --time-start, not both"),  # fmt: skip
+        (["--days", "2"], "give the tiles: --tiles 35VLH"),
+        (["--tiles", "35XYZ1", "--days", "2"], "35XYZ1"),
+        (["--tiles", "35VLH", "--days", "2", "--target", "s3://Bad_Bucket"], "name a whole bucket, s3://BUCKET"),  # fmt: skip
+        (["--tiles", "35VLH", "--days", "2", "--layout", "chunks_7"], "unknown layout 'chunks_7'"),
+        (["--tiles", "35VLH", "--consolidate", "2024", "--target", "zarr-here"], "rewriting it in place would not be atomic"),  # fmt: skip
+    ],
+)
+def test_ingest_refuses_bad_options(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert message in one_error_line(ingest.main, argv, capsys)
+    assert not (tmp_path / "zarr-here").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--years", "2016-20x5"], "a year or a range YYYY-YYYY, got '2016-20x5'"),
+        (["--formats", "cog"], "plan covers the Zarr formats"),
+        (["--tiles", "35VLH", "--dates", "0"], "--dates must be at least 1"),
+        ([], "DSLAB_QUOTA_TIB must be a number, got 'ten'"),
+    ],
+)
+def test_plan_refuses_bad_options(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DSLAB_QUOTA_TIB", "ten" if not argv else "10")
+    assert message in one_error_line(plan.main, [*argv, "--output", str(tmp_path)], capsys)

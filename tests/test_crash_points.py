@@ -27,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import obstore.store
 import pytest
 import zarr
+import zarr.storage
 
 from sentinel2_l1c import formats
 from sentinel2_l1c.cube.protocol import is_complete
@@ -243,6 +245,65 @@ class Zarr(Scenario):
         return wrong
 
 
+class Ingest(Scenario):
+    """Into a sharded Zarr bucket, emptied before each point (as ``Publish``'s)."""
+
+    s3 = True
+
+    def __init__(self, lab: Lab, tag: str) -> None:
+        self.lab, self.bucket = lab, f"crash-ingest-{tag}"
+        self.name = "ingest"
+        self.client = lab.cdse.store.client(lab.cdse.storage_user)
+
+    def prepare(self, work: Path) -> Command:
+        if self.bucket in {b["Name"] for b in self.client.list_buckets()["Buckets"]}:
+            for item in self.client.list_objects_v2(Bucket=self.bucket).get("Contents", []):
+                self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+        else:
+            self.client.create_bucket(Bucket=self.bucket)
+        assert self.lab.cdse.stac is not None
+        env = {**lab_environment(self.lab.network), **self.lab.aws,
+               "DSLAB_S2L1C_STAC_URL": self.lab.cdse.stac.url}  # fmt: skip
+        argv = ["ingest", "--tiles", "35VLH", "--time-start", "2024-05-01T00:00:00Z",
+                "--time-end", "2024-05-10T00:00:00Z", "--connections", "2", "--workers", "1",
+                "--target", f"s3://{self.bucket}", "--source", str(work / "scratch")]  # fmt: skip
+        return Command(argv, env)
+
+    def groups(self) -> dict[str, zarr.Group]:
+        store = zarr.storage.ObjectStore(
+            obstore.store.S3Store(
+                self.bucket, endpoint=self.lab.cdse.store.endpoint, region="us-east-1",
+                access_key_id=self.lab.cdse.storage_user.access_key,
+                secret_access_key=self.lab.cdse.storage_user.secret_key,
+                client_options={"allow_http": True}, virtual_hosted_style_request=False,
+            ),
+            read_only=True,
+        )  # fmt: skip
+        try:
+            root = zarr.open_group(store, mode="r", zarr_format=3)
+        except FileNotFoundError:
+            return {}
+        return {
+            f"{tile}/{year}/{name}": group
+            for tile, tile_group in root.groups()
+            for year, year_group in tile_group.groups()
+            for name, group in year_group.groups()
+        }
+
+    def result(self, work: Path) -> object:
+        scratch = sorted(p.name for p in (work / "scratch").rglob("*.jp2"))
+        groups = {p: (is_complete(g), Zarr.contents(g)) for p, g in self.groups().items()}
+        return groups, scratch
+
+    def false_completes(self, work: Path, reference: object) -> list[str]:
+        expected = reference[0]  # type: ignore[index]
+        return [
+            path
+            for path, group in self.groups().items()
+            if is_complete(group) and (True, Zarr.contents(group)) != expected[path]
+        ]
+
+
 class ZipZarr(Scenario):
     name = "zip_zarr"
 
@@ -370,10 +431,11 @@ SCENARIOS: dict[str, Callable[[Lab, str], Scenario]] = {
     "zipzarr": lambda lab, kind: ZipZarr(lab),
     "publish": lambda lab, kind: Publish(lab, kind),
     "stage": lambda lab, kind: Stage(lab),
+    "ingest": lambda lab, kind: Ingest(lab, kind),
 }
 #: Every scenario is killed at file events; those that talk to S3 also at S3 requests.
 CASES = [(name, "file") for name in SCENARIOS] + [
-    (name, "s3") for name in ("intake", "publish", "stage")
+    (name, "s3") for name in ("intake", "publish", "stage", "ingest")
 ]
 
 

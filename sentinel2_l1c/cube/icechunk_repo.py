@@ -17,15 +17,17 @@ until ``expire_snapshots``/``garbage_collect``).
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import icechunk
 import zarr
 
 from sentinel2_l1c.errors import InputDataError
-from sentinel2_l1c.storage.clients import icechunk_config
+from sentinel2_l1c.storage.clients import icechunk_config, local_icechunk
 from sentinel2_l1c.storage.places import Place
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ def open_repository(place: Place, create: bool = False) -> icechunk.Repository:
     if there is none. One written by icechunk 1 (format v1) opens as it is, read and written
     in its own format, with a warning line naming ``upgrade_repository``."""
     storage, config = place.icechunk_storage(), icechunk_config(place.retry)
+    if create and place.local_path() is None and not icechunk.Repository.exists(storage):
+        _seed(place)
     if create:
         repository = icechunk.Repository.open_or_create(storage, config)
     elif not icechunk.Repository.exists(storage):
@@ -54,6 +58,17 @@ def open_repository(place: Place, create: bool = False) -> icechunk.Repository:
             format_name(icechunk.SpecVersion.current()),
         )
     return repository
+
+
+def _seed(place: Place) -> None:
+    """A new repository at a bucket's root: icechunk (≥ 2.1) creates none there, but opens
+    and updates one, so a new repository is made in a local folder and its objects copied,
+    as publish copies any repository."""
+    with tempfile.TemporaryDirectory() as folder:
+        icechunk.Repository.create(local_icechunk(Path(folder)))
+        for path in sorted(Path(folder).rglob("*"), key=lambda p: "refs" in p.parts):
+            if path.is_file():  # the branch reference last: it makes the repository
+                place.write(path.relative_to(folder).as_posix(), path.read_bytes())
 
 
 def format_name(version: icechunk.SpecVersion) -> str:

@@ -169,22 +169,33 @@ LEGACY = "first_version"  # the layout of groups written before layouts were rec
 
 #: A layout's name with this suffix: the layout with a crc32c checksum of every chunk
 WITH_CHECKSUM = "_crc32c"
+#: A layout's name with this suffix: one date per chunk and shard, so appending a date writes
+#: only that date's objects (a time chunk of 20 rewrites its whole chunk or shard each time):
+#: what ``ingest`` appends with while a year is open (docs/ingest.md)
+APPEND = "_append"
 
 
 def get(name: str) -> ZarrLayout:
-    """The layout called ``name`` (``NAME_crc32c``: NAME with checksums); ConfigError naming
-    the choices otherwise."""
+    """The layout called ``name`` (``NAME_append``: one date per chunk; ``NAME_crc32c``: with
+    checksums; both: ``NAME_append_crc32c``); ConfigError naming the choices otherwise."""
     base = name.removesuffix(WITH_CHECKSUM)
+    checksum = base != name
+    append = base.endswith(APPEND)
+    base = base.removesuffix(APPEND)
     if base not in LAYOUTS:
         raise ConfigError(
             f"unknown layout {name!r}; choose from {', '.join(LAYOUTS)} (each also with "
-            f"{WITH_CHECKSUM}: with checksums)"
+            f"{APPEND}: one date per chunk, and {WITH_CHECKSUM}: with checksums)"
         )
     layout = LAYOUTS[base]
-    if base == name:
-        return layout
-    return replace(layout, name=name, description=f"{layout.description}, crc32c checksums",
-                   checksum=True)  # fmt: skip
+    if append:
+        tilings = tuple(replace(tiling, time=1) for tiling in layout.tilings)
+        description = f"{layout.description}, one date per chunk"
+        layout = replace(layout, tilings=tilings, description=description)  # type: ignore[arg-type]
+    if checksum:
+        layout = replace(layout, description=f"{layout.description}, crc32c checksums",
+                         checksum=True)  # fmt: skip
+    return replace(layout, name=name)
 
 
 # --------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +28,7 @@ from sentinel2_l1c.cube.layouts import GroupLayout
 from sentinel2_l1c.cube.schema import ARRAYS, TIME_ARRAYS, create_group, product_ids
 from sentinel2_l1c.s2.bands import BandGroup
 from sentinel2_l1c.s2.product import Grid, SafeProduct
+from sentinel2_l1c.storage.places import Place
 
 DONE = "dslab_done_blocks"
 COMPLETE = "dslab_complete"
@@ -196,19 +196,20 @@ class TileYearWriter(Protocol):
 
 
 class FolderWriter:
-    """A Zarr folder: block tasks write to the folder itself, and the progress recorded in
-    the groups' attributes after each batch is the only commit there is."""
+    """Zarr groups in a folder or a bucket: block tasks write to the store itself, and the
+    progress recorded in the groups' attributes after each batch is the only commit there is."""
 
-    def __init__(self, target: Path, tile_year: str = "") -> None:
-        """``tile_year`` (``TILE/YEAR``): the part of the folder this writer owns."""
-        owned = target / tile_year
-        if owned.exists():
-            for leftover in owned.rglob("*.partial"):  # zarr's LocalStore, killed mid-write
+    def __init__(self, target: Place, tile_year: str = "") -> None:
+        """``tile_year`` (``TILE/YEAR``): the part of the store this writer owns."""
+        folder = target.local_path()
+        if folder is not None and (folder / tile_year).exists():
+            for leftover in (folder / tile_year).rglob("*.partial"):  # LocalStore, killed
                 leftover.unlink()
-        self.root = zarr.open_group(str(target), mode="a", zarr_format=3)
+        self.store = target.zarr_writer()
+        self.root = zarr.open_group(self.store, mode="a", zarr_format=3)
 
     def forks(self, count: int, prepared: str) -> list[Any]:
-        return [None] * count
+        return [self.store] * count
 
     def merge(self, forks: list[Any]) -> None:
         pass

@@ -106,6 +106,8 @@ class LabProxy:
         self.response_bytes = 0  # bodies sent back (not counting shaped-away or faulted ones)
         self.counter = itertools.count(1)
         self.faults = dict.fromkeys(FAULTS, 0)
+        self.open_connections = 0
+        self.peak_connections = 0  # client connections open at once, at most
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
@@ -140,6 +142,12 @@ class LabProxy:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body leave at once
             upstream: http.client.HTTPConnection | None = None
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy.lock:
+                    proxy.open_connections += 1
+                    proxy.peak_connections = max(proxy.peak_connections, proxy.open_connections)
 
             def _forward(self) -> None:
                 shaper = proxy.shaper
@@ -212,9 +220,13 @@ class LabProxy:
                 return self._ask_upstream(headers, body)
 
             def finish(self) -> None:
-                super().finish()
-                if self.upstream is not None:
-                    self.upstream.close()
+                try:
+                    super().finish()
+                finally:
+                    if self.upstream is not None:
+                        self.upstream.close()
+                    with proxy.lock:
+                        proxy.open_connections -= 1
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
 

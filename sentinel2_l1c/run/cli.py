@@ -143,6 +143,11 @@ def add_conversion_arguments(
 ) -> None:
     """Options of the converters: what to convert, where from and to, on which Dask engine."""
     add_selection_arguments(parser, source_help, target_help)
+    add_engine_arguments(parser)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Dask engine's options: threads, a scheduler, a local cluster or Slurm jobs."""
     parser.add_argument(
         "--workers", type=int, default=None,
         help="Dask threads, or worker processes with --cluster local (default: CPU count).",

@@ -139,10 +139,14 @@ class Locations:
     def path(self, name: str) -> Path:
         return Path(self.text(name)).expanduser()
 
+    @staticmethod
+    def valid_bucket(bucket: str) -> bool:
+        return bool(_BUCKET_RE.match(bucket)) and ".." not in bucket
+
     def bucket(self, name: str) -> str:
         """A bucket name, checked against S3's naming rules."""
         bucket = self.text(name)
-        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        if not self.valid_bucket(bucket):
             raise ConfigError(
                 f"environment variable {name} is not a valid S3 bucket name: {bucket!r} "
                 f"(3-63 lower-case letters, digits, '.', '-', '_'; see {ENV_EXAMPLE})"

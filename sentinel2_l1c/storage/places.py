@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import botocore.exceptions
+import zarr.storage
 from fsspec import AbstractFileSystem
 from zarr.abc.store import Store
 
@@ -34,6 +35,10 @@ from sentinel2_l1c.storage.transfer import (
     list_objects,
     matches_etag,
 )
+
+#: where writer locks live, beside a folder store and as a key prefix in a bucket
+#: (``cube.writer_lock``): never part of the data
+LOCKS = ".dslab-locks"
 
 
 class Place(ABC):
@@ -91,6 +96,14 @@ class Place(ABC):
     @abstractmethod
     def zarr_store(self) -> Store:
         """The tree as a read-only Zarr store (zarr-python's own: a folder, or s3fs)."""
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the tree's folder or bucket if it is not there (writers do, before writing)."""
+
+    @abstractmethod
+    def zarr_writer(self) -> Store:
+        """The tree as a writable, picklable Zarr store (for the converters' block tasks)."""
 
     @abstractmethod
     def filesystem(self, asynchronous: bool) -> tuple[AbstractFileSystem, str]:
@@ -190,6 +203,12 @@ class FolderPlace(Place):
     def zarr_store(self) -> Store:
         return clients.local_zarr_store(self.path)
 
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def zarr_writer(self) -> Store:
+        return zarr.storage.LocalStore(self.path)
+
     def filesystem(self, asynchronous: bool) -> tuple[AbstractFileSystem, str]:
         return clients.local_filesystem(), str(self.path)
 
@@ -265,7 +284,7 @@ class BucketPlace(Place):
         return bool(page.get("Contents"))
 
     def files(self) -> dict[str, int]:
-        objects = self._objects("")
+        objects = [o for o in self._objects("") if not o.key.startswith(f"{LOCKS}/")]
         self._etags.update({o.key: o.etag for o in objects})
         return {o.key: o.size for o in objects}
 
@@ -338,6 +357,41 @@ class BucketPlace(Place):
 
     def zarr_store(self) -> Store:
         return clients.s3_zarr_store(self.account, self.bucket)
+
+    def bucket_exists(self, named_by: str = "") -> bool:
+        """Whether the bucket is there; a bucket of someone else's (403) is a ConfigError
+        (``named_by``: the setting that names it)."""
+
+        def head() -> bool:
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+                return True
+            except botocore.exceptions.ClientError as err:
+                if http_status(err) == 404:
+                    return False
+                if http_status(err) == 403:
+                    choose = f" (choose another name in {named_by})" if named_by else ""
+                    raise ConfigError(
+                        f"s3://{self.bucket}: refused (HTTP 403): the profile's keys are not "
+                        f"accepted, or the bucket belongs to someone else{choose}"
+                    ) from None
+                raise
+
+        return call_with_retries(f"HEAD s3://{self.bucket}", head, self.account.retry)
+
+    def create(self) -> None:
+        if not self.bucket_exists():
+            call_with_retries(
+                f"create s3://{self.bucket}",
+                lambda: self.client.create_bucket(Bucket=self.bucket),
+                self.account.retry,
+            )
+
+    def zarr_writer(self) -> Store:
+        """Through obstore: each chunk or shard one PUT, which S3 applies whole."""
+        if self.key:
+            raise InputDataError(f"a Zarr store is a folder or a bucket here, not {self}")
+        return zarr.storage.ObjectStore(self.obstore(), read_only=False)
 
     def filesystem(self, asynchronous: bool) -> tuple[AbstractFileSystem, str]:
         return clients.s3_filesystem(self.account, asynchronous), f"{self.bucket}/{self.key}"

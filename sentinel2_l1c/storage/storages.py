@@ -225,3 +225,14 @@ def staging_target() -> FolderStorage:
     target = next(storage for storage in STORAGES.values() if storage.staging_target)
     assert isinstance(target, FolderStorage), f"{target.name} must be a folder storage"
     return target
+
+
+def place_at(text: str, locations: Locations) -> Place:
+    """A place named on the command line: ``s3://BUCKET`` (the ``s3`` storage's account) or
+    a folder."""
+    if not text.startswith("s3://"):
+        return FolderPlace(Path(text))
+    bucket = text.removeprefix("s3://").strip("/")
+    if "/" in bucket or not locations.valid_bucket(bucket):
+        raise ConfigError(f"{text}: name a whole bucket, s3://BUCKET (S3's naming rules)")
+    return BucketPlace(locations.s3_account, bucket)

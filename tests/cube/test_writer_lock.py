@@ -1,5 +1,5 @@
 """One writer per tile-year and store: two converters at once, a holder that is alive, one
-SIGKILLed mid-write, and one on another host that stopped beating."""
+SIGKILLed mid-write, and one on another host that stopped beating; in a folder and a bucket."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions
 from sentinel2_l1c.cube import writer_lock
 from sentinel2_l1c.cube.writer_lock import WriterLock
 from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.lab.cdse import LocalCdse
+from sentinel2_l1c.lab.layout import lab_locations
+from sentinel2_l1c.storage.places import LOCKS, BucketPlace
 from tests.helpers import Archive, one_error_line, store_contents
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +54,7 @@ def test_two_converters_at_once_one_writes_the_other_waits(
     runs = [converter(archive, target, "--lock-wait", "300") for _ in range(2)]
     results = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], results
-    assert not list((tmp_path / writer_lock.FOLDER).rglob("*.json")), "released"
+    assert not list((tmp_path / LOCKS).rglob("*.json")), "released"
     contents = store_contents(target)
     assert contents.keys() == single_run.keys()
     for name, values in single_run.items():
@@ -82,7 +85,7 @@ def test_the_lock_of_a_sigkilled_converter_is_taken_over(
     killed = converter(archive, target, crash_at=40)
     killed.communicate(timeout=300)
     assert killed.returncode == -signal.SIGKILL
-    lock = tmp_path / writer_lock.FOLDER / "zarr" / f"{LOCK}.json"
+    lock = tmp_path / LOCKS / "zarr" / f"{LOCK}.json"
     assert json.loads(lock.read_text())["pid"] == killed.pid, "killed while holding it"
     assert convert_safe_to_zarr.main(["--source", str(archive.root), "--target", str(target), "--quiet"]) == 0  # fmt: skip
     assert not lock.exists()
@@ -92,7 +95,7 @@ def test_the_lock_of_a_sigkilled_converter_is_taken_over(
 
 
 def test_another_hosts_lock_is_taken_over_only_without_heartbeat(tmp_path: Path) -> None:
-    lock = tmp_path / writer_lock.FOLDER / "zarr" / f"{LOCK}.json"
+    lock = tmp_path / LOCKS / "zarr" / f"{LOCK}.json"
     lock.parent.mkdir(parents=True)
     holder = {"host": "elsewhere", "pid": 1, "started": "2026-01-01T00:00:00+00:00", "token": "t"}
     lock.write_text(json.dumps(holder))
@@ -103,3 +106,37 @@ def test_another_hosts_lock_is_taken_over_only_without_heartbeat(tmp_path: Path)
     with WriterLock(tmp_path / "zarr", LOCK) as taken:
         assert json.loads(lock.read_text())["token"] == taken.me.token
     assert not lock.exists()
+
+
+def test_the_lock_on_a_bucket_is_a_conditional_put(
+    local_cdse: LocalCdse, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same lock in a bucket: a second writer stops naming the holder, the lock is no
+    object of the store's, a dead holder's lock is taken over, another host's only when stale."""
+    locations = local_cdse.locations(lab_locations(tmp_path))
+    place = BucketPlace(locations.s3_account, "writer-lock")
+    place.client.create_bucket(Bucket=place.bucket)
+    key = f"{LOCKS}/{LOCK}.json"
+    with WriterLock(place, LOCK) as held:
+        with pytest.raises(
+            InputDataError, match=f"process {os.getpid()} on .*s3://writer-lock/{key}"
+        ):
+            WriterLock(place, LOCK).__enter__()
+        assert json.loads(place.read(key))["token"] == held.me.token
+        assert place.files() == {}, "not an object of the store"
+    assert not place.exists()
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)  # fmt: skip
+    dead = {"host": socket.gethostname(), "pid": int(finished.stdout), "started": "2026-01-01", "token": "dead"}  # fmt: skip
+    place.write(key, json.dumps(dead).encode())
+    with WriterLock(place, LOCK) as taken:
+        assert json.loads(place.read(key))["token"] == taken.me.token
+
+    elsewhere = {**dead, "host": "elsewhere", "token": "elsewhere"}
+    place.write(key, json.dumps(elsewhere).encode())
+    with pytest.raises(InputDataError, match="on elsewhere"):
+        WriterLock(place, LOCK).__enter__()
+    monkeypatch.setattr(writer_lock, "STALE", -1.0)  # as if its last beat were long ago
+    with WriterLock(place, LOCK) as taken:
+        assert json.loads(place.read(key))["token"] == taken.me.token
+    assert not place.exists()

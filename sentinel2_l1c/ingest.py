@@ -1,0 +1,558 @@
+"""Ingest Sentinel-2 L1C products from CDSE straight into a Zarr format on S3 or a folder.
+
+For tiles and a time window, finds the products in the STAC API (one per datatake, as intake
+keeps them), leaves out those the target already holds, downloads only what decoding needs
+(band files, the two metadata files, ``manifest.safe``: every file checked against its MD5)
+into a scratch folder, and converts each tile-year's new dates into the target
+(``convert_safe_to_zarr``'s tasks, on its Dask engine): plain or sharded Zarr on a folder or a
+bucket through the write protocol's commit point, or icechunk in one commit per tile-year and
+run. The scratch copy of a product is deleted once its tile-year is committed (``--keep-safe``
+keeps it), and the next tile-year downloads while this one converts.
+
+Only this process talks to CDSE, through one client of ``--connections`` (CDSE's quota, 4)
+pooled connections, whatever the engine: Dask workers, also in Slurm jobs on other nodes,
+read the scratch folder (so with ``--cluster slurm`` it must be on a shared drive).
+
+A killed run leaves the target at its last commit and the scratch folder with the products
+downloaded; the rerun resumes both. Dates are appended in time order: a product listed in
+STAC but missing or incomplete in S3 is skipped with one warning line (exit code 1), and the
+later products of its tile-year wait in the scratch folder for a run that finds it; one
+older than the target's last date of its tile-year cannot be appended and is reported; a
+reprocessed product of a date the target holds is left out (the stored one stays). Before
+anything, the plan of the run (``plan``) is checked against the quotas; a run over one is
+refused in one line unless ``--over-quota``.
+
+    python -m sentinel2_l1c.ingest --tiles 35VLH 35VLG --days 3
+    python -m sentinel2_l1c.ingest --tiles 35VLH --time-start 2024-05-01T00:00:00Z \\
+        --time-end 2024-06-01T00:00:00Z --format icechunk --storage network
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+
+import zarr
+
+from sentinel2_l1c import formats, plan
+from sentinel2_l1c.convert_safe_to_zarr import (
+    Date,
+    StoredDate,
+    TileYearWriters,
+    ZarrOptions,
+    ZarrSummary,
+    convert_tile_year,
+    stored_dates,
+    written_dates,
+    zarr_formats,
+)
+from sentinel2_l1c.cube import layouts as zarr_layouts
+from sentinel2_l1c.cube.schema import group_path
+from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.formats.zarr import ZarrFormat
+from sentinel2_l1c.intake_cdse_s3 import (
+    ProductDownloader,
+    ProductSource,
+    Window,
+    search_products,
+    utc_time,
+)
+from sentinel2_l1c.run.cli import (  # fmt: skip
+    add_engine_arguments,
+    add_lock_wait,
+    dask_engine,
+    new_parser,
+    run_cli,
+)
+from sentinel2_l1c.s2.bands import BandGroup
+from sentinel2_l1c.s2.names import SafeName
+from sentinel2_l1c.s2.product import PRODUCT_METADATA, TILE_METADATA, SafeProduct
+from sentinel2_l1c.storage import storages
+from sentinel2_l1c.storage.clients import s3_client
+from sentinel2_l1c.storage.locations import Locations
+from sentinel2_l1c.storage.places import Place
+from sentinel2_l1c.storage.s3_account import S3Account
+
+log = logging.getLogger(__name__)
+
+
+def needed_for_decoding(relative: PurePosixPath) -> bool:
+    """The files of a SAFE product a conversion reads: its metadata and band images."""
+    name = relative.name
+    if name in (PRODUCT_METADATA, TILE_METADATA):
+        return True
+    return relative.parent.name == "IMG_DATA" and name.endswith(".jp2") and "_TCI" not in name
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    tiles: tuple[str, ...]
+    window: Window
+    #: the target, format, layout, engine and lock wait; ``safe_root`` is the scratch folder
+    zarr: ZarrOptions
+    stac_url: str
+    account: S3Account  # CDSE's; its retry policy covers the STAC calls too
+    connections: int = 4
+    keep_safe: bool = False
+
+    def __post_init__(self) -> None:
+        if self.connections < 1:
+            raise ConfigError(f"connections must be at least 1, got {self.connections}")
+        if self.window[1] <= self.window[0]:
+            raise ConfigError(
+                f"--time-end {self.window[1].isoformat()} must be after --time-start "
+                f"{self.window[0].isoformat()}"
+            )
+
+    @property
+    def years(self) -> tuple[int, ...]:
+        start, end = self.window
+        return tuple(range(start.year, (end - timedelta(microseconds=1)).year + 1))
+
+
+@dataclass
+class IngestSummary:
+    found: int = 0
+    already: int = 0  # in the target before this run
+    appended: int = 0
+    downloaded: int = 0
+    bytes: int = 0
+    requests: int = 0
+    missing: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # "name: why"
+    late: list[str] = field(default_factory=list)  # older than the target's last date
+    reprocessed: list[str] = field(default_factory=list)  # of a date the target holds
+    held_back: list[str] = field(default_factory=list)  # later than a missing product
+    download_seconds: float = 0.0  # in the prefetching thread, overlapping the conversion
+    convert: ZarrSummary = field(default_factory=lambda: ZarrSummary(Path()))
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        text = [
+            f"{self.found} products found, {self.already} already in the target, "
+            f"{self.appended} appended; {len(self.missing)} missing from S3, "
+            f"{len(self.incomplete)} not complete in S3, {len(self.late)} older than the "
+            f"target's last date, {len(self.reprocessed)} reprocessed versions of stored dates, "
+            f"{len(self.held_back)} held back behind a missing one",
+            f"downloaded {self.downloaded} products, {self.bytes / 1e6:.1f} MB in "
+            f"{self.download_seconds:.1f} s, {self.requests} requests to CDSE",
+        ]
+        text += self.convert.lines()
+        text.append(f"ingest took {self.seconds:.1f} s")
+        text += [f"missing from S3: {name}" for name in self.missing]
+        text += [f"not complete in S3: {line}" for line in self.incomplete]
+        text += [f"not appended (older than the target's last date): {name}" for name in self.late]
+        return text
+
+
+# --------------------------------------------------------------------------------------
+# What the target holds
+# --------------------------------------------------------------------------------------
+
+
+def tile_year_dates(
+    root: zarr.Group | None,
+    tile: str,
+    year: int,
+    band_groups: Sequence[BandGroup],
+    written: ZarrFormat | None = None,
+) -> list[StoredDate]:
+    """The dates every group of a tile-year has committed (the fewest of its groups'); with
+    ``written`` (the format), only those whose blocks are all written too."""
+    found: list[StoredDate] | None = None
+    for band_group in band_groups:
+        path = group_path(tile, year, band_group)
+        dates = stored_dates(root[path]) if root is not None and path in root else []
+        if dates and written is not None:
+            dates = dates[: written_dates(root[path], band_group, written.sharded)]
+        if found is None or len(dates) < len(found):
+            found = dates
+    return found or []
+
+
+def stored_name(date: StoredDate) -> SafeName:
+    return SafeName.parse(f"{date.product_id}.SAFE")
+
+
+@dataclass(frozen=True)
+class TileYearWork:
+    """A tile-year's products to fetch and append."""
+
+    tile: str
+    year: int
+    sources: list[ProductSource]  # to append
+    stored: list[ProductSource]  # already in the target (a killed run's scratch copies)
+
+
+def new_sources(
+    sources: Sequence[ProductSource], stored: Sequence[StoredDate], summary: IngestSummary
+) -> list[ProductSource]:
+    """The products of a tile-year to append: not stored, not a reprocessing of a stored
+    date, not older than the last stored date."""
+    names = [stored_name(date) for date in stored]
+    ids = {date.product_id for date in stored}
+    datatakes = {name.datatake_key for name in names}
+    last = max((name.datatake_start for name in names), default=None)
+    chosen = []
+    for source in sources:
+        name = source.name
+        if name.name.removesuffix(".SAFE") in ids:
+            summary.already += 1
+        elif name.datatake_key in datatakes:
+            log.warning("%s reprocesses a date the target holds; the stored one stays", name.name)
+            summary.reprocessed.append(name.name)
+        elif last is not None and name.datatake_start < last:
+            log.warning(
+                "%s is older than the target's last date of its tile-year; not appended "
+                "(rebuild the tile-year to include it)",
+                name.name,
+            )
+            summary.late.append(name.name)
+        else:
+            chosen.append(source)
+    return chosen
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+
+
+def check_plan(options: IngestOptions, quotas: plan.Quotas, over_quota: bool) -> None:
+    """Refuse in one line a run whose plan (full-size tile-years of its tiles and years)
+    exceeds a quota, unless told to go on."""
+    fmt, layout = options.zarr.fmt, options.zarr.new_layout
+    cube = plan.Cube(options.tiles, options.years, fmt, layout)
+    exceeded = plan.make_plan(cube, quotas=quotas).exceeded()
+    if exceeded and not over_quota:
+        raise ConfigError(
+            f"the plan of this ingest ({len(options.tiles)} tiles × {len(options.years)} years "
+            f"of {fmt.name}:{layout.name}) is over quota: {'; '.join(exceeded)} "
+            "(python -m sentinel2_l1c.plan shows it; --over-quota goes on)"
+        )
+
+
+def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSummary:
+    """Search, download what is new, append it tile-year by tile-year; the next tile-year
+    downloads while one converts."""
+    client = s3_client(options.account, options.connections)  # config errors before any call
+    started = time.perf_counter()
+    summary = IngestSummary(convert=ZarrSummary(options.zarr.target))
+    retry = options.account.retry
+    work = []
+    writers = TileYearWriters(options.zarr)
+    for tile in options.tiles:
+        sources = search_products(options.stac_url, tile, [options.window], retry)
+        summary.found += len(sources)
+        by_year: dict[int, list[ProductSource]] = defaultdict(list)
+        for source in sources:
+            by_year[source.name.datatake_start.year].append(source)
+        for year, members in sorted(by_year.items()):
+            root, zarr_options = writers.read_root(), options.zarr
+            stored = tile_year_dates(root, tile, year, zarr_options.band_groups, zarr_options.fmt)
+            new = new_sources(members, stored, summary)
+            work.append(TileYearWork(tile, year, new, [s for s in members if s not in new]))
+    downloader = ProductDownloader(
+        client, options.zarr.safe_root, options.connections, retry, only=needed_for_decoding
+    )
+    lock = threading.Lock()
+
+    def download(item: TileYearWork) -> None:
+        begin = time.perf_counter()
+
+        def done(source: ProductSource, outcome: str, size: int) -> None:
+            with lock:
+                summary.bytes += size
+                if outcome == "downloaded":
+                    summary.downloaded += 1
+                elif outcome == "missing":
+                    log.warning("%s is listed in STAC but missing from S3; skipped", source.name.name)  # fmt: skip
+                    summary.missing.append(source.name.name)
+                elif outcome != "skipped":
+                    log.warning("%s is not complete in S3 (%s); skipped", source.name.name, outcome)  # fmt: skip
+                    summary.incomplete.append(f"{source.name.name}: {outcome}")
+
+        downloader.download_all(item.sources, done)
+        with lock:
+            summary.download_seconds += time.perf_counter() - begin
+
+    with ThreadPoolExecutor(1) as prefetch, options.zarr.engine.running():
+        downloads = [prefetch.submit(download, work[0])] if work else []
+        for number, item in enumerate(work):
+            downloads[number].result()
+            if number + 1 < len(work):  # at most two tile-years in the scratch folder
+                downloads.append(prefetch.submit(download, work[number + 1]))
+            begin = time.perf_counter()
+            _append(item, downloader, writers, options, summary, show_progress)
+            summary.convert.seconds += time.perf_counter() - begin
+    summary.requests = downloader.requests
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _append(
+    item: TileYearWork,
+    downloader: ProductDownloader,
+    writers: TileYearWriters,
+    options: IngestOptions,
+    summary: IngestSummary,
+    show_progress: bool,
+) -> None:
+    """Append a tile-year's downloaded products (and finish what a killed run left), then
+    delete their scratch copies."""
+    at_hand = {
+        product.product_id: product
+        for product in (
+            SafeProduct.from_path(downloader.target(source))
+            for source in item.sources
+            if downloader.target(source).is_dir()
+        )
+    }
+    if not options.keep_safe:  # left by a run killed after its commit
+        for source in item.stored:
+            shutil.rmtree(downloader.target(source), ignore_errors=True)
+    absent = [s.name for s in item.sources if not downloader.target(s).is_dir()]
+    waiting = min((name.datatake_start for name in absent), default=None)
+    if waiting is not None:
+        held = [s.name.name for s in item.sources if s.name.datatake_start > waiting]
+        summary.held_back += held
+        if held:
+            log.warning(
+                "%s %d: %d later products wait for %s (dates are appended in order)",
+                item.tile, item.year, len(held), min(absent, key=lambda n: n.datatake_start).name,
+            )  # fmt: skip
+    if not at_hand:
+        return
+    with writers.tile_year(item.tile, item.year) as writes:
+        stored = tile_year_dates(writes.root, item.tile, item.year, options.zarr.band_groups)
+        ids = {date.product_id for date in stored}
+        new = sorted(
+            (
+                p
+                for i, p in at_hand.items()
+                if i not in ids and (waiting is None or p.name.datatake_start < waiting)
+            ),
+            key=lambda p: (p.start_time, p.name.name),
+        )
+        dates: list[Date] = [at_hand.get(d.product_id, d) for d in stored] + new
+        summary.convert.products += len(new)
+        convert_tile_year(
+            writes, (item.tile, item.year), dates, options.zarr, summary.convert, show_progress
+        )
+    summary.appended += len(new)
+    if not options.keep_safe:
+        for product in dates:
+            if isinstance(product, SafeProduct):
+                shutil.rmtree(product.path)
+
+
+# --------------------------------------------------------------------------------------
+# Closing a year
+# --------------------------------------------------------------------------------------
+
+
+def consolidate(
+    source: Place,
+    options: ZarrOptions,
+    tiles: Sequence[str],
+    years: Sequence[int],
+    show_progress: bool = True,
+) -> ZarrSummary:
+    """Rewrite closed tile-years of ``source`` (appended one date per chunk) in the layout of
+    ``options`` at its target, from the stored pixels: into another store, or an icechunk
+    repository in place, one commit per tile-year (readers see the old layout until then)."""
+    in_place = options.target == source
+    if in_place and not options.fmt.transactional:
+        raise ConfigError(
+            f"{source}: {options.fmt.name} is consolidated into another store "
+            "(--consolidate-into), as rewriting it in place would not be atomic; icechunk is "
+            "consolidated in place in one commit per tile-year"
+        )
+    summary = ZarrSummary(options.target)
+    started = time.perf_counter()
+    reader = TileYearWriters(replace(options, target=source))
+    writers = reader if in_place else TileYearWriters(options)
+    with options.engine.running():
+        for tile in tiles:
+            for year in years:
+                root = reader.read_root()  # the last commit, before this tile-year's
+                dates = tile_year_dates(root, tile, year, options.band_groups, options.fmt)
+                everything = tile_year_dates(root, tile, year, options.band_groups)
+                if len(dates) < len(everything):
+                    raise ConfigError(
+                        f"{source}: {tile} {year} has dates whose blocks are not all written; "
+                        "run ingest again to finish them before consolidating"
+                    )
+                if not dates:
+                    log.warning("%s holds no dates of %s %d; nothing to consolidate", source, tile, year)  # fmt: skip
+                    continue
+                with writers.tile_year(tile, year) as writes:
+                    convert_tile_year(
+                        writes, (tile, year), dates, replace(options, overwrite=in_place),
+                        summary, show_progress, source=root,
+                    )  # fmt: skip
+                summary.products += len(dates)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "Ingest Sentinel-2 L1C products from CDSE (STAC search, S3 download of what decoding "
+        "needs) straight into a Zarr format on S3 or a folder, appending new dates.",
+        prog="python -m sentinel2_l1c.ingest",
+    )
+    parser.add_argument(
+        "--days", type=float, default=None,
+        help="The window is the last DAYS days up to now (instead of --time-start/--time-end).",
+    )  # fmt: skip
+    parser.add_argument("--time-start", type=utc_time, default=None, help="Start time (UTC), included.")  # fmt: skip
+    parser.add_argument("--time-end", type=utc_time, default=None, help="End time (UTC), excluded (default: now).")  # fmt: skip
+    parser.add_argument(
+        "--format", default=formats.ZARR_SHARDED.name, choices=zarr_formats(),
+        help="The format to write.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--layout", metavar="NAME", default=None,
+        help="Layout of new groups (default: the format's with one date per chunk, "
+        f"NAME{zarr_layouts.APPEND}: an appended date writes only its own objects). An "
+        "existing group goes on with its own.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--storage", default=storages.S3.name,
+        choices=[s.name for s in storages.STORAGES.values() if s.holds(formats.ZARR_SHARDED) and s is not storages.CDSE],
+        help="Where the format's store is (its place from the configuration).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tiles", "--tile", nargs="+", default=None, metavar="TILE",
+        help="Tile ids, files of tile ids, or finland (its 77 tiles).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--target", default=None,
+        help="The store instead of --storage's: a folder or s3://BUCKET.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--source", type=Path, default=None,
+        help="Scratch folder for the downloaded products (default: the temp storage's SAFE "
+        "folder, $DSLAB_S2L1C_TEMP_SAFE_PATH; shared by all workers with --cluster slurm).",
+    )  # fmt: skip
+    add_engine_arguments(parser)
+    parser.add_argument(
+        "--keep-safe", action="store_true",
+        help="Keep the downloaded products in the scratch folder.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--connections", type=int, default=None,
+        help="Concurrent connections to CDSE (default: $DSLAB_S2L1C_CDSE_CONNECTIONS or 4, "
+        "CDSE's quota).",
+    )  # fmt: skip
+    add_lock_wait(parser)
+    plan.add_quota_arguments(parser)
+    parser.add_argument(
+        "--over-quota", action="store_true",
+        help="Go on although the run's plan exceeds a quota.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--consolidate", nargs="+", type=int, default=None, metavar="YEAR",
+        help="Instead of ingesting: rewrite these closed years of the tiles in the format's "
+        "read layout (--layout, default the format's own) from the stored pixels, in place "
+        "for icechunk (one commit per tile-year), else into --consolidate-into.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--consolidate-into", default=None, metavar="FOLDER|s3://BUCKET",
+        help="Where --consolidate writes (default: the same icechunk repository).",
+    )  # fmt: skip
+    return parser
+
+
+def window_of(args: argparse.Namespace, now: datetime) -> Window:
+    if args.days is not None:
+        if args.time_start is not None:
+            raise ConfigError("give --days or --time-start, not both")
+        if args.days <= 0:
+            raise ConfigError(f"--days must be positive, got {args.days:g}")
+        end = args.time_end or now
+        return end - timedelta(days=args.days), end
+    if args.time_start is None:
+        raise ConfigError("give the window: --days DAYS, or --time-start (and --time-end)")
+    return args.time_start, args.time_end or now
+
+
+def _run(args: argparse.Namespace) -> int:
+    locations = Locations.from_environment()
+    fmt = zarr_formats()[args.format]
+    default = fmt.layout if args.consolidate else fmt.layout + zarr_layouts.APPEND
+    layout = zarr_layouts.get(args.layout or default)
+    if args.tiles is None:
+        raise ConfigError("give the tiles: --tiles 35VLH … (or a file of tile ids, or finland)")
+    tiles = plan.parse_tiles(args.tiles)
+    window = None if args.consolidate else window_of(args, datetime.now(UTC))
+    target = (
+        storages.place_at(args.target, locations)
+        if args.target is not None
+        else storages.get(args.storage).place(locations, fmt)
+    )
+    engine = dask_engine(args, os.environ)
+    if window is None:
+        into = target
+        if args.consolidate_into is not None:
+            into = storages.place_at(args.consolidate_into, locations)
+        options = ZarrOptions(Path(), into, fmt, layout, engine=engine, lock_wait=args.lock_wait)
+        for line in consolidate(target, options, tiles, args.consolidate, not args.quiet).lines():
+            print(line)
+        return 0
+    options = IngestOptions(
+        tiles=tiles,
+        window=window,
+        zarr=ZarrOptions(
+            safe_root=args.source or storages.TEMP.path(locations, formats.SAFE),
+            target=target,
+            fmt=fmt,
+            layout=layout,
+            engine=engine,
+            lock_wait=args.lock_wait,
+        ),
+        stac_url=locations.stac_url,
+        account=locations.cdse_account,
+        connections=locations.cdse_connections if args.connections is None else args.connections,
+        keep_safe=args.keep_safe,
+    )
+    if args.show_job_script:
+        print(engine.slurm.job_script())
+        return 0
+    check_plan(options, plan.quotas_from(args, os.environ), args.over_quota)
+    summary = run_ingest(options, show_progress=not args.quiet)
+    for line in summary.lines():
+        print(line)
+    if summary.missing or summary.incomplete:
+        print(
+            f"error: {len(summary.missing) + len(summary.incomplete)} product(s) listed in STAC "
+            "are missing or not complete in S3; a later run appends them once they are",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, _run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
