@@ -36,27 +36,26 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, required=True, help="Folder for the route's SAFE and Zarr.")  # fmt: skip
     parser.add_argument("--tile", default="35VLH")
     parser.add_argument("--time-start", required=True)
     parser.add_argument("--time-end", required=True)
     parser.add_argument("--tag", default=str(os.getpid()), help="Bucket name suffix.")
     args = parser.parse_args()
-    shutil.rmtree(args.work, ignore_errors=True)
+    drive = (
+        Path(os.environ[storages.NETWORK.variables(formats.SAFE)[0]]).parent / f"route-{args.tag}"
+    )
+    temp = Path(os.environ[storages.TEMP.variables(formats.SAFE)[0]]).parent / f"ingest-{args.tag}"
     window = ["--time-start", args.time_start, "--time-end", args.time_end]
     env = {
         **os.environ,
-        storages.NETWORK.variables(FMT)[0]: str(args.work / "zarr"),
+        storages.NETWORK.variables(FMT)[0]: str(drive / "zarr"),
         storages.S3.variables(FMT)[0]: f"route-{args.tag}",
     }
+    intake = ["intake_cdse_s3", "--tile", args.tile, *window, "--target", str(drive / "safe")]
+    convert = ["convert_safe_to_zarr", "--format", FMT.name, "--source", str(drive / "safe")]
     route = {
-        "intake": timed(
-            ["intake_cdse_s3", "--tile", args.tile, *window, "--target", str(args.work / "safe")],
-            env,
-        ),  # fmt: skip
-        "convert": timed(
-            ["convert_safe_to_zarr", "--format", FMT.name, "--source", str(args.work / "safe")], env
-        ),  # fmt: skip
+        "intake": timed(intake, env),
+        "convert": timed(convert, env),
         "publish": timed(["publish_s3", "--formats", FMT.name], env),
     }
     total = sum(route.values())
@@ -64,9 +63,11 @@ def main() -> None:
     for label, layout in (("append layout", []), ("route's layout", ["--layout", FMT.layout])):
         argv = ["ingest", "--tiles", args.tile, *window, "--format", FMT.name, *layout,
                 "--target", f"s3://ingest-{args.tag}-{len(layout)}",
-                "--source", str(args.work / f"scratch-{len(layout)}")]  # fmt: skip
+                "--source", str(temp / f"scratch-{len(layout)}")]  # fmt: skip
         seconds = timed(argv, env)
         print(f"ingest ({label}): {seconds:.1f} s, {seconds / total:.2f}× the route", flush=True)
+    for folder in (drive, temp):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

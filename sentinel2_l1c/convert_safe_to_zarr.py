@@ -357,17 +357,20 @@ def convert_tile_year(
     summary: ZarrSummary,
     show_progress: bool,
     source: zarr.Group | None = None,
-) -> None:
-    """Prepare a tile-year's groups, write their blocks, commit. ``members``: every date of
-    the tile-year, oldest first; the pixels of its stored dates come from the target itself,
-    or from ``source`` (another store, or the commit an icechunk repository had)."""
+    commit: bool = True,
+) -> list[str]:
+    """Prepare a tile-year's groups, write their blocks, commit (unless not ``commit``: more
+    rounds follow, then ``commit_tile_year``); returns the product ids added. ``members``:
+    every date of the tile-year, oldest first; the pixels of its stored dates come from the
+    target itself, or from ``source`` (another store, or the commit an icechunk repository
+    had)."""
     root = writes.root
     tile, year = tile_year
     prepared = [
         _prepare_group(root, group_path(tile, year, g), members, g, options, source)
         for g in options.band_groups
     ]
-    summary.groups += [p.path for p in prepared]
+    summary.groups += [p.path for p in prepared if p.path not in summary.groups]
     summary.layouts |= {p.layout.name for p in prepared}
     summary.described += sum(p.described for p in prepared)
     name = f"{tile} {year}"
@@ -389,6 +392,8 @@ def convert_tile_year(
     ]
     _run_tasks(tasks, writes, options, summary, show_progress)
     added = prepared[0].added
+    if not commit:
+        return added
     if options.overwrite:
         message = f"{name}: rebuilt from {len(members)} products"
     elif added:
@@ -397,6 +402,15 @@ def convert_tile_year(
         message = f"{name}: blocks of {len(members)} products completed"
     else:
         message = f"{name}: CRS attributes added"
+    commit_tile_year(writes, message, added, summary)
+    return added
+
+
+def commit_tile_year(
+    writes: TileYearWriter, message: str, added: list[str], summary: ZarrSummary
+) -> None:
+    """The tile-year's commit (icechunk: one snapshot of ``main``; folders: none beyond the
+    write protocol's)."""
     begin = time.perf_counter()
     snapshot = writes.commit(message, added)
     summary.commit_seconds += time.perf_counter() - begin

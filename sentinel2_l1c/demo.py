@@ -4,7 +4,9 @@ Creates a lab folder (default ``./lab``) with a small synthetic tile-year standi
 CDSE's archive, starts the local CDSE (SeaweedFS bucket ``eodata`` and a STAC API) and runs
 the year intake against it into the lab's network drive, converts the intaken products to
 COG, Zarr, sharded Zarr and zipped Zarr, publishes them to the lab's S3 buckets, stages them
-to the lab's temp storage (copy, unzip, stream-unzip), benchmarks patch loads on every
+to the lab's temp storage (copy, unzip, stream-unzip), ingests the tile-year once more
+straight from the local CDSE into sharded Zarr on S3 (two runs, the second appending) and
+plans Finland × 10 years against Allas's quotas, benchmarks patch loads on every
 storage × format (one at a time, then with several in flight, as a training data loader
 reads), puts the sharded Zarr's default layout beside the first version's and zstd
 ``chunks_128`` (``layout_sweep``), and says what it made and measured. The lab's S3 answers like Allas, its CDSE like
@@ -218,7 +220,7 @@ def ingest_and_plan(options: DemoOptions, locations: Locations, show_progress: b
             tiles=(options.tile,),
             window=(year, end),
             zarr=ZarrOptions(
-                storages.TEMP.path(locations, formats.SAFE),
+                ingest.default_scratch(locations),
                 BucketPlace(locations.s3_account, INGEST_BUCKET),
                 fmt,
                 zarr_layouts.get(fmt.layout + zarr_layouts.APPEND),

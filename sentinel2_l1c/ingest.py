@@ -39,6 +39,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -52,12 +53,14 @@ from sentinel2_l1c.convert_safe_to_zarr import (
     TileYearWriters,
     ZarrOptions,
     ZarrSummary,
+    commit_tile_year,
     convert_tile_year,
     stored_dates,
     written_dates,
     zarr_formats,
 )
 from sentinel2_l1c.cube import layouts as zarr_layouts
+from sentinel2_l1c.cube.protocol import TileYearWriter
 from sentinel2_l1c.cube.schema import group_path
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.formats.zarr import ZarrFormat
@@ -85,6 +88,15 @@ from sentinel2_l1c.storage.places import Place
 from sentinel2_l1c.storage.s3_account import S3Account
 
 log = logging.getLogger(__name__)
+
+
+#: The default scratch folder's name, beside the temp storage's SAFE folder (not in it: SAFE
+#: staged there is not ingest's to delete)
+SCRATCH = "sentinel2_l1c_ingest_scratch"
+
+
+def default_scratch(locations: Locations) -> Path:
+    return storages.TEMP.path(locations, formats.SAFE).parent / SCRATCH
 
 
 def needed_for_decoding(relative: PurePosixPath) -> bool:
@@ -243,9 +255,17 @@ def check_plan(options: IngestOptions, quotas: plan.Quotas, over_quota: bool) ->
         )
 
 
+#: Dates of one round of a tile-year's append: the next round downloads while one converts.
+#: A round is also at least the layout's longest time chunk, so that no round rewrites a
+#: chunk the one before wrote.
+ROUND_DATES = 4
+#: Threads per core writing to a bucket (``--workers`` default there)
+UPLOAD_OVERLAP = 2
+
+
 def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSummary:
-    """Search, download what is new, append it tile-year by tile-year; the next tile-year
-    downloads while one converts."""
+    """Search, download what is new, append it tile-year by tile-year in rounds of dates;
+    the next round downloads while one converts."""
     client = s3_client(options.account, options.connections)  # config errors before any call
     started = time.perf_counter()
     summary = IngestSummary(convert=ZarrSummary(options.zarr.target))
@@ -268,7 +288,7 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
     )
     lock = threading.Lock()
 
-    def download(item: TileYearWork) -> None:
+    def download(sources: list[ProductSource]) -> None:
         begin = time.perf_counter()
 
         def done(source: ProductSource, outcome: str, size: int) -> None:
@@ -283,77 +303,120 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
                     log.warning("%s is not complete in S3 (%s); skipped", source.name.name, outcome)  # fmt: skip
                     summary.incomplete.append(f"{source.name.name}: {outcome}")
 
-        downloader.download_all(item.sources, done)
+        downloader.download_all(sources, done)
         with lock:
             summary.download_seconds += time.perf_counter() - begin
 
-    with ThreadPoolExecutor(1) as prefetch, options.zarr.engine.running():
-        downloads = [prefetch.submit(download, work[0])] if work else []
-        for number, item in enumerate(work):
+    size = max(ROUND_DATES, *(t.time for t in options.zarr.new_layout.tilings))
+    flat = [(item, batch) for item in work for batch in rounds(item, size)]
+    with ThreadPoolExecutor(1) as prefetch, options.zarr.engine.running(), ExitStack() as stack:
+        downloads = [prefetch.submit(download, flat[0][1])] if flat else []
+        appending: TileYearAppend | None = None
+        for number, (item, batch) in enumerate(flat):
             downloads[number].result()
-            if number + 1 < len(work):  # at most two tile-years in the scratch folder
-                downloads.append(prefetch.submit(download, work[number + 1]))
+            if number + 1 < len(flat):  # at most two rounds in the scratch folder
+                downloads.append(prefetch.submit(download, flat[number + 1][1]))
             begin = time.perf_counter()
-            _append(item, downloader, writers, options, summary, show_progress)
+            if appending is None or appending.item is not item:
+                stack.close()  # the tile-year before: committed
+                appending = stack.enter_context(
+                    TileYearAppend(item, downloader, writers, options, summary, show_progress)
+                )
+            appending.add(batch)
             summary.convert.seconds += time.perf_counter() - begin
+        begin = time.perf_counter()
+        stack.close()
+        summary.convert.seconds += time.perf_counter() - begin
     summary.requests = downloader.requests
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _append(
-    item: TileYearWork,
-    downloader: ProductDownloader,
-    writers: TileYearWriters,
-    options: IngestOptions,
-    summary: IngestSummary,
-    show_progress: bool,
-) -> None:
-    """Append a tile-year's downloaded products (and finish what a killed run left), then
-    delete their scratch copies."""
-    at_hand = {
-        product.product_id: product
-        for product in (
-            SafeProduct.from_path(downloader.target(source))
-            for source in item.sources
-            if downloader.target(source).is_dir()
-        )
-    }
-    if not options.keep_safe:  # left by a run killed after its commit
-        for source in item.stored:
-            shutil.rmtree(downloader.target(source), ignore_errors=True)
-    absent = [s.name for s in item.sources if not downloader.target(s).is_dir()]
-    waiting = min((name.datatake_start for name in absent), default=None)
-    if waiting is not None:
-        held = [s.name.name for s in item.sources if s.name.datatake_start > waiting]
-        summary.held_back += held
-        if held:
-            log.warning(
-                "%s %d: %d later products wait for %s (dates are appended in order)",
-                item.tile, item.year, len(held), min(absent, key=lambda n: n.datatake_start).name,
-            )  # fmt: skip
-    if not at_hand:
-        return
-    with writers.tile_year(item.tile, item.year) as writes:
-        stored = tile_year_dates(writes.root, item.tile, item.year, options.zarr.band_groups)
+def rounds(item: TileYearWork, size: int) -> list[list[ProductSource]]:
+    """A tile-year's new products in rounds of ``size``, in time order (one empty round when
+    there are none: what a killed run left is still finished)."""
+    return [item.sources[i : i + size] for i in range(0, len(item.sources), size)] or [[]]
+
+
+class TileYearAppend:
+    """One tile-year's append, round by round under its writer lock; on a clean exit, one
+    commit, then the scratch copies of what was committed are deleted."""
+
+    def __init__(
+        self,
+        item: TileYearWork,
+        downloader: ProductDownloader,
+        writers: TileYearWriters,
+        options: IngestOptions,
+        summary: IngestSummary,
+        show_progress: bool,
+    ) -> None:
+        self.item, self.downloader, self.writers = item, downloader, writers
+        self.options, self.summary, self.show_progress = options, summary, show_progress
+        self.stack = ExitStack()
+        self.writes: TileYearWriter | None = None
+        self.products: dict[str, SafeProduct] = {}  # downloaded, to be in the commit
+        self.added: list[str] = []
+        self.waiting: datetime | None = None  # the first missing product's time
+
+    def __enter__(self) -> TileYearAppend:
+        if not self.options.keep_safe:  # left by a run killed after its commit
+            for source in self.item.stored:
+                shutil.rmtree(self.downloader.target(source), ignore_errors=True)
+        return self
+
+    def add(self, sources: list[ProductSource]) -> None:
+        """Append a round's downloaded products, unless a missing one comes before them."""
+        item, target = self.item, self.downloader.target
+        absent = [s.name for s in sources if not target(s).is_dir()]
+        if absent and self.waiting is None:
+            first = min(absent, key=lambda name: name.datatake_start)
+            self.waiting = first.datatake_start
+            held = [s.name.name for s in item.sources if s.name.datatake_start > self.waiting]
+            self.summary.held_back += held
+            if held:
+                log.warning(
+                    "%s %d: %d later products wait for %s (dates are appended in order)",
+                    item.tile, item.year, len(held), first.name,
+                )  # fmt: skip
+        arrived = [
+            SafeProduct.from_path(target(s))
+            for s in sources
+            if target(s).is_dir() and (self.waiting is None or s.name.datatake_start < self.waiting)
+        ]
+        if not arrived:
+            return
+        self.products.update((p.product_id, p) for p in arrived)
+        if self.writes is None:
+            self.writes = self.stack.enter_context(self.writers.tile_year(item.tile, item.year))
+        band_groups = self.options.zarr.band_groups
+        stored = tile_year_dates(self.writes.root, item.tile, item.year, band_groups)
         ids = {date.product_id for date in stored}
         new = sorted(
-            (
-                p
-                for i, p in at_hand.items()
-                if i not in ids and (waiting is None or p.name.datatake_start < waiting)
-            ),
+            (p for i, p in self.products.items() if i not in ids),
             key=lambda p: (p.start_time, p.name.name),
         )
-        dates: list[Date] = [at_hand.get(d.product_id, d) for d in stored] + new
-        summary.convert.products += len(new)
-        convert_tile_year(
-            writes, (item.tile, item.year), dates, options.zarr, summary.convert, show_progress
-        )
-    summary.appended += len(new)
-    if not options.keep_safe:
-        for product in dates:
-            if isinstance(product, SafeProduct):
+        dates: list[Date] = [self.products.get(d.product_id, d) for d in stored] + new
+        self.summary.convert.products += len(new)
+        self.added += convert_tile_year(
+            self.writes, (item.tile, item.year), dates, self.options.zarr, self.summary.convert,
+            self.show_progress, commit=False,
+        )  # fmt: skip
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        with self.stack:  # the writer lock is released whatever happens
+            if kind is not None or self.writes is None:
+                return
+            name, added = f"{self.item.tile} {self.item.year}", self.added
+            message = (
+                f"{name}: {len(added)} products added ({added[0]} … {added[-1]})"
+                if added
+                else f"{name}: blocks of {len(self.products)} products completed"
+            )
+            commit_tile_year(self.writes, message, added, self.summary.convert)
+        self.summary.appended += len(self.added)
+        if not self.options.keep_safe:
+            for product in self.products.values():
                 shutil.rmtree(product.path)
 
 
@@ -449,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--source", type=Path, default=None,
-        help="Scratch folder for the downloaded products (default: the temp storage's SAFE "
-        "folder, $DSLAB_S2L1C_TEMP_SAFE_PATH; shared by all workers with --cluster slurm).",
+        help=f"Scratch folder for the downloaded products (default: {SCRATCH} beside the temp "
+        "storage's SAFE folder, $DSLAB_S2L1C_TEMP_SAFE_PATH; shared by all workers with "
+        "--cluster slurm).",
     )  # fmt: skip
     add_engine_arguments(parser)
     parser.add_argument(
@@ -509,6 +573,9 @@ def _run(args: argparse.Namespace) -> int:
         else storages.get(args.storage).place(locations, fmt)
     )
     engine = dask_engine(args, os.environ)
+    if args.workers is None and engine.cluster == "threads" and target.local_path() is None:
+        # a task holds a core while it decodes and waits while its shards upload
+        engine = replace(engine, workers=UPLOAD_OVERLAP * (os.cpu_count() or 1))
     if window is None:
         into = target
         if args.consolidate_into is not None:
@@ -521,7 +588,7 @@ def _run(args: argparse.Namespace) -> int:
         tiles=tiles,
         window=window,
         zarr=ZarrOptions(
-            safe_root=args.source or storages.TEMP.path(locations, formats.SAFE),
+            safe_root=args.source or default_scratch(locations),
             target=target,
             fmt=fmt,
             layout=layout,

@@ -273,12 +273,21 @@ def test_unknown_profile_and_refused_connection(
     [
         (["--tiles", "35VLH"], "give the window: --days DAYS, or --time-start"),
         (["--tiles", "35VLH", "--days", "-2"], "--days must be positive, got -2"),
-        (["--tiles", "35VLH", "--days", "2", *ARCHIVE_WINDOW[:2]], "give --days or --time-start, not both"),  # fmt: skip
+        (
+            ["--tiles", "35VLH", "--days", "2", *ARCHIVE_WINDOW[:2]],
+            "give --days or --time-start, not both",
+        ),  # fmt: skip
         (["--days", "2"], "give the tiles: --tiles 35VLH"),
         (["--tiles", "35XYZ1", "--days", "2"], "35XYZ1"),
-        (["--tiles", "35VLH", "--days", "2", "--target", "s3://Bad_Bucket"], "name a whole bucket, s3://BUCKET"),  # fmt: skip
+        (
+            ["--tiles", "35VLH", "--days", "2", "--target", "s3://Bad_Bucket"],
+            "name a whole bucket, s3://BUCKET",
+        ),  # fmt: skip
         (["--tiles", "35VLH", "--days", "2", "--layout", "chunks_7"], "unknown layout 'chunks_7'"),
-        (["--tiles", "35VLH", "--consolidate", "2024", "--target", "zarr-here"], "rewriting it in place would not be atomic"),  # fmt: skip
+        (
+            ["--tiles", "35VLH", "--consolidate", "2024", "--target", "zarr-here"],
+            "rewriting it in place would not be atomic",
+        ),  # fmt: skip
     ],
 )
 def test_ingest_refuses_bad_options(

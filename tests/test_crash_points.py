@@ -246,7 +246,8 @@ class Zarr(Scenario):
 
 
 class Ingest(Scenario):
-    """Into a sharded Zarr bucket, emptied before each point (as ``Publish``'s)."""
+    """Five products into a sharded Zarr bucket (two rounds of dates), the bucket emptied
+    before each point (as ``Publish``'s)."""
 
     s3 = True
 
@@ -265,7 +266,7 @@ class Ingest(Scenario):
         env = {**lab_environment(self.lab.network), **self.lab.aws,
                "DSLAB_S2L1C_STAC_URL": self.lab.cdse.stac.url}  # fmt: skip
         argv = ["ingest", "--tiles", "35VLH", "--time-start", "2024-05-01T00:00:00Z",
-                "--time-end", "2024-05-10T00:00:00Z", "--connections", "2", "--workers", "1",
+                "--time-end", "2024-05-20T00:00:00Z", "--connections", "2", "--workers", "1",
                 "--target", f"s3://{self.bucket}", "--source", str(work / "scratch")]  # fmt: skip
         return Command(argv, env)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +56,11 @@ def test_demo_makes_a_lab_that_serve_brings_back(
         assert f"network {fmt}: " in out
     assert "1 commit (icechunk)" in out  # the tile-year
     assert "publish_s3 → " in out and "stage → " in out
+    first, second = out.index("ingest up to 2024-07-01"), out.index("ingest up to 2025-01-01")
+    assert "0 already in the target" in out[first:second] and "layout chunks_128_append" in out
+    appended = re.findall(r"ingest up to \S+ → s3://sentinel2-l1c-ingested: \d+ products found, \d+ already in the target, (\d+) appended", out)  # fmt: skip
+    assert sum(map(int, appended)) == len(products)
+    assert "plan: zarr_sharded:chunks_128, 77 tiles × 10 years" in out and "tib: " in out
     assert "stream-unzip zipzarr s3://sentinel2-l1c-zipzarr/" in out
     for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr", "icechunk", "safe_virtual"):
         assert Path(lab_environment(lab)[f"DSLAB_S2L1C_TEMP_{fmt.upper()}_PATH"]).exists()

@@ -163,7 +163,9 @@ def test_ingest_equals_the_intake_convert_publish_route(
     assert ingest.main(argv) == 0
     consolidated = store_of(place(into), fmt)
     assert_same(contents(consolidated), route)
-    group = zarr.open_group(consolidated, mode="r", zarr_format=3)[group_path("35VLH", 2024, BAND_GROUPS[0])]
+    group = zarr.open_group(consolidated, mode="r", zarr_format=3)[
+        group_path("35VLH", 2024, BAND_GROUPS[0])
+    ]
     data = group["data"]
     assert group.attrs["dslab_layout"] == fmt.layout and (data.shards or data.chunks)[0] > 1
     assert settings.proxy.requests == requests, "from the stored pixels, not from CDSE"

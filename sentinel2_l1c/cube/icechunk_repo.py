@@ -134,11 +134,15 @@ class TileYearCommit:
 
     def forks(self, count: int, prepared: str) -> list[Any]:
         """``count`` sessions the block tasks write through (none: nothing to write); the
-        prepared arrays are flushed first (``prepared`` describes them)."""
+        prepared arrays are flushed first (``prepared`` describes them). Called again for
+        each round of blocks before the one commit."""
         if count == 0:
             return []
         snapshot = self.session.flush(f"{prepared} (arrays prepared; blocks follow)")
-        self.repository.create_branch(WORK_BRANCH, snapshot)
+        if self.on_work_branch:
+            self.repository.reset_branch(WORK_BRANCH, snapshot)
+        else:
+            self.repository.create_branch(WORK_BRANCH, snapshot)
         self.session = self.repository.writable_session(WORK_BRANCH)
         self.on_work_branch = True
         return [self.session.fork() for _ in range(count)]
