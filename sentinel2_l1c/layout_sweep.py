@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sentinel2_l1c import formats, publish_s3, stage, throughput
+from sentinel2_l1c import formats, plan, publish_s3, stage, throughput
 from sentinel2_l1c.bench.config import BenchmarkConfig, Pair, plan_patch
 from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark
 from sentinel2_l1c.convert_safe_to_zarr import ZarrOptions, convert
@@ -73,10 +73,10 @@ DEFAULT_CANDIDATES = (
     "zarr_sharded:chunks_128_jpegxl",
 )
 REFERENCE = "zarr_sharded:chunks_128"  # zstd-5 chunks_128: what byte ratios are taken against
-#: CSC's default Allas quotas: bytes of a project, objects of a bucket.
-ALLAS_BYTES = 10 * 2**40
-ALLAS_OBJECTS_PER_BUCKET = 500_000
-FINLAND_TILES = 77
+#: CSC's default Allas quotas (``plan.Quotas``): bytes of a project, objects of a bucket.
+ALLAS_BYTES = plan.Quotas().tib * plan.TIB
+ALLAS_OBJECTS_PER_BUCKET = plan.Quotas().objects_per_bucket
+FINLAND_TILES = len(plan.FINLAND)
 #: Candidates this close to the most S3 → temp steps tie (about the loads' standard errors).
 TIE = 0.05
 ROUTES = {  # name in results → (load storage, staging action or None)
