@@ -6,8 +6,10 @@ keeps them), leaves out those the target already holds, downloads only what deco
 into a scratch folder, and converts each tile-year's new dates into the target
 (``convert_safe_to_zarr``'s tasks, on its Dask engine): plain or sharded Zarr on a folder or a
 bucket through the write protocol's commit point, or icechunk in one commit per tile-year and
-run. The scratch copy of a product is deleted once its tile-year is committed (``--keep-safe``
-keeps it), and the next tile-year downloads while this one converts.
+run. A tile-year's new dates go in rounds (``ROUND_DATES``): the next round downloads while
+one converts. The scratch copy of a product is deleted once its tile-year is committed
+(``--keep-safe`` keeps it). Closed years are rewritten in the read layout by
+``--consolidate`` (``consolidate``).
 
 Only this process talks to CDSE, through one client of ``--connections`` (CDSE's quota, 4)
 pooled connections, whatever the engine: Dask workers, also in Slurm jobs on other nodes,
