@@ -36,7 +36,6 @@ import logging
 import os
 import shutil
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -67,6 +66,7 @@ from sentinel2_l1c.cube.schema import group_path
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.formats.zarr import ZarrFormat
 from sentinel2_l1c.intake_cdse_s3 import (
+    IntakeSummary,
     ProductDownloader,
     ProductSource,
     Window,
@@ -140,27 +140,32 @@ class IngestSummary:
     found: int = 0
     already: int = 0  # in the target before this run
     appended: int = 0
-    downloaded: int = 0
-    bytes: int = 0
-    requests: int = 0
-    missing: list[str] = field(default_factory=list)
-    incomplete: list[str] = field(default_factory=list)  # "name: why"
+    #: the downloads (their ``seconds``: in the prefetching thread, overlapping conversion)
+    fetched: IntakeSummary = field(default_factory=IntakeSummary)
     late: list[str] = field(default_factory=list)  # older than the target's last date
     reprocessed: list[str] = field(default_factory=list)  # of a date the target holds
     held_back: list[str] = field(default_factory=list)  # later than a missing product
-    download_seconds: float = 0.0  # in the prefetching thread, overlapping the conversion
     convert: ZarrSummary = field(default_factory=lambda: ZarrSummary(Path()))
     seconds: float = 0.0
 
+    @property
+    def missing(self) -> list[str]:
+        return self.fetched.missing
+
+    @property
+    def incomplete(self) -> list[str]:
+        return self.fetched.incomplete
+
     def lines(self) -> list[str]:
+        fetched = self.fetched
         text = [
             f"{self.found} products found, {self.already} already in the target, "
             f"{self.appended} appended; {len(self.missing)} missing from S3, "
             f"{len(self.incomplete)} not complete in S3, {len(self.late)} older than the "
             f"target's last date, {len(self.reprocessed)} reprocessed versions of stored dates, "
             f"{len(self.held_back)} held back behind a missing one",
-            f"downloaded {self.downloaded} products, {self.bytes / 1e6:.1f} MB in "
-            f"{self.download_seconds:.1f} s, {self.requests} requests to CDSE",
+            f"downloaded {fetched.downloaded} products, {fetched.bytes / 1e6:.1f} MB in "
+            f"{fetched.seconds:.1f} s, {fetched.requests} requests to CDSE",
         ]
         text += self.convert.lines()
         text.append(f"ingest took {self.seconds:.1f} s")
@@ -288,26 +293,12 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
     downloader = ProductDownloader(
         client, options.zarr.safe_root, options.connections, retry, only=needed_for_decoding
     )
-    lock = threading.Lock()
 
     def download(sources: list[ProductSource]) -> None:
+        """In the prefetching thread only, so it alone counts the downloads."""
         begin = time.perf_counter()
-
-        def done(source: ProductSource, outcome: str, size: int) -> None:
-            with lock:
-                summary.bytes += size
-                if outcome == "downloaded":
-                    summary.downloaded += 1
-                elif outcome == "missing":
-                    log.warning("%s is listed in STAC but missing from S3; skipped", source.name.name)  # fmt: skip
-                    summary.missing.append(source.name.name)
-                elif outcome != "skipped":
-                    log.warning("%s is not complete in S3 (%s); skipped", source.name.name, outcome)  # fmt: skip
-                    summary.incomplete.append(f"{source.name.name}: {outcome}")
-
-        downloader.download_all(sources, done)
-        with lock:
-            summary.download_seconds += time.perf_counter() - begin
+        downloader.download_all(sources, summary.fetched.record)
+        summary.fetched.seconds += time.perf_counter() - begin
 
     size = max(ROUND_DATES, *(t.time for t in options.zarr.new_layout.tilings))
     flat = [(item, batch) for item in work for batch in rounds(item, size)]
@@ -329,7 +320,7 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
         begin = time.perf_counter()
         stack.close()
         summary.convert.seconds += time.perf_counter() - begin
-    summary.requests = downloader.requests
+    summary.fetched.requests = downloader.requests
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -504,10 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[s.name for s in storages.STORAGES.values() if s.holds(formats.ZARR_SHARDED) and s is not storages.CDSE],
         help="Where the format's store is (its place from the configuration).",
     )  # fmt: skip
-    parser.add_argument(
-        "--tiles", "--tile", nargs="+", default=None, metavar="TILE",
-        help="Tile ids, files of tile ids, or finland (its 77 tiles).",
-    )  # fmt: skip
+    plan.add_tiles_argument(parser, None)
     parser.add_argument(
         "--target", default=None,
         help="The store instead of --storage's: a folder or s3://BUCKET.",
@@ -518,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "storage's SAFE folder, $DSLAB_S2L1C_TEMP_SAFE_PATH; shared by all workers with "
         "--cluster slurm).",
     )  # fmt: skip
-    add_engine_arguments(parser)
+    add_engine_arguments(parser, f"CPU count; writing to a bucket, {UPLOAD_OVERLAP}× that")
     parser.add_argument(
         "--keep-safe", action="store_true",
         help="Keep the downloaded products in the scratch folder.",

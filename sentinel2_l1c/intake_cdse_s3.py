@@ -113,6 +113,22 @@ class IntakeSummary:
     seconds: float = 0.0
     hashing_seconds: float = 0.0  # MD5s of the bytes as they arrived, summed over threads
 
+    def record(self, source: ProductSource, outcome: str, size: int) -> None:
+        """Count a product ``ProductDownloader.download_all`` finished; a missing or
+        incomplete one is also a warning line."""
+        name = source.name.name
+        if outcome == "missing":
+            log.warning("%s is listed in STAC but missing from S3; skipped", name)
+            self.missing.append(name)
+        elif outcome == "skipped":
+            self.skipped += 1
+        elif outcome == "downloaded":
+            self.downloaded += 1
+        else:
+            log.warning("%s is not complete in S3 (%s); skipped", name, outcome)
+            self.incomplete.append(f"{name}: {outcome}")
+        self.bytes += size
+
     def lines(self) -> list[str]:
         rate = self.bytes / 1e6 / self.seconds if self.seconds else 0.0
         text = [
@@ -365,17 +381,7 @@ def run_intake(options: IntakeOptions, show_progress: bool = True) -> IntakeSumm
         bar.update(0, MB="0 MB")
 
         def done(source: ProductSource, outcome: str, size: int) -> None:
-            if outcome == "missing":
-                log.warning("%s is listed in STAC but missing from S3; skipped", source.name.name)
-                summary.missing.append(source.name.name)
-            elif outcome == "skipped":
-                summary.skipped += 1
-            elif outcome == "downloaded":
-                summary.downloaded += 1
-            else:
-                log.warning("%s is not complete in S3 (%s); skipped", source.name.name, outcome)
-                summary.incomplete.append(f"{source.name.name}: {outcome}")
-            summary.bytes += size
+            summary.record(source, outcome, size)
             finished = summary.downloaded + summary.skipped + len(summary.missing)
             finished += len(summary.incomplete)
             bar.update(finished, MB=f"{summary.bytes / 1e6:.0f} MB")

@@ -360,6 +360,14 @@ def parse_tiles(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parse_tile_id(tile) for tile in tiles))
 
 
+def add_tiles_argument(parser: argparse.ArgumentParser, default: list[str] | None) -> None:
+    """``--tiles``, read by ``parse_tiles`` (also ``ingest``'s)."""
+    parser.add_argument(
+        "--tiles", "--tile", nargs="+", default=default, metavar="TILE",
+        help=f"Tile ids, files of tile ids, or finland (its {len(FINLAND)} tiles).",
+    )  # fmt: skip
+
+
 def parse_years(values: Sequence[str]) -> tuple[int, ...]:
     """Years, or ranges ``2016-2025`` (both included)."""
     years: list[int] = []
@@ -426,10 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         "minutes for tiles × years × formats, and a verdict per quota.",
         prog="python -m sentinel2_l1c.plan",
     )
-    parser.add_argument(
-        "--tiles", nargs="+", default=["finland"], metavar="TILE",
-        help="Tile ids, files of tile ids, or finland (its 77 tiles).",
-    )  # fmt: skip
+    add_tiles_argument(parser, ["finland"])
     parser.add_argument(
         "--years", nargs="+", default=["2016-2025"], metavar="YEAR",
         help="Years or ranges (2016-2025).",

@@ -146,11 +146,12 @@ def add_conversion_arguments(
     add_engine_arguments(parser)
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Dask engine's options: threads, a scheduler, a local cluster or Slurm jobs."""
+def add_engine_arguments(parser: argparse.ArgumentParser, workers: str = "CPU count") -> None:
+    """The Dask engine's options: threads, a scheduler, a local cluster or Slurm jobs
+    (``workers``: what ``--workers`` defaults to)."""
     parser.add_argument(
         "--workers", type=int, default=None,
-        help="Dask threads, or worker processes with --cluster local (default: CPU count).",
+        help=f"Dask threads, or worker processes with --cluster local (default: {workers}).",
     )  # fmt: skip
     parser.add_argument(
         "--scheduler",
