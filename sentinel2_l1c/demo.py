@@ -207,8 +207,9 @@ INGEST_BUCKET = "sentinel2-l1c-ingested"
 
 def ingest_and_plan(options: DemoOptions, locations: Locations, show_progress: bool) -> list[str]:
     """Ingest the tile-year once more, straight from the local CDSE into a bucket of sharded
-    Zarr with one date per chunk: the first half-year, then the rest appended by a second
-    run; then plan Finland × 10 years in the default format."""
+    Zarr with one date per chunk, and index it in place in CDSE (``safe_virtual``, the cdse
+    storage's manifests): the first half-year, then the rest appended by a second run; then
+    plan Finland × 10 years in the default format."""
     fmt = formats.ZARR_SHARDED
     lines = []
     year = datetime(options.year, 1, 1, tzinfo=UTC)
@@ -231,6 +232,12 @@ def ingest_and_plan(options: DemoOptions, locations: Locations, show_progress: b
         result = ingest.run_ingest(ingest_options, show_progress)
         lines += [
             f"ingest up to {end:%Y-%m-%d} → s3://{INGEST_BUCKET}: {line}" for line in result.lines()
+        ]
+        in_place = ingest.in_place_options(locations, (options.tile,), (year, end))
+        result = ingest.index_in_place(in_place, show_progress)
+        lines += [
+            f"ingest --format safe_virtual up to {end:%Y-%m-%d} → {in_place.target}: {line}"
+            for line in result.lines()
         ]
     cube = plan.Cube(plan.FINLAND, tuple(range(2016, 2026)), fmt, zarr_layouts.get(fmt.layout))
     lines += [f"plan: {line}" for line in plan.make_plan(cube).lines()]

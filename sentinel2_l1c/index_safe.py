@@ -6,7 +6,9 @@ band, y, x) chunked one JP2 tile of one band of one date, decoded by the ``jp2.c
 with the same coordinates and attributes as the converted Zarr. The manifest of a tile-year
 (``jp2.virtual_store``) is written whole under a temporary name and renamed, so it is either the
 previous one or the new one. A rerun with new products indexes only their files and keeps
-every other reference; one with nothing new changes nothing.
+every other reference (and the version it recorded of that file); one with nothing new changes
+nothing. The band files are read where they are: a local SAFE root (``FolderFiles``) or, for
+``ingest --format safe_virtual``, CDSE's bucket in byte ranges (``BucketFiles``).
 
     python -m sentinel2_l1c.index_safe [--tiles 35VLH] [--years 2024]
 """
@@ -16,11 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import zarr
 from zarr.storage import MemoryStore
@@ -41,7 +46,13 @@ from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.jp2.codec import Jp2TileCodec
 from sentinel2_l1c.jp2.index import CodestreamError, Jp2Index, index_file
 from sentinel2_l1c.jp2.packets import CodingStyle, prefixes
-from sentinel2_l1c.jp2.virtual_store import FileVersion, Manifest, Reference, manifest_name
+from sentinel2_l1c.jp2.virtual_store import (
+    EPOCH,
+    FileVersion,
+    Manifest,
+    Reference,
+    manifest_name,
+)
 from sentinel2_l1c.run.cli import (
     add_lock_wait,
     add_selection_arguments,
@@ -52,10 +63,11 @@ from sentinel2_l1c.run.cli import (
 from sentinel2_l1c.run.progress import progress_bar
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import Selection, tile_years
-from sentinel2_l1c.s2.manifest import MANIFEST, parse_manifest
+from sentinel2_l1c.s2.manifest import MANIFEST, Listed, parse_manifest
 from sentinel2_l1c.s2.product import Grid, SafeProduct
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.locations import Locations
+from sentinel2_l1c.storage.retry import RetryPolicy, call_with_retries
 
 LAYOUT = "jp2_tiles"  # the named layout of a virtual group: one chunk per JP2 tile
 THREADS = 8  # files indexed at once
@@ -105,6 +117,101 @@ def index_band_file(path: Path, use_tlm: bool = True) -> Jp2Index:
         raise InputDataError(f"{path}: cannot index JPEG 2000 tiles: {err}") from err
 
 
+@dataclass(frozen=True)
+class FolderFiles:
+    """Band files under a local SAFE root."""
+
+    root: Path
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def size(self, name: str) -> int:
+        return (self.root / name).stat().st_size
+
+    def index(self, name: str) -> Jp2Index:
+        return index_band_file(self.root / name)
+
+    def version(self, name: str, md5: str | None) -> FileVersion:
+        stat = (self.root / name).stat()
+        return FileVersion(stat.st_size, stat.st_mtime_ns, md5)
+
+
+class BucketFiles:
+    """Band files where they are in a bucket (CDSE's ``eodata``), read in byte ranges: their
+    keys are their paths under the SAFE root. Each file's size and MD5 come from its
+    product's ``manifest.safe``; every answer's object size and ETag are checked against them,
+    so a file replaced in the archive is refused, not indexed."""
+
+    def __init__(
+        self, client: Any, bucket: str, retry: RetryPolicy, products: Sequence[SafeProduct]
+    ) -> None:
+        self.client, self.bucket, self.retry = client, bucket, retry
+        self.listed = {name: entry for p in products for name, entry in _listed(p).items()}
+        self.modified: dict[str, int] = {}  # name → LastModified (ns) of the answers
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def size(self, name: str) -> int:
+        return self._entry(name).size
+
+    def _entry(self, name: str) -> Listed:
+        if name not in self.listed:
+            raise InputDataError(f"s3://{self.bucket}/{name}: not in its product's {MANIFEST}")
+        return self.listed[name]
+
+    def index(self, name: str) -> Jp2Index:
+        entry = self._entry(name)
+        try:
+            return index_file(lambda offset, length: self._read(name, offset, length), entry.size)
+        except CodestreamError as err:
+            raise InputDataError(
+                f"s3://{self.bucket}/{name}: cannot index JPEG 2000 tiles: {err}"
+            ) from err
+
+    def _read(self, name: str, offset: int, length: int) -> bytes:
+        where = f"s3://{self.bucket}/{name}"
+
+        def get() -> dict[str, Any]:
+            with self._lock:
+                self.requests += 1
+            ranged = f"bytes={offset}-{offset + length - 1}"
+            answer = self.client.get_object(Bucket=self.bucket, Key=name, Range=ranged)
+            return {**answer, "Body": answer["Body"].read()}
+
+        answer = call_with_retries(f"GET {where}", get, self.retry)
+        entry = self.listed[name]
+        size = int(answer["ContentRange"].rpartition("/")[2])
+        version = FileVersion(entry.size, 0, entry.md5)
+        meta = {"size": size, "e_tag": answer.get("ETag")}
+        problem = version.changed(meta, local=False)
+        if problem is not None:
+            raise InputDataError(f"{where}: not the file its {MANIFEST} lists ({problem})")
+        modified = answer["LastModified"]
+        self.modified[name] = (modified - EPOCH) // timedelta(microseconds=1) * 1000
+        return answer["Body"]
+
+    def version(self, name: str, md5: str | None) -> FileVersion:
+        return FileVersion(self.size(name), self.modified.get(name, 0), md5)
+
+
+def _listed(product: SafeProduct) -> dict[str, Listed]:
+    """A product's files as its ``manifest.safe`` lists them, by path under the SAFE root
+    (empty without one)."""
+    manifest = product.path / MANIFEST
+    if not manifest.is_file():
+        return {}
+    folder = product.name.cdse_path.as_posix()
+    listed = parse_manifest(manifest.read_bytes(), str(manifest))
+    return {f"{folder}/{inside}": entry for inside, entry in listed.items()}
+
+
+BandFiles = FolderFiles | BucketFiles
+
+
 def _old_references(previous: Manifest | None, path: str) -> dict[str, dict[str, Reference]]:
     """file → chunk position (``row/col``) → reference, of a group's previous manifest."""
     found: dict[str, dict[str, Reference]] = {}
@@ -138,7 +245,7 @@ def _tile_grid(products: Sequence[SafeProduct], band_group: BandGroup) -> Grid:
 
 def _checked_header(
     indexes: dict[str, Jp2Index], header: bytes | None, grid: Grid, band_group: BandGroup,
-    safe_root: Path,
+    files: BandFiles,
 ) -> bytes:  # fmt: skip
     """The main header the group's files share (``header``: the previous manifest's), checked
     against every newly indexed file: one codec configuration per array, chunks that start at
@@ -160,7 +267,7 @@ def _checked_header(
             problem = f"{siz.image_shape} pixels, the tile's grid has {grid.shape}"
         else:
             continue
-        raise InputDataError(f"{safe_root / name}: {problem}")
+        raise InputDataError(f"{files}/{name}: {problem}")
     assert header is not None
     return header
 
@@ -169,7 +276,7 @@ def _group(
     root: zarr.Group,
     products: Sequence[SafeProduct],
     band_group: BandGroup,
-    options: IndexOptions,
+    files: BandFiles,
     previous: Manifest | None,
     pool: ThreadPoolExecutor,
     summary: IndexSummary,
@@ -182,15 +289,13 @@ def _group(
     old = _old_references(previous, path)
     names = [name for product in products for name in band_files(product, band_group)]
     new = [name for name in names if name not in old]
-    indexes = dict(
-        zip(new, pool.map(index_band_file, [options.safe_root / n for n in new]), strict=True)
-    )
+    indexes = dict(zip(new, pool.map(files.index, new), strict=True))
     summary.files_indexed += len(new)
     summary.files_kept += len(names) - len(new)
     summary.reads += sum(index.reads for index in indexes.values())
-    summary.indexed_bytes += sum((options.safe_root / name).stat().st_size for name in names)
+    summary.indexed_bytes += sum(files.size(name) for name in names)
     previous_header = _previous_header(previous, path) if old else None
-    header = _checked_header(indexes, previous_header, grid, band_group, options.safe_root)
+    header = _checked_header(indexes, previous_header, grid, band_group, files)
     if indexes:
         siz = next(iter(indexes.values())).header.siz
         tile_shape = (siz.tile_height, siz.tile_width)
@@ -274,25 +379,26 @@ def _current(manifest: Manifest, products: Sequence[SafeProduct]) -> bool:
     return True
 
 
-def file_versions(products: Sequence[SafeProduct], safe_root: Path) -> dict[str, FileVersion]:
-    """Every band file's size and modification time now, and its MD5 from its product's
-    manifest.safe (None without one), by path relative to the SAFE root."""
+def file_versions(
+    products: Sequence[SafeProduct], files: BandFiles, previous: Manifest | None
+) -> dict[str, FileVersion]:
+    """Every band file's version by path under the SAFE root: as the previous manifest recorded
+    it for a file it indexed (its references are that version's), else as it is now with the
+    MD5 of its product's manifest.safe (None without one)."""
     versions = {}
+    kept = {} if previous is None else previous.versions
     for product in products:
-        manifest = product.path / MANIFEST
-        listed = parse_manifest(manifest.read_bytes(), str(manifest)) if manifest.is_file() else {}
+        listed = _listed(product)
         for group in BAND_GROUPS:
             for name in band_files(product, group):
-                stat = (safe_root / name).stat()
-                inside = name.removeprefix(f"{product.name.cdse_path.as_posix()}/")
-                md5 = listed[inside].md5 if inside in listed else None
-                versions[name] = FileVersion(stat.st_size, stat.st_mtime_ns, md5)
+                entry = listed.get(name)
+                versions[name] = kept.get(name) or files.version(name, entry and entry.md5)
     return versions
 
 
 def index_tile_year(
     products: Sequence[SafeProduct],
-    options: IndexOptions,
+    files: BandFiles,
     previous: Manifest | None,
     pool: ThreadPoolExecutor,
     summary: IndexSummary,
@@ -302,9 +408,47 @@ def index_tile_year(
     root = zarr.open_group(MemoryStore(contents), mode="w", zarr_format=3)
     references = {}
     for band_group in BAND_GROUPS:
-        references |= _group(root, products, band_group, options, previous, pool, summary)
+        references |= _group(root, products, band_group, files, previous, pool, summary)
     raw = {key: value.to_bytes() for key, value in contents.items()}
-    return Manifest(raw, references, file_versions(products, options.safe_root))
+    return Manifest(raw, references, file_versions(products, files, previous))
+
+
+def indexed_products(target: Path, tile: str, year: int) -> list[str]:
+    """The product ids the tile-year's manifest under ``target`` holds (none without one)."""
+    path = target / manifest_name(tile, year)
+    if not path.is_file():
+        return []
+    group = Manifest.from_bytes(path.read_bytes()).metadata(
+        f"{group_path(tile, year, BAND_GROUPS[0])}/zarr.json"
+    )
+    return (group and committed_in(group["attributes"])) or []
+
+
+def index_tile_years(
+    groups: dict[tuple[str, int], list[SafeProduct]],
+    files: BandFiles,
+    target: Path,
+    options: IndexOptions,
+    pool: ThreadPoolExecutor,
+    summary: IndexSummary,
+    show_progress: bool,
+) -> None:
+    """Write the manifest of every tile-year whose manifest in ``target`` does not hold
+    exactly its products, each under the tile-year's writer lock."""
+    with progress_bar(len(groups), "tile-years", show_progress) as bar:
+        for done, ((tile, year), members) in enumerate(sorted(groups.items())):
+            path = target / manifest_name(tile, year)
+            manifest = None
+            with WriterLock(target, f"{tile}-{year}", options.lock_wait):
+                if path.is_file() and not options.overwrite:
+                    manifest = Manifest.from_bytes(path.read_bytes())
+                if manifest is None or not _current(manifest, members):
+                    manifest = index_tile_year(members, files, manifest, pool, summary)
+                    manifest.write(path)
+                    summary.manifests_written += 1
+            summary.references += len(manifest.references)
+            summary.manifest_bytes += path.stat().st_size
+            bar.update(done + 1)
 
 
 def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:
@@ -312,24 +456,11 @@ def index(options: IndexOptions, show_progress: bool = True) -> IndexSummary:
     started = time.perf_counter()
     products = options.selection.products(options.safe_root)
     summary = IndexSummary(options.target, products=len(products))
-    groups = sorted(tile_years(products).items())
-    with (
-        ThreadPoolExecutor(THREADS) as pool,
-        progress_bar(len(groups), "tile-years", show_progress) as bar,
-    ):
-        for done, ((tile, year), members) in enumerate(groups):
-            target = options.target / manifest_name(tile, year)
-            manifest = None
-            with WriterLock(options.target, f"{tile}-{year}", options.lock_wait):
-                if target.is_file() and not options.overwrite:
-                    manifest = Manifest.from_bytes(target.read_bytes())
-                if manifest is None or not _current(manifest, members):
-                    manifest = index_tile_year(members, options, manifest, pool, summary)
-                    manifest.write(target)
-                    summary.manifests_written += 1
-            summary.references += len(manifest.references)
-            summary.manifest_bytes += target.stat().st_size
-            bar.update(done + 1)
+    files = FolderFiles(options.safe_root)
+    with ThreadPoolExecutor(THREADS) as pool:
+        index_tile_years(
+            tile_years(products), files, options.target, options, pool, summary, show_progress
+        )
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -63,8 +63,15 @@ from sentinel2_l1c.convert_safe_to_zarr import (
 from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.cube.protocol import TileYearWriter
 from sentinel2_l1c.cube.schema import group_path
-from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.zarr import ZarrFormat
+from sentinel2_l1c.index_safe import (
+    BucketFiles,
+    IndexOptions,
+    IndexSummary,
+    index_tile_years,
+    indexed_products,
+)
 from sentinel2_l1c.intake_cdse_s3 import (
     IntakeSummary,
     ProductDownloader,
@@ -81,12 +88,13 @@ from sentinel2_l1c.run.cli import (  # fmt: skip
     run_cli,
 )
 from sentinel2_l1c.s2.bands import BandGroup
+from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.s2.names import SafeName
 from sentinel2_l1c.s2.product import PRODUCT_METADATA, TILE_METADATA, SafeProduct
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.clients import s3_client
 from sentinel2_l1c.storage.locations import Locations
-from sentinel2_l1c.storage.places import Place
+from sentinel2_l1c.storage.places import BucketPlace, Place
 from sentinel2_l1c.storage.s3_account import S3Account
 
 log = logging.getLogger(__name__)
@@ -110,15 +118,15 @@ def needed_for_decoding(relative: PurePosixPath) -> bool:
 
 
 @dataclass(frozen=True)
-class IngestOptions:
+class CdseProducts:
+    """The products to take from CDSE: tiles and a time window, found in its STAC API and read
+    from its S3 through one client of ``connections`` pooled connections."""
+
     tiles: tuple[str, ...]
     window: Window
-    #: the target, format, layout, engine and lock wait; ``safe_root`` is the scratch folder
-    zarr: ZarrOptions
     stac_url: str
     account: S3Account  # CDSE's; its retry policy covers the STAC calls too
     connections: int = 4
-    keep_safe: bool = False
 
     def __post_init__(self) -> None:
         if self.connections < 1:
@@ -134,6 +142,30 @@ class IngestOptions:
         start, end = self.window
         return tuple(range(start.year, (end - timedelta(microseconds=1)).year + 1))
 
+    def search(self, summary: IngestSummary) -> list[ProductSource]:
+        found = []
+        for tile in self.tiles:
+            found += search_products(self.stac_url, tile, [self.window], self.account.retry)
+        summary.found += len(found)
+        return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestOptions(CdseProducts):
+    #: the target, format, layout, engine and lock wait; ``safe_root`` is the scratch folder
+    zarr: ZarrOptions
+    keep_safe: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexInPlaceOptions(CdseProducts):
+    """``--format safe_virtual``: manifests in the folder ``target`` of the files in CDSE's
+    bucket ``bucket`` (where the format's readers look for them)."""
+
+    target: Path
+    bucket: str
+    lock_wait: float = 0.0
+
 
 @dataclass
 class IngestSummary:
@@ -145,7 +177,8 @@ class IngestSummary:
     late: list[str] = field(default_factory=list)  # older than the target's last date
     reprocessed: list[str] = field(default_factory=list)  # of a date the target holds
     held_back: list[str] = field(default_factory=list)  # later than a missing product
-    convert: ZarrSummary = field(default_factory=lambda: ZarrSummary(Path()))
+    #: the conversion's, or for ``safe_virtual`` the indexing's
+    made: ZarrSummary | IndexSummary = field(default_factory=lambda: ZarrSummary(Path()))
     seconds: float = 0.0
 
     @property
@@ -167,7 +200,7 @@ class IngestSummary:
             f"downloaded {fetched.downloaded} products, {fetched.bytes / 1e6:.1f} MB in "
             f"{fetched.seconds:.1f} s, {fetched.requests} requests to CDSE",
         ]
-        text += self.convert.lines()
+        text += self.made.lines()
         text.append(f"ingest took {self.seconds:.1f} s")
         text += [f"missing from S3: {name}" for name in self.missing]
         text += [f"not complete in S3: {line}" for line in self.incomplete]
@@ -275,21 +308,15 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
     the next round downloads while one converts."""
     client = s3_client(options.account, options.connections)  # config errors before any call
     started = time.perf_counter()
-    summary = IngestSummary(convert=ZarrSummary(options.zarr.target))
+    summary = IngestSummary(made=ZarrSummary(options.zarr.target))
     retry = options.account.retry
     work = []
     writers = TileYearWriters(options.zarr)
-    for tile in options.tiles:
-        sources = search_products(options.stac_url, tile, [options.window], retry)
-        summary.found += len(sources)
-        by_year: dict[int, list[ProductSource]] = defaultdict(list)
-        for source in sources:
-            by_year[source.name.datatake_start.year].append(source)
-        for year, members in sorted(by_year.items()):
-            root, zarr_options = writers.read_root(), options.zarr
-            stored = tile_year_dates(root, tile, year, zarr_options.band_groups, zarr_options.fmt)
-            new = new_sources(members, stored, summary)
-            work.append(TileYearWork(tile, year, new, [s for s in members if s not in new]))
+    for (tile, year), members in sorted(by_tile_year(options.search(summary)).items()):
+        root, zarr_options = writers.read_root(), options.zarr
+        stored = tile_year_dates(root, tile, year, zarr_options.band_groups, zarr_options.fmt)
+        new = new_sources(members, stored, summary)
+        work.append(TileYearWork(tile, year, new, [s for s in members if s not in new]))
     downloader = ProductDownloader(
         client, options.zarr.safe_root, options.connections, retry, only=needed_for_decoding
     )
@@ -316,13 +343,20 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
                     TileYearAppend(item, downloader, writers, options, summary, show_progress)
                 )
             appending.add(batch)
-            summary.convert.seconds += time.perf_counter() - begin
+            summary.made.seconds += time.perf_counter() - begin
         begin = time.perf_counter()
         stack.close()
-        summary.convert.seconds += time.perf_counter() - begin
+        summary.made.seconds += time.perf_counter() - begin
     summary.fetched.requests = downloader.requests
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def by_tile_year(sources: Sequence[ProductSource]) -> dict[tuple[str, int], list[ProductSource]]:
+    grouped: dict[tuple[str, int], list[ProductSource]] = defaultdict(list)
+    for source in sources:
+        grouped[source.name.tile, source.name.datatake_start.year].append(source)
+    return grouped
 
 
 def rounds(item: TileYearWork, size: int) -> list[list[ProductSource]]:
@@ -390,9 +424,9 @@ class TileYearAppend:
             key=lambda p: (p.start_time, p.name.name),
         )
         dates: list[Date] = [self.products.get(d.product_id, d) for d in stored] + new
-        self.summary.convert.products += len(new)
+        self.summary.made.products += len(new)
         self.added += convert_tile_year(
-            self.writes, (item.tile, item.year), dates, self.options.zarr, self.summary.convert,
+            self.writes, (item.tile, item.year), dates, self.options.zarr, self.summary.made,
             self.show_progress, commit=False,
         )  # fmt: skip
 
@@ -406,11 +440,77 @@ class TileYearAppend:
                 if added
                 else f"{name}: blocks of {len(self.products)} products completed"
             )
-            commit_tile_year(self.writes, message, added, self.summary.convert)
+            commit_tile_year(self.writes, message, added, self.summary.made)
         self.summary.appended += len(self.added)
         if not self.options.keep_safe:
             for product in self.products.values():
                 shutil.rmtree(product.path)
+
+
+# --------------------------------------------------------------------------------------
+# Indexing in place (safe_virtual)
+# --------------------------------------------------------------------------------------
+
+#: Beside the manifests, the metadata files of the products they index (a few hundred kB
+#: each): a tile-year's manifest is made again from them when a run adds products to it.
+INDEXED_PRODUCTS = ".products"
+
+
+def metadata_only(relative: PurePosixPath) -> bool:
+    return relative.name in (PRODUCT_METADATA, TILE_METADATA)
+
+
+def check_keys(sources: Sequence[ProductSource], bucket: str) -> None:
+    """The manifests name each band file by its path under the SAFE root, which its readers
+    find in ``bucket``: a product elsewhere cannot be indexed in place."""
+    for source in sources:
+        expected = source.name.cdse_path.as_posix()
+        if (source.bucket, source.prefix) != (bucket, expected):
+            raise InputDataError(
+                f"STAC lists {source.name.name} at s3://{source.bucket}/{source.prefix}, not at "
+                f"s3://{bucket}/{expected} where the safe_virtual readers look for it "
+                "($DSLAB_S2L1C_CDSE_SAFE_BUCKET)"
+            )
+
+
+def index_in_place(options: IndexInPlaceOptions, show_progress: bool = True) -> IngestSummary:
+    """Index the products where they are in CDSE: fetch only their metadata files (into
+    ``INDEXED_PRODUCTS`` beside the manifests), read each band file's JPEG 2000 index in byte
+    ranges, and write the manifest of every tile-year that gained products. No pixel is
+    copied; a reprocessed product replaces its datatake's older one (as intake keeps them)."""
+    client = s3_client(options.account, options.connections)  # config errors before any call
+    started = time.perf_counter()
+    made = IndexSummary(options.target)
+    summary = IngestSummary(made=made)
+    sources = options.search(summary)
+    check_keys(sources, options.bucket)
+    mirror = options.target / INDEXED_PRODUCTS
+    retry = options.account.retry
+    downloader = ProductDownloader(
+        client, mirror, options.connections, retry, only=needed_for_decoding, fetch=metadata_only
+    )
+    begin = time.perf_counter()
+    downloader.download_all(sources, summary.fetched.record)
+    summary.fetched.seconds = time.perf_counter() - begin
+    groups = {
+        (tile, year): list_products(mirror, tile, year, band_files=False) if mirror.is_dir() else []
+        for tile, year in by_tile_year(sources)
+    }
+    groups = {key: members for key, members in groups.items() if members}
+    indexed = {key: set(indexed_products(options.target, *key)) for key in groups}
+    for key, members in groups.items():
+        ids = {member.product_id for member in members}
+        summary.already += len(ids & indexed[key])
+        summary.appended += len(ids - indexed[key])
+    made.products = sum(map(len, groups.values()))
+    files = BucketFiles(client, options.bucket, retry, [p for m in groups.values() for p in m])
+    with ThreadPoolExecutor(options.connections) as pool:
+        where = IndexOptions(mirror, options.target, lock_wait=options.lock_wait)
+        index_tile_years(groups, files, options.target, where, pool, made, show_progress)
+    summary.fetched.requests = downloader.requests + files.requests
+    made.seconds = time.perf_counter() - started - summary.fetched.seconds
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 # --------------------------------------------------------------------------------------
@@ -481,8 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-start", type=utc_time, default=None, help="Start time (UTC), included.")  # fmt: skip
     parser.add_argument("--time-end", type=utc_time, default=None, help="End time (UTC), excluded (default: now).")  # fmt: skip
     parser.add_argument(
-        "--format", default=formats.ZARR_SHARDED.name, choices=zarr_formats(),
-        help="The format to write.",
+        "--format", default=formats.ZARR_SHARDED.name,
+        choices=[*zarr_formats(), formats.SAFE_VIRTUAL.name],
+        help="The format to write; safe_virtual indexes the products where they are in CDSE "
+        "and writes only its manifests (zero copy; in the cdse storage's folder "
+        "$DSLAB_S2L1C_CDSE_SAFE_VIRTUAL_PATH or --target FOLDER).",
     )  # fmt: skip
     parser.add_argument(
         "--layout", metavar="NAME", default=None,
@@ -491,9 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
         "existing group goes on with its own.",
     )  # fmt: skip
     parser.add_argument(
-        "--storage", default=storages.S3.name,
+        "--storage", default=None,
         choices=[s.name for s in storages.STORAGES.values() if s.holds(formats.ZARR_SHARDED) and s is not storages.CDSE],
-        help="Where the format's store is (its place from the configuration).",
+        help="Where the format's store is (its place from the configuration; default s3).",
     )  # fmt: skip
     plan.add_tiles_argument(parser, None)
     parser.add_argument(
@@ -548,19 +651,63 @@ def window_of(args: argparse.Namespace, now: datetime) -> Window:
     return args.time_start, args.time_end or now
 
 
+def in_place_options(
+    locations: Locations,
+    tiles: tuple[str, ...],
+    window: Window,
+    target: Path | None = None,
+    connections: int | None = None,
+    lock_wait: float = 0.0,
+) -> IndexInPlaceOptions:
+    """Index the archive in place into ``target`` (default: the cdse storage's manifests)."""
+    folder = target or storages.CDSE.place(locations, formats.SAFE_VIRTUAL).local_path()
+    assert folder is not None, "the cdse storage keeps manifests in a folder"
+    archive = storages.CDSE.place(locations, formats.SAFE)
+    assert isinstance(archive, BucketPlace)
+    return IndexInPlaceOptions(
+        tiles=tiles,
+        window=window,
+        stac_url=locations.stac_url,
+        account=locations.cdse_account,
+        connections=locations.cdse_connections if connections is None else connections,
+        target=folder,
+        bucket=archive.bucket,
+        lock_wait=lock_wait,
+    )
+
+
+def _in_place_options(
+    args: argparse.Namespace, locations: Locations, tiles: tuple[str, ...]
+) -> IndexInPlaceOptions:
+    if args.consolidate is not None or args.storage is not None:
+        given = "--consolidate" if args.consolidate is not None else f"--storage {args.storage}"
+        raise ConfigError(
+            f"safe_virtual is indexed where the products are, in CDSE: {given} does not apply "
+            "(--target FOLDER puts its manifests elsewhere)"
+        )
+    if args.target is not None and args.target.startswith("s3://"):
+        raise ConfigError(f"{args.target}: safe_virtual's manifests are written to a folder")
+    target = None if args.target is None else Path(args.target)
+    window = window_of(args, datetime.now(UTC))
+    return in_place_options(locations, tiles, window, target, args.connections, args.lock_wait)
+
+
 def _run(args: argparse.Namespace) -> int:
     locations = Locations.from_environment()
-    fmt = zarr_formats()[args.format]
-    default = fmt.layout if args.consolidate else fmt.layout + zarr_layouts.APPEND
-    layout = zarr_layouts.get(args.layout or default)
     if args.tiles is None:
         raise ConfigError("give the tiles: --tiles 35VLH … (or a file of tile ids, or finland)")
     tiles = plan.parse_tiles(args.tiles)
+    if args.format == formats.SAFE_VIRTUAL.name:
+        summary = index_in_place(_in_place_options(args, locations, tiles), not args.quiet)
+        return _report(summary)
+    fmt = zarr_formats()[args.format]
+    default = fmt.layout if args.consolidate else fmt.layout + zarr_layouts.APPEND
+    layout = zarr_layouts.get(args.layout or default)
     window = None if args.consolidate else window_of(args, datetime.now(UTC))
     target = (
         storages.place_at(args.target, locations)
         if args.target is not None
-        else storages.get(args.storage).place(locations, fmt)
+        else storages.get(args.storage or storages.S3.name).place(locations, fmt)
     )
     engine = dask_engine(args, os.environ)
     if args.workers is None and engine.cluster == "threads" and target.local_path() is None:
@@ -594,7 +741,11 @@ def _run(args: argparse.Namespace) -> int:
         print(engine.slurm.job_script())
         return 0
     check_plan(options, plan.quotas_from(args, os.environ), args.over_quota)
-    summary = run_ingest(options, show_progress=not args.quiet)
+    return _report(run_ingest(options, show_progress=not args.quiet))
+
+
+def _report(summary: IngestSummary) -> int:
+    """Print the summary; exit code 1 when products listed in STAC were not in S3."""
     for line in summary.lines():
         print(line)
     if summary.missing or summary.incomplete:

@@ -234,13 +234,16 @@ class ProductDownloader:
         connections: int,
         retry: RetryPolicy,
         only: Callable[[PurePosixPath], bool] | None = None,
+        fetch: Callable[[PurePosixPath], bool] | None = None,
     ) -> None:
-        """``only``: which files of a product to fetch (their paths in it; None: all)."""
+        """``only``: which files of a product must be in S3 as its manifest lists them (their
+        paths in it; None: all); ``fetch``: which of those to download (None: all of them)."""
         self.client = client
         self.safe_root = Path(safe_root)
         self.connections = connections
         self.retry = retry
         self.only = only
+        self.fetch = fetch
         self._lock = threading.Lock()
         self.requests = 0
         self.hashing_seconds = 0.0  # summed over threads
@@ -312,7 +315,8 @@ class ProductDownloader:
             entry = files.get(relative.as_posix())
             if entry is not None and entry.size != size:
                 return [], f"S3 lists {relative} with {size} bytes, {MANIFEST} {entry.size}"
-            jobs.append(Job(key, size, partial / relative, entry and entry.md5))
+            if self.fetch is None or self.fetch(relative) or relative.as_posix() == MANIFEST:
+                jobs.append(Job(key, size, partial / relative, entry and entry.md5))
         unlisted = sorted(set(files) - {_relative(source, key).as_posix() for key in listed})
         if unlisted:
             return [], f"{MANIFEST} names {unlisted[0]}, which S3 does not list"

@@ -288,6 +288,14 @@ def test_unknown_profile_and_refused_connection(
             ["--tiles", "35VLH", "--consolidate", "2024", "--target", "zarr-here"],
             "rewriting it in place would not be atomic",
         ),  # fmt: skip
+        (
+            ["--tiles", "35VLH", "--days", "2", "--format", "safe_virtual", "--storage", "s3"],
+            "safe_virtual is indexed where the products are, in CDSE: --storage s3 does not apply",
+        ),  # fmt: skip
+        (
+            ["--tiles", "35VLH", "--days", "2", "--format", "safe_virtual", "--target", "s3://bkt"],
+            "s3://bkt: safe_virtual's manifests are written to a folder",
+        ),  # fmt: skip
     ],
 )
 def test_ingest_refuses_bad_options(

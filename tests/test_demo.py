@@ -60,6 +60,9 @@ def test_demo_makes_a_lab_that_serve_brings_back(
     assert "0 already in the target" in out[first:second] and "layout chunks_128_append" in out
     appended = re.findall(r"ingest up to \S+ → s3://sentinel2-l1c-ingested: \d+ products found, \d+ already in the target, (\d+) appended", out)  # fmt: skip
     assert sum(map(int, appended)) == len(products)
+    indexed = re.findall(r"ingest --format safe_virtual up to \S+ → \S+: \d+ products found, \d+ already in the target, (\d+) appended", out)  # fmt: skip
+    kept = re.findall(r"safe_virtual up to \S+ → \S+: \S+: \d+ manifests written for \d+ products; \d+ band files indexed in \d+ reads, (\d+) kept", out)  # fmt: skip
+    assert sum(map(int, indexed)) == len(products) and len(kept) == 2 and int(kept[1]) > 0
     assert "plan: zarr_sharded:chunks_128, 77 tiles × 10 years" in out and "tib: " in out
     assert "stream-unzip zipzarr s3://sentinel2-l1c-zipzarr/" in out
     for fmt in ("safe", "cog", "zarr", "zarr_sharded", "zipzarr", "icechunk", "safe_virtual"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -15,21 +15,32 @@ import numpy as np
 import pytest
 import zarr
 
-from sentinel2_l1c import convert_safe_to_zarr, formats, ingest, intake_cdse_s3, plan, publish_s3
+from sentinel2_l1c import (
+    convert_safe_to_zarr,
+    formats,
+    index_safe,
+    ingest,
+    intake_cdse_s3,
+    plan,
+    publish_s3,
+)
 from sentinel2_l1c.cube import layouts
 from sentinel2_l1c.cube.icechunk_repo import read_store
 from sentinel2_l1c.cube.protocol import COMPLETE
 from sentinel2_l1c.cube.schema import group_path
+from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.formats.safe import band_files
 from sentinel2_l1c.lab.cdse import LocalCdse
 from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_environment
 from sentinel2_l1c.lab.object_store import write_aws_files
 from sentinel2_l1c.lab.proxy import LabProxy
 from sentinel2_l1c.lab.synthetic import SyntheticOptions, generate
+from sentinel2_l1c.loaders.base import Catalogue
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.locations import Locations
-from sentinel2_l1c.storage.places import BucketPlace, Place
+from sentinel2_l1c.storage.places import BucketPlace, FolderPlace, Place
 from tests.helpers import made_once, one_error_line, use_settings
 
 pytestmark = pytest.mark.lab
@@ -94,11 +105,11 @@ def run(*argv: str, target: str, scratch: Path, end: str = END) -> int:
     ])  # fmt: skip
 
 
-def contents(store: object) -> dict[str, np.ndarray]:
-    """Every array of both tiles' groups, each group complete."""
+def contents(store: object, tiles: tuple[str, ...] = TILES) -> dict[str, np.ndarray]:
+    """Every array of the tiles' groups, each group complete."""
     root = zarr.open_group(store, mode="r", zarr_format=3)
     found = {}
-    for tile in TILES:
+    for tile in tiles:
         for band_group in BAND_GROUPS:
             group = root[group_path(tile, 2024, band_group)]
             assert group.attrs[COMPLETE] is True
@@ -198,6 +209,63 @@ def test_appends_new_dates_and_a_product_missing_from_s3_later(
     out = capsys.readouterr().out
     assert "0 older than the target's last date" in out
     assert_same(contents(place(bucket).zarr_writer()), route)
+
+
+def test_safe_virtual_indexes_cdse_in_place_and_reads_the_routes_pixels(
+    settings: Lab, route: dict[str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Zero copy: only metadata files fetched, band files indexed in byte ranges within the
+    connection quota; a second run over a longer window indexes only the new products' files;
+    the manifests read through the cdse storage give the route's pixels."""
+    target = tmp_path / "manifests"
+    argv = ["--format", "safe_virtual", "--connections", "4"]
+    assert (
+        run(*argv, target=str(target), scratch=tmp_path / "unused", end="2024-06-15T00:00:00Z") == 0
+    )
+    first = capsys.readouterr().out
+    assert 1 <= settings.proxy.peak_connections <= 4, settings.proxy.peak_connections
+    fetched = [p for p in (target / ingest.INDEXED_PRODUCTS).rglob("*") if p.is_file()]
+    assert fetched and {p.name for p in fetched} <= {
+        "MTD_MSIL1C.xml",
+        "MTD_TL.xml",
+        "manifest.safe",
+    }
+    assert not (tmp_path / "unused").exists()
+    requests = settings.proxy.requests
+    assert run(*argv, target=str(target), scratch=tmp_path / "unused") == 0
+    second = capsys.readouterr().out
+    assert " 0 kept" in first and " 0 kept" not in second, second
+    assert settings.proxy.requests > requests
+    requests = settings.proxy.requests
+    assert run(*argv, target=str(target), scratch=tmp_path / "unused") == 0
+    assert "0 manifests written" in capsys.readouterr().out
+    assert settings.proxy.requests - requests <= 2 * 2, "a rerun only searches and lists"
+
+    locations = Locations.from_environment()
+    archive = storages.CDSE.place(locations, formats.SAFE)
+    found = {}
+    for tile in TILES:
+        products = tuple(
+            list_products(target / ingest.INDEXED_PRODUCTS, tile, 2024, band_files=False)
+        )
+        loader = formats.SAFE_VIRTUAL.readers[0].open(
+            FolderPlace(target), Catalogue(tile, 2024, products), "ingest", archive
+        )
+        try:
+            found |= contents(loader.store, (tile,))
+        finally:
+            loader.close()
+    assert_same(found, route)
+
+    # a band file that is not the one its product's manifest.safe lists is refused
+    products = list_products(target / ingest.INDEXED_PRODUCTS, "35VLH", 2024, band_files=False)
+    files = index_safe.BucketFiles(
+        archive.client, archive.bucket, locations.cdse_account.retry, products
+    )
+    name = next(iter(files.listed.keys() & set(band_files(products[0], BAND_GROUPS[0]))))
+    files.listed[name] = replace(files.listed[name], md5="0" * 32)
+    with pytest.raises(InputDataError, match="not the file its manifest.safe lists .ETag"):
+        files.index(name)
 
 
 def test_plan_counts_what_ingest_wrote(

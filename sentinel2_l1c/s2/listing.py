@@ -47,10 +47,12 @@ def product_paths(safe_root: Path, tile: str | None = None, year: int | None = N
 
 
 def list_products(
-    safe_root: Path, tile: str | None = None, year: int | None = None
+    safe_root: Path, tile: str | None = None, year: int | None = None, band_files: bool = True
 ) -> list[SafeProduct]:
-    """Products of ``tile`` and UTC ``year`` under ``safe_root``, one per datatake, by time."""
-    products = [SafeProduct.from_path(path) for path in product_paths(safe_root, tile, year)]
+    """Products of ``tile`` and UTC ``year`` under ``safe_root``, one per datatake, by time
+    (``band_files=False``: folders of their metadata files only)."""
+    paths = product_paths(safe_root, tile, year)
+    products = [SafeProduct.from_path(path, band_files) for path in paths]
     if year is not None:
         products = [product for product in products if product.year == year]
     return sorted(products, key=lambda product: (product.start_time, product.name.name))

@@ -92,8 +92,10 @@ class SafeProduct:
     band_paths: dict[str, Path]
 
     @classmethod
-    def from_path(cls, path: Path | str) -> SafeProduct:
-        """Read a product folder; raises InputDataError naming the file at fault."""
+    def from_path(cls, path: Path | str, band_files: bool = True) -> SafeProduct:
+        """Read a product folder; raises InputDataError naming the file at fault.
+        ``band_files=False``: a folder of the metadata files only (the band files are
+        elsewhere, e.g. in CDSE's bucket)."""
         path = Path(path)
         name = SafeName.parse(path.name)
         if not path.is_dir():
@@ -103,7 +105,7 @@ class SafeProduct:
         image = _child(
             product_xml, "General_Info/Product_Image_Characteristics", path / PRODUCT_METADATA
         )
-        band_paths = _band_paths(path, info)
+        band_paths = _band_paths(path, info, band_files)
         tile_xml_path = _granule_folder(path, band_paths) / TILE_METADATA
         tile_xml = _read_xml(tile_xml_path)
         text = _Texts(product_xml, path / PRODUCT_METADATA)
@@ -227,7 +229,7 @@ class _Texts:
             raise InputDataError(f"{self.source}: {xpath} is not a UTC time: {text!r}") from None
 
 
-def _band_paths(product: Path, info: ET.Element) -> dict[str, Path]:
+def _band_paths(product: Path, info: ET.Element, present: bool) -> dict[str, Path]:
     source = product / PRODUCT_METADATA
     paths: dict[str, Path] = {}
     for element in info.iterfind("Product_Organisation/Granule_List/Granule/IMAGE_FILE"):
@@ -239,7 +241,7 @@ def _band_paths(product: Path, info: ET.Element) -> dict[str, Path]:
     if missing_entries:
         raise InputDataError(f"{source}: no IMAGE_FILE entry for {', '.join(missing_entries)}")
     for band in BANDS:
-        if not paths[band].is_file():
+        if present and not paths[band].is_file():
             raise InputDataError(f"{paths[band]}: band file missing")
     return {band: paths[band] for band in BANDS}
 

@@ -123,14 +123,21 @@ class ArchiveStorage(Storage):
     """The archive read where it is (CDSE's ``eodata`` bucket): the format intake fetches
     from it, in its bucket ``DSLAB_S2L1C_{STORAGE}_{FORMAT}_BUCKET`` through the CDSE account
     within its connection quota, and the virtual formats whose chunks are in those files, with
-    their manifests in a folder ``DSLAB_S2L1C_{STORAGE}_{FORMAT}_PATH`` (the lab: the network
-    drive's)."""
+    their manifests in a folder ``DSLAB_S2L1C_{STORAGE}_{FORMAT}_PATH`` (the lab: one on the
+    network drive), made by indexing the files in the archive (``ingest``): their versions are
+    the archive's, not those of the network drive's copies."""
+
+    #: what indexes the archive in place
+    indexed_by: str = "python -m sentinel2_l1c.ingest --format safe_virtual"
 
     #: the archive's bucket (CDSE's, and the lab's stand-in)
     bucket: str = "eodata"
 
     def holds(self, fmt: Stored) -> bool:
         return fmt.made_from is None or fmt.references is not None
+
+    def step_for(self, fmt: Stored) -> str:
+        return self.indexed_by if fmt.references is not None else super().step_for(fmt)
 
     def _refuse(self, fmt: Stored) -> None:
         if not self.holds(fmt):
@@ -157,7 +164,9 @@ class ArchiveStorage(Storage):
         if not self.holds(fmt):
             return {}
         if fmt.references is not None:  # the manifests on the lab's network drive
-            return {self.variables(fmt)[0]: str(lab / NETWORK.name / fmt.file_name)}
+            return {
+                self.variables(fmt)[0]: str(lab / NETWORK.name / f"{fmt.file_name}_{self.name}")
+            }
         return {self.variables(fmt)[0]: self.bucket}
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from sentinel2_l1c import formats, publish_s3, report, stage, throughput
+from sentinel2_l1c import formats, ingest, publish_s3, report, stage, throughput
 from sentinel2_l1c.bench.config import BenchmarkConfig
 from sentinel2_l1c.bench.run import run_benchmark
 from sentinel2_l1c.demo import make_format
@@ -73,6 +74,8 @@ def test_every_format_and_storage_through_the_workflow(
         if fmt.made_from is not None:
             source = network.path(locations, formats.get(fmt.made_from))
             assert make_format(fmt, source, network.path(locations, fmt), show_progress=False)
+    year = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
+    ingest.index_in_place(ingest.in_place_options(locations, ("35VLH",), year), False)  # cdse's
     logs = lab / "logs"
     published = publish_s3.publish(
         publish_s3.PublishOptions(tuple(registered)), locations, logs, show_progress=False
@@ -171,8 +174,10 @@ def test_places_resolve_from_the_registry(tmp_path: Path) -> None:
                     str(place) == "s3://eodata/"  # the archive's own bucket on storage cdse
                 )
             )
-    manifests = storages.CDSE.place(locations, formats.SAFE_VIRTUAL)
-    assert manifests == storages.NETWORK.place(locations, formats.SAFE_VIRTUAL)
+    manifests = storages.CDSE.place(locations, formats.SAFE_VIRTUAL).local_path()
+    network = storages.NETWORK.place(locations, formats.SAFE_VIRTUAL).local_path()
+    assert manifests is not None and network is not None
+    assert manifests.parent == network.parent and manifests != network  # their own versions
     assert storages.CDSE.place(locations, formats.SAFE).quota == 4
     assert storage(tmp_path, "temp", "zipzarr").name == "sentinel2_l1c_zipzarr.zip"
     s3_zip = storages.S3.place(locations, formats.ZIPZARR)
