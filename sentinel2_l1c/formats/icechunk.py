@@ -13,6 +13,7 @@ from zarr.core.sync import sync
 from sentinel2_l1c.cube.icechunk_repo import read_store
 from sentinel2_l1c.formats.base import Packaging
 from sentinel2_l1c.formats.store_reader import StoreReader
+from sentinel2_l1c.formats.xarray_reader import XarrayReader
 from sentinel2_l1c.formats.zarr import ZarrFormat
 from sentinel2_l1c.storage.places import Place
 
@@ -51,6 +52,6 @@ ICECHUNK = IcechunkFormat(
     maker_args=("--format", "icechunk"),
     made_from="safe",
     chunk_objects=True,
-    readers=(IcechunkReader(),),
+    readers=(IcechunkReader(), XarrayReader(IcechunkReader())),
     transactional=True,
 )

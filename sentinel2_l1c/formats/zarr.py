@@ -11,6 +11,7 @@ from sentinel2_l1c.formats.base import Format, Packaging
 from sentinel2_l1c.formats.obstore_reader import ObstoreReader
 from sentinel2_l1c.formats.store_reader import StoreReader
 from sentinel2_l1c.formats.tensorstore_reader import TensorstoreReader
+from sentinel2_l1c.formats.xarray_reader import XarrayReader, xarray_readers
 from sentinel2_l1c.storage.places import Place
 
 
@@ -44,7 +45,7 @@ ZARR = ZarrFormat(
     chunk_objects=True,
     ideal_reader="obstore",  # the fastest client of zarr-python's stores on S3
     # the default first: tensorstore was the fastest (or within noise) on every storage
-    readers=(TensorstoreReader(), ZarrReader(), ObstoreReader()),
+    readers=(TensorstoreReader(), ZarrReader(), ObstoreReader(), XarrayReader(ZarrReader())),
 )
 ZARR_SHARDED = ZarrFormat(
     name="zarr_sharded",
@@ -54,7 +55,7 @@ ZARR_SHARDED = ZarrFormat(
     maker_args=("--format", "zarr_sharded"),
     made_from="safe",
     chunk_objects=True,
-    readers=(TensorstoreReader(), ZarrReader(), ObstoreReader()),
+    readers=(TensorstoreReader(), ZarrReader(), ObstoreReader(), *xarray_readers(ZarrReader())),
     sharded=True,
     # layout_sweep's rule on the calibrated lab (scale 2, 24 dates, allas and lustre): lz4
     # had the most steps on S3 → temp, zstd-5 4 % fewer (a tie) with 12 % fewer bytes, so

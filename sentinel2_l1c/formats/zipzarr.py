@@ -13,6 +13,7 @@ from zarr.storage import FsspecStore, ZipStore
 from sentinel2_l1c.formats.base import Format, Packaging
 from sentinel2_l1c.formats.store_reader import StoreReader
 from sentinel2_l1c.formats.tensorstore_reader import TensorstoreReader
+from sentinel2_l1c.formats.xarray_reader import XarrayReader
 from sentinel2_l1c.storage.places import Place
 from sentinel2_l1c.zipfs.filesystem import AsyncZipFileSystem
 
@@ -62,5 +63,10 @@ ZIPZARR = Format(
     unpacks_to="zarr",
     # the default first: tensorstore's zip store was the fastest on every storage;
     # async_zipfs is the reader for fsspec users (xarray, zarr-python)
-    readers=(TensorstoreReader(archive=True), AsyncZipReader(), ZipfileReader()),
+    readers=(
+        TensorstoreReader(archive=True),
+        AsyncZipReader(),
+        ZipfileReader(),
+        XarrayReader(AsyncZipReader()),
+    ),  # fmt: skip
 )
