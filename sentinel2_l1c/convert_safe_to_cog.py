@@ -5,6 +5,8 @@ COG per band group and ``product.json``. Bands are stacked in band-group order w
 tags; DEFLATE with horizontal predictor, 512 px blocks, overviews (nodata-aware average),
 nodata 0; written by GDAL's COG driver through rasterio, in-process. Each product folder lands
 atomically; a rerun skips products already converted. Products run as parallel Dask tasks.
+Then the STAC catalogue of the tree (``stac_catalogue``): an Item per product, for STAC-based
+loaders such as odc-stac.
 
     python -m sentinel2_l1c.convert_safe_to_cog [--tile 35VLH] [--year 2024]
 """
@@ -31,6 +33,7 @@ from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import Selection
 from sentinel2_l1c.s2.names import format_utc
 from sentinel2_l1c.s2.product import SafeProduct
+from sentinel2_l1c.stac_catalogue import write_catalogue
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.files import atomic_output
 from sentinel2_l1c.storage.locations import Locations
@@ -143,9 +146,11 @@ def convert(options: CogOptions, show_progress: bool = True) -> list[str]:
             label="products",
             show_progress=show_progress,
         )
+    items = write_catalogue(options.target, products)
     return [
         f"{options.target}: {len(tasks)} of {len(products)} products converted "
-        f"({int(np.sum(written, dtype=np.int64)) / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s"
+        f"({int(np.sum(written, dtype=np.int64)) / 1e6:.0f} MB), {items} STAC items written, "
+        f"in {time.perf_counter() - started:.1f} s"
     ]
 
 
