@@ -5,7 +5,7 @@ COG per band group and ``product.json``. Bands are stacked in band-group order w
 tags; DEFLATE with horizontal predictor, 512 px blocks, overviews (nodata-aware average),
 nodata 0; written by GDAL's COG driver through rasterio, in-process. Each product folder lands
 atomically; a rerun skips products already converted. Products run as parallel Dask tasks.
-Then the STAC catalogue of the tree (``stac_catalogue``): an Item per product, for STAC-based
+Then the STAC catalogue of the tree (``formats.cog_stac``): an Item per product, for STAC-based
 loaders such as odc-stac.
 
     python -m sentinel2_l1c.convert_safe_to_cog [--tile 35VLH] [--year 2024]
@@ -26,6 +26,7 @@ from rasterio.crs import CRS
 
 from sentinel2_l1c import formats
 from sentinel2_l1c.formats.cog import METADATA, product_folder
+from sentinel2_l1c.formats.cog_stac import write_catalogue
 from sentinel2_l1c.run.cli import add_conversion_arguments, dask_engine, new_parser, run_cli
 from sentinel2_l1c.run.dask_engine import DaskEngine
 from sentinel2_l1c.run.parallel import compute_in_batches
@@ -33,7 +34,6 @@ from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.s2.listing import Selection
 from sentinel2_l1c.s2.names import format_utc
 from sentinel2_l1c.s2.product import SafeProduct
-from sentinel2_l1c.stac_catalogue import write_catalogue
 from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.files import atomic_output
 from sentinel2_l1c.storage.locations import Locations

@@ -16,10 +16,14 @@ from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
 
-from sentinel2_l1c import formats, stac_catalogue
+from sentinel2_l1c import formats
+from sentinel2_l1c.bench.config import Pair
+from sentinel2_l1c.bench.run import open_loader
 from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.formats import cog_stac
 from sentinel2_l1c.formats.odc_stac_reader import OdcStacReader
-from sentinel2_l1c.loaders.base import Catalogue
+from sentinel2_l1c.lab.layout import lab_locations
+from sentinel2_l1c.loaders.base import Catalogue, Patch, checksum
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.storage.places import FolderPlace
@@ -31,10 +35,10 @@ pytestmark = pytest.mark.lab
 def test_every_document_is_valid_stac_and_says_what_its_files_are(network_lab: Path) -> None:
     root = storage(network_lab, "network", "cog")
     products = list_products(storage(network_lab, "network", "safe"))
-    catalog = pystac.Catalog.from_file(str(root / stac_catalogue.ROOT))
+    catalog = pystac.Catalog.from_file(str(root / cog_stac.ROOT))
     items = list(catalog.get_items(recursive=True))
     assert sorted(item.id for item in items) == sorted(p.product_id for p in products)
-    documents = [root / stac_catalogue.ROOT, *root.glob(f"*/*/{stac_catalogue.ROOT}")]
+    documents = [root / cog_stac.ROOT, *root.glob(f"*/*/{cog_stac.ROOT}")]
     for path in documents:
         assert pystac.validation.validate_dict(json.loads(path.read_text()), extensions=[])
     by_id = {product.product_id: product for product in products}
@@ -42,7 +46,7 @@ def test_every_document_is_valid_stac_and_says_what_its_files_are(network_lab: P
         # the core schema offline; the extensions' schemas are not reachable here, so their
         # fields are read back through pystac's extension classes and checked against the files
         assert pystac.validation.validate_dict(item.to_dict(), extensions=[])
-        assert set(item.stac_extensions) == {stac_catalogue.PROJECTION, stac_catalogue.RASTER, stac_catalogue.EO}  # fmt: skip
+        assert set(item.stac_extensions) == {cog_stac.PROJECTION, cog_stac.RASTER, cog_stac.EO}  # fmt: skip
         product = by_id[item.id]
         assert item.datetime == product.start_time
         for group in BAND_GROUPS:
@@ -61,17 +65,23 @@ def test_every_document_is_valid_stac_and_says_what_its_files_are(network_lab: P
 
 
 def test_a_rerun_writes_only_missing_items_and_odc_stac_needs_the_catalogue(
-    network_lab: Path, tmp_path: Path
+    network_lab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "cog"
     shutil.copytree(storage(network_lab, "network", "cog"), root)
     products = list_products(storage(network_lab, "network", "safe"), "35VLH", 2024)
-    assert stac_catalogue.write_catalogue(root, products) == 0
-    (root / stac_catalogue.item_name(products[0])).unlink()
-    assert stac_catalogue.write_catalogue(root, products) == 1
+    assert cog_stac.write_catalogue(root, products) == 0
+    (root / cog_stac.item_name(products[0])).unlink()
+    assert cog_stac.write_catalogue(root, products) == 1
     catalogue = Catalogue("35VLH", 2024, tuple(products))
-    loader = OdcStacReader().open(FolderPlace(root), catalogue, "convert_safe_to_cog")
-    assert len(loader.items) == len(products)
-    (root / stac_catalogue.tile_year_catalogue("35VLH", 2024)).unlink()
+    monkeypatch.chdir(tmp_path)  # a relative place, as the lab's settings are
+    loader = OdcStacReader().open(FolderPlace(Path("cog")), catalogue, "convert_safe_to_cog")
+    left, _, _, top = products[0].grid(10).bounds
+    patch = Patch(left + 600, top - 1200, 1200)
+    pixels = loader.load(patch)
+    reference = open_loader(Pair.parse("network", "cog"), lab_locations(network_lab), catalogue)
+    assert checksum(pixels) == checksum(reference.load(patch))
+    assert pixels[BAND_GROUPS[0].name].shape == (len(products), 4, 120, 120)
+    (root / cog_stac.tile_year_catalogue("35VLH", 2024)).unlink()
     with pytest.raises(InputDataError, match="no STAC catalogue 35VLH/2024/catalog.json: run"):
-        OdcStacReader().open(FolderPlace(root), catalogue, formats.COG.step)
+        OdcStacReader().open(FolderPlace(Path("cog")), catalogue, formats.COG.step)

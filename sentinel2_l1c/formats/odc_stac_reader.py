@@ -3,12 +3,13 @@
 ``odc.stac.load`` per band group and patch, on exactly the tile's own grid (its CRS, the band
 group's resolution, the patch's pixel-aligned box; nearest resampling, so no pixel is
 resampled), its thread pool as large as the other file readers' (``Catalogue.workers``). The
-Items are read from the place (``stac_catalogue``); their COGs are opened by GDAL with the
+Items are read from the place (``formats.cog_stac``); their COGs are opened by GDAL with the
 storage's settings (``/vsis3/`` on S3).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,10 +73,14 @@ class OdcStacReader(Reader):
     def open(
         self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
     ) -> OdcStacLoader:
-        from sentinel2_l1c.stac_catalogue import read_items, tile_year_catalogue  # imports COG's
+        from sentinel2_l1c.formats.cog_stac import read_items, tile_year_catalogue  # imports COG's
+
+        def locate(name: str) -> str:  # odc-stac takes absolute hrefs only
+            path = place.gdal_path(name)
+            return os.path.abspath(path) if place.local_path() is not None else path
 
         try:
-            items = read_items(place.read, place.gdal_path, catalogue.tile, catalogue.year)
+            items = read_items(place.read, locate, catalogue.tile, catalogue.year)
         except FileNotFoundError:
             name = tile_year_catalogue(catalogue.tile, catalogue.year)
             raise InputDataError(f"{place}: no STAC catalogue {name}: run {made_by}") from None
