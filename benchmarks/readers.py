@@ -29,6 +29,7 @@ from sentinel2_l1c.bench.config import (
     BenchmarkConfig,
     Pair,
     plan_patch,
+    warm_up_patch,
 )
 from sentinel2_l1c.bench.run import catalogue, open_loader, run_benchmark
 from sentinel2_l1c.demo import DemoOptions, intake, make_format, make_source, synthetic_options
@@ -77,7 +78,7 @@ def ideal_through_s3fs(config: BenchmarkConfig, locations) -> list[float]:  # no
     )
     ideal = IdealLoader(zarr_python)
     try:
-        ideal.load(plan_patch(config, -1))  # warm-up, as in the benchmark
+        ideal.load(warm_up_patch(config))  # as in the benchmark
         times = []
         for repeat in range(config.num_repeats):
             begin = time.perf_counter()

@@ -9,7 +9,7 @@ pairs are always the same.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -169,6 +169,15 @@ def plan_patch(config: BenchmarkConfig, repeat: int) -> Patch:
     return Patch(
         x1 + rng.randint(0, columns) * GRID, y1 - rng.randint(0, rows) * GRID, config.patch_size
     )
+
+
+#: The warm-up patch's side (m): it pays what a first load pays once (imports, connections,
+#: metadata, thread pools), not a patch's reads, so it need not be a full patch
+WARM_UP_SIZE = 600
+
+
+def warm_up_patch(config: BenchmarkConfig) -> Patch:
+    return plan_patch(replace(config, patch_size=min(WARM_UP_SIZE, config.patch_size)), -1)
 
 
 def loader_patches(config: BenchmarkConfig) -> list[Patch]:

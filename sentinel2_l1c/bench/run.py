@@ -23,7 +23,14 @@ from functools import partial
 from pathlib import Path
 
 from sentinel2_l1c import formats
-from sentinel2_l1c.bench.config import BenchmarkConfig, Pair, loader_patches, plan_order, plan_patch
+from sentinel2_l1c.bench.config import (
+    BenchmarkConfig,
+    Pair,
+    loader_patches,
+    plan_order,
+    plan_patch,
+    warm_up_patch,
+)
 from sentinel2_l1c.bench.loader_mode import WorkerPool, in_threads
 from sentinel2_l1c.bench.soak import MINUTE, soak
 from sentinel2_l1c.errors import InputDataError
@@ -168,7 +175,7 @@ class Run:
                 measured[pair] = in_threads(self.loaders[pair], patches, concurrency)
         else:
             opener = partial(open_loader, locations=self.locations, found=self.found)
-            with WorkerPool(opener, pairs, plan_patch(self.config, -1), concurrency) as pool:
+            with WorkerPool(opener, pairs, warm_up_patch(self.config), concurrency) as pool:
                 for pair in pairs:
                     self.cool(pair)
                     measured[pair] = pool.measure(pair, patches)
@@ -202,7 +209,7 @@ def run_benchmark(
     run = Run(config, locations, output)
     try:
         run.open()
-        warm_up = plan_patch(config, -1)
+        warm_up = warm_up_patch(config)
         for pair in plan_order(config, -1):
             run.loaders[pair].load(warm_up)
         for repeat in range(config.num_repeats):
