@@ -111,12 +111,12 @@ class Candidate:
         return f"{self.fmt.name}:{self.layout.name}"
 
     def readers(self) -> list[str]:
-        """Results keys of the format's readers that decode the layout's codec."""
+        """Results keys of the format's Zarr library readers that decode the layout's codec."""
         names = self.layout.codec_names
         return [
             self.fmt.key(reader)
             for reader in self.fmt.readers
-            if all(reader.decodes(name) for name in names)
+            if not reader.layered and all(reader.decodes(name) for name in names)
         ]
 
     def locations(self, base: Locations) -> Locations:

@@ -33,6 +33,9 @@ class Reader(ABC):
     #: the codecs it decodes, as Zarr metadata names them; None: every codec zarr-python has
     #: an implementation of (registered by numcodecs, imagecodecs-zarr… when installed)
     codecs: ClassVar[frozenset[str] | None] = None
+    #: reads through another reader's store (xarray over zarr-python): timed by the benchmark,
+    #: left out of ``layout_sweep``, which compares the Zarr libraries a layout is read with
+    layered: ClassVar[bool] = False
 
     def decodes(self, codec_name: str) -> bool:
         if self.codecs is not None:

@@ -10,7 +10,7 @@ so its patches are checked bit for bit against every other reader's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import dask
 import numpy as np
@@ -75,6 +75,7 @@ class XarrayReader(Reader):
     dask_chunks: bool = True
     name: str = "xarray"
     label: str = "xarray + Dask"
+    layered: ClassVar[bool] = True
 
     def open(
         self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
