@@ -26,7 +26,7 @@ from rasterio.crs import CRS
 
 from sentinel2_l1c import formats
 from sentinel2_l1c.formats.cog import METADATA, product_folder
-from sentinel2_l1c.formats.cog_stac import write_catalogue
+from sentinel2_l1c.formats.cog_stac import item_name, item_text, write_catalogue
 from sentinel2_l1c.run.cli import add_conversion_arguments, dask_engine, new_parser, run_cli
 from sentinel2_l1c.run.dask_engine import DaskEngine
 from sentinel2_l1c.run.parallel import compute_in_batches
@@ -121,6 +121,7 @@ def convert_product(task: _Task) -> int:
         for band_group in BAND_GROUPS:
             write_cog(temp / f"{band_group.name}.tif", product, band_group)
         (temp / METADATA).write_text(json.dumps(product_metadata(product), indent=2) + "\n")
+        (temp / Path(item_name(product)).name).write_text(item_text(product))
     return sum(path.stat().st_size for path in target.iterdir())
 
 

@@ -6,8 +6,9 @@ group (``B02_B03_B04_B08`` …) with the projection (``proj:code``, ``proj:shape
 reflectance) and eo (``eo:bands``: names, common names, centre wavelengths) extensions.
 Tile-years get a catalogue ``{tile}/{year}/catalog.json``, the root ``catalog.json`` links
 them. Every link and asset is relative, so the catalogue is right wherever the tree is copied
-(publish, stage) and is read through the place's own reads. Written after the conversion,
-each file under a temporary name and renamed; a missing item is written by the next run.
+(publish, stage) and is read through the place's own reads. An Item lands with its product's
+folder; the catalogues are written after the conversion, each under a temporary name and
+renamed, and again by the next run.
 """
 
 from __future__ import annotations
@@ -113,13 +114,24 @@ def cog_item(product: SafeProduct) -> pystac.Item:
     return item
 
 
+def item_text(product: SafeProduct) -> str:
+    """The product's Item as its file holds it, linked to its tile-year's catalogue."""
+    document = cog_item(product).to_dict(include_self_link=False, transform_hrefs=False)
+    document["links"] = [
+        {"rel": "root", "href": f"../../../{ROOT}", "type": "application/json"},
+        {"rel": "parent", "href": f"../{ROOT}", "type": "application/json"},
+    ]
+    return _dump(document)
+
+
 def _dump(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=1) + "\n"
 
 
 def write_catalogue(root: Path, products: Sequence[SafeProduct]) -> int:
-    """Write the Items the COG tree at ``root`` lacks (of ``products`` whose COGs are there)
-    and the catalogues of their tile-years and the root; returns the Items written."""
+    """Write the catalogues of the tile-years of ``products`` whose COGs are under ``root``
+    and the root's, and any Item such a product lacks (each lands with its product's folder,
+    ``convert_safe_to_cog``); returns the Items written."""
     written = 0
     by_tile_year: dict[tuple[str, int], list[SafeProduct]] = {}
     for product in products:
@@ -127,14 +139,8 @@ def write_catalogue(root: Path, products: Sequence[SafeProduct]) -> int:
             continue
         by_tile_year.setdefault((product.tile, product.year), []).append(product)
         path = root / item_name(product)
-        if not path.is_file():
-            item = cog_item(product)
-            document = item.to_dict(include_self_link=False, transform_hrefs=False)
-            document["links"] = [
-                {"rel": "root", "href": f"../../../{ROOT}", "type": "application/json"},
-                {"rel": "parent", "href": f"../{ROOT}", "type": "application/json"},
-            ]
-            atomic_write_text(path, _dump(document))
+        if not path.is_file():  # a tree converted before the catalogue existed
+            atomic_write_text(path, item_text(product))
             written += 1
     for (tile, year), members in sorted(by_tile_year.items()):
         items = sorted(

@@ -19,7 +19,7 @@ import xarray
 from sentinel2_l1c.cube.schema import group_path
 from sentinel2_l1c.formats.base import Reader
 from sentinel2_l1c.loaders.base import Catalogue, Patch, reported, slices
-from sentinel2_l1c.loaders.zarr_arrays import ZarrLoader
+from sentinel2_l1c.loaders.zarr_arrays import DECODE_ERRORS, ZarrLoader
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.storage.places import Place
 
@@ -49,17 +49,22 @@ class XarrayLoader:
                 for group in BAND_GROUPS
             }
 
+    @property
+    def origins(self) -> dict[str, tuple[float, float]]:
+        return self.zarr_loader.origins
+
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
         windows: list[Any] = []
         for group in BAND_GROUPS:
             rows, cols = slices(patch, self.zarr_loader.origins[group.name], group)
             windows.append(self.datasets[group.name]["data"].isel(y=rows, x=cols))
-        with reported(self.zarr_loader.where, self.zarr_loader.errors):
-            loaded = dask.compute(*windows, scheduler="threads", num_workers=self.workers)
-        return {
-            group.name: np.asarray(window.values)
-            for group, window in zip(BAND_GROUPS, loaded, strict=True)
-        }
+        try:
+            with reported(self.zarr_loader.where, self.zarr_loader.errors):
+                loaded = dask.compute(*windows, scheduler="threads", num_workers=self.workers)
+                pixels = [np.asarray(window.values) for window in loaded]  # read here without Dask
+        except DECODE_ERRORS as err:  # a stored chunk that does not decode: zarr-python names it
+            raise self.zarr_loader.failed_chunk(patch) or err from err
+        return {group.name: p for group, p in zip(BAND_GROUPS, pixels, strict=True)}
 
     def close(self) -> None:
         for dataset in self.datasets.values():

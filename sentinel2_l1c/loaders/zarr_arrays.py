@@ -128,10 +128,10 @@ class ZarrLoader:
             with reported(self.where, self.errors):
                 pixels = zarr_sync(read_all())
         except DECODE_ERRORS as err:  # a stored chunk that does not decode: find which
-            raise self._failed_chunk(patch) or err from err
+            raise self.failed_chunk(patch) or err from err
         return {group.name: p for group, p in zip(BAND_GROUPS, pixels, strict=True)}
 
-    def _failed_chunk(self, patch: Patch) -> InputDataError | None:
+    def failed_chunk(self, patch: Patch) -> InputDataError | None:
         """The error naming the first chunk of the patch that fails to decode on its own."""
         for group in BAND_GROUPS:
             array = self.arrays[group.name]
