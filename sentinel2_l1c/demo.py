@@ -261,7 +261,7 @@ def run_demo(options: DemoOptions, show_progress: bool = True) -> list[str]:
     summary.append(f"lab settings: {write_lab_env(options.lab)}")
     with LocalCdse(
         options.lab, source_root(options.lab), options.network, options.cdse_network,
-        options.drive_network,
+        options.drive_network, service=True,
     ) as cdse:  # fmt: skip
         assert cdse.stac is not None
         locations = cdse.locations(lab_locations(options.lab))

@@ -116,7 +116,8 @@ class Candidate:
         return [
             self.fmt.key(reader)
             for reader in self.fmt.readers
-            if not reader.layered and all(reader.decodes(name) for name in names)
+            if not (reader.layered or reader.asks_service)
+            and all(reader.decodes(name) for name in names)
         ]
 
     def locations(self, base: Locations) -> Locations:

@@ -122,7 +122,7 @@ class BenchmarkConfig:
             Pair(storage, variant)
             for storage in self.chosen_storages
             for variant in self.variants
-            if storage.holds(variant.fmt)
+            if storage.holds(variant.fmt) and storage.cuts_patches == variant.reader.asks_service
         ]
 
     def ideal_pairs(self) -> list[Pair]:
@@ -133,7 +133,11 @@ class BenchmarkConfig:
             return []
         fmt = beside.fmt
         through = Variant(fmt, fmt.reader(fmt.ideal_reader or ""))
-        return [Pair(s, through, ideal=True) for s in self.chosen_storages if s.holds(fmt)]
+        return [
+            Pair(s, through, ideal=True)
+            for s in self.chosen_storages
+            if s.holds(fmt) and not s.cuts_patches
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -13,6 +13,7 @@ line.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -34,9 +35,15 @@ from sentinel2_l1c.bench.config import (
 from sentinel2_l1c.bench.loader_mode import WorkerPool, in_threads
 from sentinel2_l1c.bench.soak import MINUTE, soak
 from sentinel2_l1c.errors import InputDataError
-from sentinel2_l1c.loaders.base import Catalogue, Loader, checksum
+from sentinel2_l1c.loaders.base import Catalogue, Loader, ServedLoader, checksum
 from sentinel2_l1c.loaders.zarr_arrays import IdealLoader, ZarrLoader
-from sentinel2_l1c.records.benchmark import IDEAL, BenchmarkResults, IdealMeasurement, Repeat
+from sentinel2_l1c.records.benchmark import (
+    IDEAL,
+    BenchmarkResults,
+    IdealMeasurement,
+    Measurement,
+    Repeat,
+)
 from sentinel2_l1c.records.result_files import new_result_file, run_environment
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.storage import storages
@@ -152,6 +159,8 @@ class Run:
             entry.band_group_shapes = {name: list(a.shape) for name, a in loaded.items()}
             entry.reader = {"reader": pair.variant.label, **loader.stack}
             entry.layout = loader.layout
+            if isinstance(loader, ServedLoader):
+                entry.add_served(loader.served())
             record.checksums[pair.name] = checksum(loaded)
             record.bytes[pair.name] = int(sum(a.nbytes for a in loaded.values()))
         self.results.repeats.append(record)
@@ -262,6 +271,13 @@ def table(results: BenchmarkResults) -> list[str]:
             f"{storage:8} {key:{width}} {timing.mean:10.3f} {timing.stderr:10.3f} "
             f"{timing.mean / fastest:10.2f}"
         )
+    for storage, key, timing in rows:
+        costs = timing.served_means() if isinstance(timing, Measurement) else {}
+        if costs:
+            lines.append(
+                f"{storage} {key} per patch: {costs.get('server_cpu_seconds', math.nan):.3f} s "
+                f"of the server's CPU, {costs['link_bytes'] / 1e6:.1f} MB delivered"
+            )
     for storage, ideal in results.ideal.items():
         measured = results.results.get(storage, {}).get(ideal.beside)
         if measured is not None:

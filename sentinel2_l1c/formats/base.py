@@ -36,6 +36,10 @@ class Reader(ABC):
     #: reads through another reader's store (xarray over zarr-python): timed by the benchmark,
     #: left out of ``layout_sweep``, which compares the Zarr libraries a layout is read with
     layered: ClassVar[bool] = False
+    #: asks a coverage service for the patch (the storage cuts it: ``cuts_patches``) instead
+    #: of reading stored files; read on such storages only, and only such readers there (so
+    #: left out of ``layout_sweep`` too)
+    asks_service: ClassVar[bool] = False
 
     def decodes(self, codec_name: str) -> bool:
         if self.codecs is not None:

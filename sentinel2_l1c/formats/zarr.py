@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from zarr.abc.store import Store
 
 from sentinel2_l1c.formats.base import Format, Packaging
+from sentinel2_l1c.formats.edr_reader import EdrReader
 from sentinel2_l1c.formats.obstore_reader import ObstoreReader
 from sentinel2_l1c.formats.store_reader import StoreReader
 from sentinel2_l1c.formats.tensorstore_reader import TensorstoreReader
@@ -55,7 +56,13 @@ ZARR_SHARDED = ZarrFormat(
     maker_args=("--format", "zarr_sharded"),
     made_from="safe",
     chunk_objects=True,
-    readers=(TensorstoreReader(), ZarrReader(), ObstoreReader(), *xarray_readers(ZarrReader())),
+    readers=(
+        TensorstoreReader(),
+        ZarrReader(),
+        ObstoreReader(),
+        *xarray_readers(ZarrReader()),
+        EdrReader(),  # on the service storage: a coverage service cuts the patch
+    ),  # fmt: skip
     sharded=True,
     # layout_sweep's rule on the calibrated lab (scale 2, 24 dates, allas and lustre): lz4
     # had the most steps on S3 → temp, zstd-5 4 % fewer (a tie) with 12 % fewer bytes, so

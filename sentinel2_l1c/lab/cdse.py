@@ -7,7 +7,10 @@ process): intake uses the same profile name (``cdse``) and code path as against 
 CDSE; only endpoints differ. With network profiles (``network.py``) the CDSE and storage
 profiles reach SeaweedFS through shaping proxies, each in a process of its own; the lab's own
 seeding of ``eodata`` goes direct. With a ``drive`` profile the lab's network drive is a
-shaped FUSE mount of the same SeaweedFS (``drive.py``); without one, a plain folder.
+shaped FUSE mount of the same SeaweedFS (``drive.py``); without one, a plain folder. With
+``service`` it also starts the coverage service (``coverage_service``) over the network
+drive's sharded Zarr, reached through the storage's profile, as a service beside the data
+centre's object storage would be.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from sentinel2_l1c import formats
+from sentinel2_l1c.coverage_service import ServiceProcess
 from sentinel2_l1c.lab.drive import NetworkDrive
-from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, network_drive
+from sentinel2_l1c.lab.layout import LAB_S3_PROFILE, lab_locations, network_drive
 from sentinel2_l1c.lab.network import PROFILES, NetworkProfile
 from sentinel2_l1c.lab.object_store import AwsFiles, Identity, SeaweedFS, write_aws_files
 from sentinel2_l1c.lab.proxy import ProxyProcess
@@ -27,6 +32,7 @@ from sentinel2_l1c.lab.stac_api import SOURCE_BUCKET, StacApi
 from sentinel2_l1c.s2.listing import safe_folders
 from sentinel2_l1c.s2.names import SafeName
 from sentinel2_l1c.s2.product import SafeProduct
+from sentinel2_l1c.storage import storages
 from sentinel2_l1c.storage.locations import CDSE_PROFILE as CDSE_PROFILE_VARIABLE
 from sentinel2_l1c.storage.locations import LAB_NETWORK, STAC_URL, Locations
 
@@ -47,6 +53,7 @@ class LocalCdse:
         network: NetworkProfile = PROFILES["loopback"],
         cdse_network: NetworkProfile = PROFILES["loopback"],
         drive: NetworkProfile | None = None,
+        service: bool = False,
     ) -> None:
         self.lab = Path(lab)
         self.networks = {"s3": network, "cdse": cdse_network}
@@ -64,6 +71,11 @@ class LocalCdse:
         )
         self.stac: StacApi | None = None
         self.aws_files: AwsFiles | None = None
+        self.service: ServiceProcess | None = None
+        self.service_url = ""
+        if service:
+            served = storages.NETWORK.path(lab_locations(self.lab), formats.ZARR_SHARDED)
+            self.service = ServiceProcess(served)
 
     def start(self) -> LocalCdse:
         self.store.start()
@@ -71,6 +83,9 @@ class LocalCdse:
             if self.drive_network is not None:
                 drive = NetworkDrive(network_drive(self.lab), self.store, self.drive_network)
                 self.drive = self.proxies.enter_context(drive)
+            network_drive(self.lab).mkdir(parents=True, exist_ok=True)
+            if self.service is not None:  # imports its stack while the other servers start
+                self.service.start()
             endpoints = {}
             for profile, network in ((LAB_S3_PROFILE, "s3"), (CDSE_PROFILE, "cdse")):
                 if self.networks[network].shaped:
@@ -89,12 +104,23 @@ class LocalCdse:
             folders = safe_folders(self.source_root)
             self.publish(folders)
             self.stac = StacApi.from_products(SafeProduct.from_path(f) for f in folders).start()
+            if self.service is not None:
+                self.service_url = self._shaped(self.service.wait(), self.networks["s3"])
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _shaped(self, endpoint: str, network: NetworkProfile) -> str:
+        """``endpoint``, or a proxy shaping it by ``network``."""
+        if not network.shaped:
+            return endpoint
+        proxy = ProxyProcess(int(endpoint.rsplit(":", 1)[1]), network)
+        return self.proxies.enter_context(proxy).endpoint
+
     def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
         if self.stac is not None:
             self.stac.stop()
             self.stac = None
@@ -117,7 +143,12 @@ class LocalCdse:
         assert self.stac is not None, "start() first"
         networks = {LAB_NETWORK[k]: network.describe() for k, network in self.networks.items()}
         networks[LAB_NETWORK["drive"]] = self.drive_description
-        return {STAC_URL: self.stac.url, CDSE_PROFILE_VARIABLE: CDSE_PROFILE, **networks}
+        service = (
+            {storages.SERVICE.variables(formats.ZARR_SHARDED)[0]: self.service_url}
+            if self.service_url
+            else {}
+        )
+        return {STAC_URL: self.stac.url, CDSE_PROFILE_VARIABLE: CDSE_PROFILE, **networks, **service}
 
     def locations(self, base: Locations) -> Locations:
         """``base`` pointed at this stand-in and the lab's AWS files (profiles of both the

@@ -42,6 +42,7 @@ from sentinel2_l1c.errors import DslabError
 from sentinel2_l1c.lab.network import NetworkProfile
 from sentinel2_l1c.lab.object_store import SeaweedFS, die_with_parent, free_ports, weed_binary
 from sentinel2_l1c.lab.proxy import ProxyProcess
+from sentinel2_l1c.run.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +199,7 @@ class NetworkDrive:
 
     def stop(self) -> None:
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            stop_process(self.process, STOP_TIMEOUT)
             self.process = None
             (self.state / "mount.pid").unlink(missing_ok=True)
         if not self.fallback and mounted(self.mount_point):

@@ -29,6 +29,7 @@ import botocore.config
 import botocore.exceptions
 
 from sentinel2_l1c.errors import DslabError
+from sentinel2_l1c.run.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +196,7 @@ class SeaweedFS:
         """Stop our own process: SIGTERM, then SIGKILL if it does not end in time; then
         remove the sockets it left."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, STOP_TIMEOUT)
             log.info("SeaweedFS (pid %d) stopped", self.process.pid)
         self._remove_sockets()
 

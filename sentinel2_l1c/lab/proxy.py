@@ -33,6 +33,7 @@ from typing import Self
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.lab import network
 from sentinel2_l1c.lab.network import NetworkProfile
+from sentinel2_l1c.run.processes import stop_process
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 _S3_503 = (
@@ -384,12 +385,7 @@ class ProxyProcess:
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             if self.process.stdout is not None:
                 self.process.stdout.close()
             self.process = None

@@ -1,7 +1,8 @@
 """Run a command with the offline lab's servers up: ``python -m sentinel2_l1c.lab.serve``.
 
 Starts the lab's local CDSE and S3 storage (SeaweedFS, whose data stay in ``LAB/seaweedfs``,
-so buckets published earlier are still there, and the STAC API), sets the lab's ``DSLAB_*``
+so buckets published earlier are still there, the STAC API, and the coverage service over the
+network drive's sharded Zarr: ``coverage_service``), sets the lab's ``DSLAB_*``
 settings and AWS files, runs the command, and stops the servers when it ends, or when it
 is interrupted or sent SIGTERM (the command is killed then too). So the
 modules and ``job.sh`` run on the lab exactly as elsewhere. ``--network`` and
@@ -46,7 +47,9 @@ def _run(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
     source = source_root(args.lab)
     source.mkdir(parents=True, exist_ok=True)
-    with LocalCdse(args.lab, source, args.network, args.cdse_network, args.drive_network) as cdse:
+    with LocalCdse(
+        args.lab, source, args.network, args.cdse_network, args.drive_network, service=True
+    ) as cdse:
         environment = {**os.environ, **lab_environment(args.lab), **cdse.environment()}
         paths = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
         environment["PYTHONPATH"] = os.pathsep.join(paths)  # python -m sentinel2_l1c… anywhere

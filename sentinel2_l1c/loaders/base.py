@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from rasterio.windows import Window
@@ -67,6 +67,14 @@ class Loader(Protocol):
     def load(self, patch: Patch) -> Any: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServedLoader(Loader, Protocol):
+    """A loader that asks a server to cut the patch, and knows what that cost."""
+
+    def served(self) -> dict[str, float]:
+        """The last load's costs (``server_cpu_seconds``, ``link_bytes``)."""
 
 
 def checksum(pixels: dict[str, np.ndarray]) -> str:

@@ -97,6 +97,16 @@ class Measurement(Timing):
     band_group_shapes: dict[str, list[int]] = field(default_factory=dict)
     reader: dict[str, str] = field(default_factory=dict)
     layout: str | None = None
+    #: what each load cost a coverage service (``server_cpu_seconds``, ``link_bytes``: a
+    #: value per load that knows it); empty for readers of stored files
+    served: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_served(self, costs: dict[str, float]) -> None:
+        for name, value in costs.items():
+            self.served.setdefault(name, []).append(value)
+
+    def served_means(self) -> dict[str, float]:
+        return {name: statistics.mean(values) for name, values in self.served.items() if values}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +115,7 @@ class Measurement(Timing):
             **self.statistics,
             "reader": self.reader,
             "layout": self.layout,
+            **({"served": self.served} if self.served else {}),
         }
 
     @classmethod
@@ -116,6 +127,7 @@ class Measurement(Timing):
             fields.get("band_group_shapes", dict, {}),
             fields.get("reader", dict, {}),
             fields.get("layout", (str, type(None)), None),
+            fields.get("served", dict, {}),
         )
 
 

@@ -423,3 +423,40 @@ class BucketPlace(Place):
     @property
     def retry(self) -> RetryPolicy:
         return self.account.retry
+
+
+@dataclass(frozen=True)
+class ServicePlace(Place):
+    """A coverage service's endpoint (``coverage_service``): it cuts patches on the server and
+    holds no files a client could list, copy or open, so every file operation is refused."""
+
+    url: str
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def _no_files(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError(f"{self.url} is a coverage service: it serves patches, not files")
+
+    def exists(self) -> bool:
+        """Whether the service answers at all (one try, the policy's deadlines)."""
+        import requests
+
+        policy = self.retry_policy
+        try:
+            answer = requests.get(self.url, timeout=(policy.connect_timeout, policy.read_timeout))
+        except requests.RequestException:
+            return False
+        return answer.status_code < 500
+
+    def local_path(self) -> None:
+        return None
+
+    files = size = missing = read = write = fetch = fetch_archive = is_current = _no_files
+    zarr_store = create = zarr_writer = filesystem = obstore = tensorstore = _no_files
+    icechunk_storage = gdal_path = _no_files
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.retry_policy

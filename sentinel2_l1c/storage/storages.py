@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.storage.locations import Locations
-from sentinel2_l1c.storage.places import BucketPlace, FolderPlace, Place
+from sentinel2_l1c.storage.places import BucketPlace, FolderPlace, Place, ServicePlace
 
 
 class Stored(Protocol):
@@ -57,6 +57,9 @@ class Storage(ABC):
     staging_target: bool = False
     #: ``stage`` copies from it (not from the archive itself: intake fetches from there)
     staging_source: bool = True
+    #: a server cuts the patches (a coverage service): read only by readers that ask one
+    #: (``Reader.asks_service``), and they read nothing else
+    cuts_patches: bool = False
 
     def step_for(self, fmt: Stored) -> str:
         """The command that puts ``fmt`` on this storage, for error messages."""
@@ -170,6 +173,31 @@ class ArchiveStorage(Storage):
         return {self.variables(fmt)[0]: self.bucket}
 
 
+@dataclass(frozen=True)
+class ServiceStorage(Storage):
+    """A coverage service close to the data that cuts patches on request: its endpoint per
+    format, ``DSLAB_S2L1C_{STORAGE}_{FORMAT}_URL``, for the formats it ``serves`` (the lab
+    starts one and sets the variable itself)."""
+
+    serves: tuple[str, ...] = ()
+
+    def holds(self, fmt: Stored) -> bool:
+        return fmt.name in self.serves
+
+    def variables(self, fmt: Stored) -> tuple[str, ...]:
+        return (f"DSLAB_S2L1C_{self.name.upper()}_{fmt.name.upper()}_URL",)
+
+    def place(self, locations: Locations, fmt: Stored) -> ServicePlace:
+        if not self.holds(fmt):
+            raise ConfigError(
+                f"{fmt.name} is not on {self.name}: it serves {', '.join(self.serves)}"
+            )
+        return ServicePlace(locations.text(self.variables(fmt)[0]).rstrip("/"), locations.retry)
+
+    def lab_settings(self, lab: Path, fmt: Stored) -> dict[str, str]:
+        return {}  # the lab's service listens on a free port: ``LocalCdse.settings``
+
+
 NETWORK = FolderStorage(
     "network", "network", "#4488ff", "the shared network drive (Puhti: Lustre /scratch)"
 )
@@ -204,11 +232,26 @@ CDSE = ArchiveStorage(
 )
 
 
+SERVICE = ServiceStorage(
+    "service",
+    "service",
+    "#8866cc",
+    "an OGC API - EDR coverage service over the network drive's copy, cutting patches on the "
+    "server (python -m sentinel2_l1c.coverage_service)",
+    made_by="python -m sentinel2_l1c.coverage_service --store NETWORK_COPY",
+    staging_source=False,
+    cuts_patches=True,
+    serves=("zarr_sharded",),
+)
+
+
 #: Where ``stage --stream-unzip`` extracts archives from.
 STREAM_SOURCE = S3
 
 #: Every storage, in the order of results and charts.
-STORAGES: dict[str, Storage] = {storage.name: storage for storage in (NETWORK, TEMP, S3, CDSE)}
+STORAGES: dict[str, Storage] = {
+    storage.name: storage for storage in (NETWORK, TEMP, S3, CDSE, SERVICE)
+}
 
 
 def get(name: str) -> Storage:

@@ -18,6 +18,7 @@ import pytest
 from sentinel2_l1c import formats, ingest, publish_s3, report, stage, throughput
 from sentinel2_l1c.bench.config import BenchmarkConfig
 from sentinel2_l1c.bench.run import run_benchmark
+from sentinel2_l1c.coverage_service import ServiceProcess
 from sentinel2_l1c.demo import make_format
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.formats.zarr import ZarrFormat, ZarrReader
@@ -98,14 +99,19 @@ def test_every_format_and_storage_through_the_workflow(
         tuple(storages.STORAGES), keys, 2, "35VLH", 2024, (left, top, right, bottom),
         patch_size=PATCH,
     )  # fmt: skip
-    target, results = run_benchmark(config, locations, logs, quiet=True)
+    served = network.path(locations, formats.ZARR_SHARDED)
+    with ServiceProcess(served) as service:  # the coverage service over the network copy
+        url = {storages.SERVICE.variables(formats.ZARR_SHARDED)[0]: service.endpoint}
+        target, results = run_benchmark(config, locations.with_settings(url), logs, quiet=True)
     assert results.mismatches() == []
+    assert "zarr_sharded@edr" in results.results["service"]
     for record in results.repeats:
         assert set(record.checksums) == {pair.name for pair in config.pairs()}
     held = {(s, fmt.name) for s in storages.STORAGES for fmt in formats.FORMATS.values()
             if storages.get(s).holds(fmt)}  # fmt: skip
-    assert ("cdse", "safe") in held and ("cdse", "safe_virtual") in held and len(held) == 3 * 8 + 2
-    assert set(results.ideal) == set(storages.STORAGES) - {"cdse"}
+    assert ("cdse", "safe") in held and ("cdse", "safe_virtual") in held
+    assert ("service", "zarr_sharded") in held and len(held) == 3 * 8 + 3
+    assert set(results.ideal) == set(storages.STORAGES) - {"cdse", "service"}
     estimates = throughput.estimate(
         throughput.loads_from_results(read_benchmark(target)),
         throughput.staging_from_stage(ActionLog.read(staged)),
@@ -150,7 +156,7 @@ def test_a_reader_refuses_a_place_it_cannot_read(tmp_path: Path) -> None:
     account = S3Account("any", tmp_path / "config", tmp_path / "credentials")
     archive, tree = BucketPlace(account, "bucket", "store.zip"), BucketPlace(account, "bucket")
     for key, place in (("zarr@obstore", archive), ("zarr@tensorstore", archive),
-                       ("zipzarr@tensorstore", tree)):  # fmt: skip
+                       ("zipzarr@tensorstore", tree), ("zarr_sharded@edr", tree)):  # fmt: skip
         with pytest.raises(ConfigError) as refused:
             formats.variant(key).reader.open(place, catalogue, "publish_s3")
         message = str(refused.value)
@@ -159,7 +165,9 @@ def test_a_reader_refuses_a_place_it_cannot_read(tmp_path: Path) -> None:
 
 
 def test_places_resolve_from_the_registry(tmp_path: Path) -> None:
-    locations = lab_locations(tmp_path)
+    service = "http://127.0.0.1:9000"  # the lab sets its service's URL when it starts it
+    variable = storages.SERVICE.variables(formats.ZARR_SHARDED)[0]
+    locations = lab_locations(tmp_path).with_settings({variable: f"{service}/"})
     for storage_entry in storages.STORAGES.values():
         for fmt in formats.FORMATS.values():
             if not storage_entry.holds(fmt):
@@ -170,9 +178,7 @@ def test_places_resolve_from_the_registry(tmp_path: Path) -> None:
             assert (
                 fmt.name.replace("_", "-") in str(place)
                 or fmt.name in str(place)
-                or (
-                    str(place) == "s3://eodata/"  # the archive's own bucket on storage cdse
-                )
+                or str(place) in ("s3://eodata/", service)  # cdse's own bucket, the service
             )
     manifests = storages.CDSE.place(locations, formats.SAFE_VIRTUAL).local_path()
     network = storages.NETWORK.place(locations, formats.SAFE_VIRTUAL).local_path()
