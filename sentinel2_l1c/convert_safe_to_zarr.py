@@ -64,6 +64,7 @@ from sentinel2_l1c.cube.schema import add_crs_attributes, check_same_grid, group
 from sentinel2_l1c.cube.writer_lock import WriterLock
 from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats.zarr import ZarrFormat
+from sentinel2_l1c.formats.zarr_stac import write_collection
 from sentinel2_l1c.run.cli import (
     add_conversion_arguments,
     add_lock_wait,
@@ -117,6 +118,7 @@ class ZarrSummary:
     commits: list[str] = field(default_factory=list)
     described: int = 0  # existing groups given the CRS attributes
     commit_seconds: float = 0.0  # merging forks and committing (icechunk)
+    catalogued: int = 0  # STAC Items written (one per complete band group: ``zarr_stac``)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -128,7 +130,7 @@ class ZarrSummary:
             f"{self.target}: {len(self.groups)} groups of {self.products} products (layout "
             f"{', '.join(sorted(self.layouts))}); "
             f"{self.blocks_written} blocks written ({self.bytes_decoded / 1e6:.0f} MB decoded) "
-            f"in {self.seconds:.1f} s{commits}"
+            f"in {self.seconds:.1f} s{commits}; STAC: {self.catalogued} Items and their Collection"
         ]
 
 
@@ -312,6 +314,7 @@ def convert(options: ZarrOptions, show_progress: bool = True) -> ZarrSummary:
         for (tile, year), members in sorted(tile_years(products).items()):
             with writers.tile_year(tile, year) as writes:
                 convert_tile_year(writes, (tile, year), members, options, summary, show_progress)
+    summary.catalogued = writers.write_catalogue()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -338,6 +341,12 @@ class TileYearWriters:
             return zarr.open_group(store, mode="r", zarr_format=3)
         except FileNotFoundError:  # zarr's GroupNotFoundError too
             return None
+
+    def write_catalogue(self) -> int:
+        """The store's STAC Collection and Items from what is committed (``zarr_stac``)."""
+        fmt = self.options.fmt
+        root = self.read_root()
+        return write_collection(self.options.target, fmt.name, fmt.label, root, fmt.transactional)
 
     @contextmanager
     def tile_year(self, tile: str, year: int) -> Iterator[TileYearWriter]:

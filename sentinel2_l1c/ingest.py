@@ -347,6 +347,7 @@ def run_ingest(options: IngestOptions, show_progress: bool = True) -> IngestSumm
         begin = time.perf_counter()
         stack.close()
         summary.made.seconds += time.perf_counter() - begin
+    summary.made.catalogued = writers.write_catalogue()
     summary.fetched.requests = downloader.requests
     summary.seconds = time.perf_counter() - started
     return summary
@@ -559,6 +560,7 @@ def consolidate(
                         summary, show_progress, source=root,
                     )  # fmt: skip
                 summary.products += len(dates)
+    summary.catalogued = writers.write_catalogue()
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -334,7 +334,10 @@ def summarise(row: dict[str, Any], products: list[SafeProduct], options: SweepOp
     layout = zarr_layouts.get(row["layout"])
     sides = {g.resolution: products[0].grid(g.resolution).shape[0] for g in BAND_GROUPS}
     sharded = formats.get(row["format"]).sharded  # type: ignore[attr-defined]
-    row["objects_computed"] = zarr_layouts.objects_per_tile_year(layout, sharded, dates, sides) + 1
+    row["objects_computed"] = (
+        zarr_layouts.objects_per_tile_year(layout, sharded, dates, sides)
+        + zarr_layouts.OBJECTS_PER_STORE
+    )
     row["objects_full_size"] = zarr_layouts.objects_per_tile_year(layout, sharded)
     row["bytes_full_size"] = row["bytes_on_disk"] * factor
     per_patch = zarr_layouts.FULL_YEAR_DATES / dates

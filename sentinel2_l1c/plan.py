@@ -34,6 +34,7 @@ from sentinel2_l1c import formats
 from sentinel2_l1c.cube import layouts as zarr_layouts
 from sentinel2_l1c.cube.layouts import FULL_TILE, FULL_YEAR_DATES, ZarrLayout
 from sentinel2_l1c.errors import ConfigError
+from sentinel2_l1c.formats import zarr_stac
 from sentinel2_l1c.formats.zarr import ZarrFormat
 from sentinel2_l1c.records.result_files import new_result_file
 from sentinel2_l1c.run.cli import add_results_folder, new_parser, run_cli
@@ -143,18 +144,20 @@ def calibrated_rate(layout: ZarrLayout) -> Rate:
 
 
 _TILE_YEAR = re.compile(r"^(?P<tile>\d\d[A-Z]{3})/(?P<year>\d{4})/")
+_ITEM = re.compile(rf"^{zarr_stac.ITEMS}/(?P<tile>\d\d[A-Z]{{3}})-(?P<year>\d{{4}})-")  # a group's
 
 
 def measure(place: Place) -> dict[tuple[str, int], TileYearCost]:
     """Bytes and objects per tile-year as a Zarr folder or bucket holds them (keys
-    ``TILE/YEAR/…``); the tile and root group metadata are counted with the tile-year."""
+    ``TILE/YEAR/…``, and the STAC Items of its groups); the tile and root group metadata and
+    the store's STAC Collection are counted with the first tile-year."""
     found: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
     extra: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for name, size in place.files().items():
-        match = _TILE_YEAR.match(name)
+        match = _TILE_YEAR.match(name) or _ITEM.match(name)
         if match:
             counted = found[(match["tile"], int(match["year"]))]
-        else:  # TILE/zarr.json, zarr.json: a tile's group and the root
+        else:  # TILE/zarr.json, zarr.json, collection.json: a tile's group and the root
             counted = extra[name.split("/")[0] if "/" in name else ""]
         counted[0] += size
         counted[1] += 1

@@ -22,6 +22,7 @@ import zarr
 
 from sentinel2_l1c import formats
 from sentinel2_l1c.cube.protocol import is_complete
+from sentinel2_l1c.cube.schema import listing_groups
 from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.run.cli import new_parser, run_cli
 from sentinel2_l1c.run.progress import progress_bar
@@ -52,7 +53,8 @@ def incomplete_groups(store: Path) -> list[str]:
     """Band groups (the leaves of the tree of groups) whose conversion has not finished,
     including those whose creation was interrupted before their arrays existed."""
     root = zarr.open_group(str(store), mode="r", zarr_format=3)
-    return _incomplete(root, "")
+    with listing_groups():
+        return _incomplete(root, "")
 
 
 def _incomplete(group: zarr.Group, path: str) -> list[str]:

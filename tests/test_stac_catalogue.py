@@ -1,6 +1,7 @@
-"""The COG format's STAC catalogue: valid STAC, extension fields that say what the files are,
-relative links that pystac walks, reruns that write only what is missing, and odc-stac
-refusing in one line without it."""
+"""STAC for what the tool makes: the COG format's catalogue (valid STAC, extension fields that
+say what the files are, relative links that pystac walks, reruns that write only what is
+missing, odc-stac refusing in one line without it) and the Zarr formats' Collections (an Item
+per band group whose datacube fields are the group's own arrays)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pystac
 import pystac.validation
 import pytest
 import rasterio
+import zarr
+from pystac.extensions.datacube import DatacubeExtension
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
@@ -20,7 +24,7 @@ from sentinel2_l1c import formats
 from sentinel2_l1c.bench.config import Pair
 from sentinel2_l1c.bench.run import open_loader
 from sentinel2_l1c.errors import InputDataError
-from sentinel2_l1c.formats import cog_stac
+from sentinel2_l1c.formats import cog_stac, zarr_stac
 from sentinel2_l1c.formats.odc_stac_reader import OdcStacReader
 from sentinel2_l1c.lab.layout import lab_locations
 from sentinel2_l1c.loaders.base import Catalogue, Patch, checksum
@@ -85,3 +89,43 @@ def test_a_rerun_writes_only_missing_items_and_odc_stac_needs_the_catalogue(
     (root / cog_stac.tile_year_catalogue("35VLH", 2024)).unlink()
     with pytest.raises(InputDataError, match="no STAC catalogue 35VLH/2024/catalog.json: run"):
         OdcStacReader().open(FolderPlace(Path("cog")), catalogue, formats.COG.step)
+
+
+@pytest.mark.parametrize("name", ["zarr", "zarr_sharded", "icechunk"])
+def test_a_zarr_store_has_a_collection_whose_items_describe_each_cube(
+    network_lab: Path, name: str
+) -> None:
+    """Valid STAC; each Item's datacube and projection fields are the group's own arrays."""
+    fmt = formats.get(name)
+    root = storage(network_lab, "network", name)
+    collection = pystac.Collection.from_file(str(root / zarr_stac.COLLECTION))
+    assert pystac.validation.validate_dict(collection.to_dict(), extensions=[])
+    assert Path(collection.assets["store"].get_absolute_href()) == root
+    items = {item.id: item for item in collection.get_items()}
+    place = FolderPlace(root)
+    zarr_python = fmt.reader("icechunk" if fmt.transactional else "zarr-python")
+    loader = zarr_python.open(place, Catalogue("35VLH", 2024, ()), "test")
+    try:
+        for group in BAND_GROUPS:
+            item = items.pop(f"35VLH-2024-{group.name}")
+            assert pystac.validation.validate_dict(item.to_dict(), extensions=[])
+            assert set(item.stac_extensions) == {zarr_stac.DATACUBE, zarr_stac.PROJECTION}
+            cube = DatacubeExtension.ext(item)
+            arrays = zarr.open_group(loader.store, mode="r")[f"35VLH/2024/{group.name}"]
+            times = [str(t)[:23] for t in np.asarray(arrays["time"][:]).astype("datetime64[ms]")]
+            assert [v[:23] for v in cube.dimensions["time"].values] == times
+            assert cube.dimensions["band"].values == list(group.bands) == list(arrays["band"][:])
+            x, y = np.asarray(arrays["x"][:]), np.asarray(arrays["y"][:])
+            half = group.resolution / 2
+            assert cube.dimensions["x"].extent == [x[0] - half, x[-1] + half]
+            assert cube.dimensions["y"].extent == [y[-1] - half, y[0] + half]
+            assert cube.dimensions["x"].step == group.resolution == -cube.dimensions["y"].step
+            assert cube.variables["data"].dimensions == ["time", "band", "y", "x"]
+            projection = ProjectionExtension.ext(item)
+            assert projection.shape == [len(y), len(x)] == list(arrays["data"].shape[2:])
+            assert projection.code == "EPSG:32635"
+            href = Path(item.assets["data"].get_absolute_href())
+            assert href == (root if fmt.transactional else root / "35VLH" / "2024" / group.name)
+    finally:
+        loader.close()
+    assert items == {}

@@ -34,9 +34,12 @@ FULL_TILE = {10: 10980, 20: 5490, 60: 1830}
 #: Dates of a busy full-size tile-year (both satellites, overlapping orbits at 60° N).
 FULL_YEAR_DATES = 192
 #: Zarr metadata and coordinate objects of a band group (group and 7 arrays' zarr.json, one
-#: chunk each of time, product_id, band, y, x) and of a tile-year (its tile and year groups).
-OBJECTS_PER_GROUP = 13
+#: chunk each of time, product_id, band, y, x; its STAC Item: ``formats.zarr_stac``) and of a
+#: tile-year (its tile and year groups).
+OBJECTS_PER_GROUP = 14
 OBJECTS_PER_TILE_YEAR = 2
+#: Objects of a whole store besides its tile-years: the root group and the STAC Collection.
+OBJECTS_PER_STORE = 2
 
 
 @dataclass(frozen=True)

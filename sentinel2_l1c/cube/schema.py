@@ -18,7 +18,9 @@ business (``protocol``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,15 @@ ARRAYS = (*TIME_ARRAYS, "band", "y", "x", "spatial_ref")  # every array of a gro
 
 def group_path(tile: str, year: int, band_group: BandGroup) -> str:
     return f"{tile}/{year}/{band_group.name}"
+
+
+@contextmanager
+def listing_groups() -> Iterator[None]:
+    """Listing a group's members without zarr-python's warning about every key that is no
+    Zarr node: a store's root also holds its STAC catalogue (``formats.zarr_stac``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Object at .* is not recognized")
+        yield
 
 
 def create_group(

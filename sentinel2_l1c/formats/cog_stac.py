@@ -20,7 +20,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pystac
-from pyproj import Transformer
 
 from sentinel2_l1c.formats.cog import cog_file, product_folder
 from sentinel2_l1c.s2.bands import BAND_GROUPS
@@ -51,19 +50,9 @@ def tile_year_catalogue(tile: str, year: int) -> str:
     return f"{tile}/{year}/{ROOT}"
 
 
-def _footprint(product: SafeProduct) -> tuple[dict[str, Any], list[float]]:
-    """The tile's outline and bounding box in longitude and latitude."""
-    left, bottom, right, top = product.grid(10).bounds
-    to_lonlat = Transformer.from_crs(product.crs, "EPSG:4326", always_xy=True)
-    corners = [to_lonlat.transform(x, y) for x, y in ((left, bottom), (right, bottom), (right, top), (left, top))]  # fmt: skip
-    ring = [[round(lon, 7), round(lat, 7)] for lon, lat in [*corners, corners[0]]]
-    lons, lats = [c[0] for c in ring], [c[1] for c in ring]
-    return {"type": "Polygon", "coordinates": [ring]}, [min(lons), min(lats), max(lons), max(lats)]
-
-
 def cog_item(product: SafeProduct) -> pystac.Item:
     """The product's Item, its assets relative to the Item's own folder."""
-    geometry, bbox = _footprint(product)
+    geometry, bbox = product.outline()
     item = pystac.Item(
         id=product.product_id,
         geometry=geometry,

@@ -23,9 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from rasterio.crs import CRS
-from rasterio.warp import transform as warp_transform
-
 from sentinel2_l1c.s2.bands import band_resolution
 from sentinel2_l1c.s2.names import format_utc, parse_utc
 from sentinel2_l1c.s2.product import SafeProduct
@@ -68,14 +65,7 @@ class BadRequest(ValueError):
 def stac_item(product: SafeProduct, bucket: str = SOURCE_BUCKET) -> dict[str, Any]:
     """The STAC item of ``product`` as CDSE publishes it (hrefs in ``bucket``)."""
     safe_href = f"s3://{bucket}/{product.name.cdse_path}"
-    left, bottom, right, top = product.grid(10).bounds
-    lons, lats = warp_transform(
-        CRS.from_epsg(product.epsg),
-        CRS.from_epsg(4326),
-        [left, right, right, left, left],
-        [top, top, bottom, bottom, top],
-    )
-    ring = [[round(lon, 7), round(lat, 7)] for lon, lat in zip(lons, lats, strict=True)]
+    geometry, bbox = product.outline()
     when = format_utc(product.start_time, 3)
     assets = {
         band: {
@@ -103,8 +93,8 @@ def stac_item(product: SafeProduct, bucket: str = SOURCE_BUCKET) -> dict[str, An
         "stac_extensions": _EXTENSIONS,
         "id": product.product_id,
         "collection": COLLECTION,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [min(lons), min(lats), max(lons), max(lats)],
+        "geometry": geometry,
+        "bbox": bbox,
         "properties": {
             "datetime": when,
             "start_datetime": when,

@@ -13,11 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.errors import RasterioError
+from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from sentinel2_l1c.errors import InputDataError
@@ -153,6 +155,10 @@ class SafeProduct:
     @property
     def epsg(self) -> int:
         return int(self.crs.split(":")[1])
+
+    def outline(self) -> tuple[dict[str, Any], list[float]]:
+        """The tile's outline and bounding box in longitude and latitude (``lonlat_outline``)."""
+        return lonlat_outline(self.crs, self.grid(10).bounds)
 
     def grid(self, resolution: int) -> Grid:
         return self.grids[resolution]
@@ -305,3 +311,17 @@ def _grids(tile_xml: ET.Element, source: Path) -> dict[int, Grid]:
             ydim=texts.real("YDIM", position),
         )
     return grids
+
+
+def lonlat_outline(
+    crs: str, bounds: tuple[float, float, float, float]
+) -> tuple[dict[str, Any], list[float]]:
+    """A projected box (left, bottom, right, top) as a GeoJSON polygon in longitude and
+    latitude (counter-clockwise, as RFC 7946 asks) and its bounding box: STAC's geometry."""
+    left, bottom, right, top = bounds
+    lons, lats = warp_transform(
+        crs, "EPSG:4326", [left, right, right, left, left], [bottom, bottom, top, top, bottom]
+    )
+    ring = [[round(lon, 7), round(lat, 7)] for lon, lat in zip(lons, lats, strict=True)]
+    xs, ys = [c[0] for c in ring], [c[1] for c in ring]
+    return {"type": "Polygon", "coordinates": [ring]}, [min(xs), min(ys), max(xs), max(ys)]
