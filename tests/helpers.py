@@ -45,7 +45,7 @@ COMMANDS = [
     "intake_cdse_s3", "intake_cdse_s3_year", "convert_safe_to_cog", "convert_safe_to_zarr",
     "zip_zarr", "index_safe", "publish_s3", "stage", "benchmark_patch_load", "throughput",
     "report", "file_size_histogram", "layout_sweep", "ingest", "plan", "demo", "lab.synthetic",
-    "lab.serve",
+    "lab.serve", "coverage_service",
 ]  # fmt: skip
 
 #: A product name as ESA writes them.
