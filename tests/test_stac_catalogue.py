@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pystac.validation
+import pystac_client
 import pytest
 import rasterio
+import requests
 import zarr
 from pystac.extensions.datacube import DatacubeExtension
 from pystac.extensions.eo import EOExtension
@@ -27,6 +29,7 @@ from sentinel2_l1c.errors import InputDataError
 from sentinel2_l1c.formats import cog_stac, zarr_stac
 from sentinel2_l1c.formats.odc_stac_reader import OdcStacReader
 from sentinel2_l1c.lab.layout import lab_locations
+from sentinel2_l1c.lab.stac_api import StacApi
 from sentinel2_l1c.loaders.base import Catalogue, Patch, checksum
 from sentinel2_l1c.s2.bands import BAND_GROUPS
 from sentinel2_l1c.s2.listing import list_products
@@ -129,3 +132,24 @@ def test_a_zarr_store_has_a_collection_whose_items_describe_each_cube(
     finally:
         loader.close()
     assert items == {}
+
+
+def test_the_lab_stac_api_serves_the_tools_own_catalogues(network_lab: Path) -> None:
+    """Beside the CDSE-like collection: each format's STAC, walked over HTTP by pystac."""
+    folders = {name: storage(network_lab, "network", name) for name in ("cog", "zarr_sharded")}
+    folders["zarr"] = network_lab / "nothing-written-yet"
+    products = list_products(storage(network_lab, "network", "safe"))
+    with StacApi.from_products(products[:1], catalogues=folders) as api:
+        client = pystac_client.Client.open(api.url)
+        children = {link.href for link in client.get_links("child")}
+        cog_root = f"{api.url}/catalogues/cog/{cog_stac.ROOT}"
+        zarr_root = f"{api.url}/catalogues/zarr_sharded/{zarr_stac.COLLECTION}"
+        assert {cog_root, zarr_root} <= children and not any("/zarr/" in c for c in children)
+        cog_items = list(pystac.Catalog.from_file(cog_root).get_items(recursive=True))
+        assert sorted(item.id for item in cog_items) == sorted(p.product_id for p in products)
+        assert cog_items[0].assets["B02_B03_B04_B08"].get_absolute_href().startswith(api.url)
+        collection = pystac.Collection.from_file(zarr_root)
+        assert len(list(collection.get_items())) == len(BAND_GROUPS)
+        for wrong in ("catalogues/cog/../zarr.json", "catalogues/cog/35VLH", "catalogues/x/a.json"):
+            answer = requests.get(f"{api.url}/{wrong}", timeout=10)
+            assert answer.status_code == 404, wrong

@@ -103,13 +103,23 @@ class LocalCdse:
             )
             folders = safe_folders(self.source_root)
             self.publish(folders)
-            self.stac = StacApi.from_products(SafeProduct.from_path(f) for f in folders).start()
+            products = (SafeProduct.from_path(folder) for folder in folders)
+            self.stac = StacApi.from_products(products, catalogues=self.catalogues()).start()
             if self.service is not None:
                 self.service_url = self._shaped(self.service.wait(), self.networks["s3"])
         except BaseException:
             self.stop()
             raise
         return self
+
+    def catalogues(self) -> dict[str, Path]:
+        """The folders on the network drive whose STAC the STAC API serves: each tree format's."""
+        locations = lab_locations(self.lab)
+        return {
+            fmt.name: storages.NETWORK.path(locations, fmt)
+            for fmt in formats.FORMATS.values()
+            if not fmt.is_archive
+        }
 
     def _shaped(self, endpoint: str, network: NetworkProfile) -> str:
         """``endpoint``, or a proxy shaping it by ``network``."""

@@ -6,7 +6,11 @@ landing page, conformance, collection, and ``/search`` (GET and POST) with ``col
 by AND, e.g. ``grid:code = 'MGRS-35VLH'``) and next-link paging. Items carry CDSE's fields:
 id (product name without ``.SAFE``), ``datetime``, ``grid:code``, ``processing:version``,
 ``sat:relative_orbit``, band assets at ``s3://eodata/…`` and an ``enclosure`` link to the
-SAFE folder. Runs in a thread of the calling process.
+SAFE folder. Beside it, the STAC the tool writes for its own formats (``formats.cog_stac``,
+``formats.zarr_stac``) is served as static catalogues, ``/catalogues/{format}/…``: every JSON
+document of a format's folder on the lab's network drive, linked from the landing page as a
+child once its root document is there, its relative links resolving on the server. Runs in a
+thread of the calling process.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from sentinel2_l1c.formats import cog_stac, zarr_stac
 from sentinel2_l1c.s2.bands import band_resolution
 from sentinel2_l1c.s2.names import format_utc, parse_utc
 from sentinel2_l1c.s2.product import SafeProduct
@@ -292,17 +298,33 @@ def _offset(token: Any) -> int:
 # --------------------------------------------------------------------------------------
 
 
-class StacApi:
-    """The lab's STAC API on 127.0.0.1 (port 0 = a free one), serving ``items``."""
+#: Root documents of the tool's own STAC (a COG tree's catalogue, a Zarr store's Collection)
+CATALOGUE_ROOTS = (cog_stac.ROOT, zarr_stac.COLLECTION)
 
-    def __init__(self, items: Iterable[dict[str, Any]], port: int = 0) -> None:
+
+class StacApi:
+    """The lab's STAC API on 127.0.0.1 (port 0 = a free one), serving ``items`` and the
+    ``catalogues`` (name → folder) of the tool's formats."""
+
+    def __init__(
+        self,
+        items: Iterable[dict[str, Any]],
+        port: int = 0,
+        catalogues: Mapping[str, Path] | None = None,
+    ) -> None:
         self.items = sorted(items, key=lambda item: (item["properties"]["datetime"], item["id"]))
+        self.catalogues = dict(catalogues or {})
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @classmethod
-    def from_products(cls, products: Iterable[SafeProduct], port: int = 0) -> StacApi:
-        return cls((stac_item(product) for product in products), port)
+    def from_products(
+        cls,
+        products: Iterable[SafeProduct],
+        port: int = 0,
+        catalogues: Mapping[str, Path] | None = None,
+    ) -> StacApi:
+        return cls((stac_item(product) for product in products), port, catalogues)
 
     @property
     def url(self) -> str:
@@ -344,6 +366,7 @@ class StacApi:
                     "href": f"{url}/collections/{COLLECTION}",
                     "type": "application/json",
                 },
+                *self.catalogue_links(),
                 {
                     "rel": "search",
                     "href": f"{url}/search",
@@ -358,6 +381,28 @@ class StacApi:
                 },
             ],
         }
+
+    def catalogue_links(self) -> list[dict[str, Any]]:
+        """A child link to each of the tool's catalogues whose root document is written."""
+        return [
+            {"rel": "child", "href": f"{self.url}/catalogues/{name}/{root}",
+             "type": "application/json", "title": f"the {name} format's own STAC"}
+            for name, folder in sorted(self.catalogues.items())
+            for root in CATALOGUE_ROOTS
+            if (folder / root).is_file()
+        ]  # fmt: skip
+
+    def catalogue_document(self, path: str) -> bytes | None:
+        """``/catalogues/{name}/{relative}.json`` as stored; None if it is not one."""
+        name, _, relative = path.removeprefix("/catalogues/").partition("/")
+        folder = self.catalogues.get(name)
+        parts = PurePosixPath(relative).parts
+        if folder is None or not relative.endswith(".json") or ".." in parts:
+            return None
+        try:
+            return (folder / relative).read_bytes()
+        except OSError:
+            return None
 
     def collection(self) -> dict[str, Any]:
         times = [item["properties"]["datetime"] for item in self.items]
@@ -436,6 +481,12 @@ def _handler_for(api: StacApi) -> type[BaseHTTPRequestHandler]:
             }
             if path in routes:
                 self._send(HTTPStatus.OK, routes[path]())
+            elif path.startswith("/catalogues/"):
+                document = api.catalogue_document(path)
+                if document is None:
+                    self._send(HTTPStatus.NOT_FOUND, {"code": "NotFound", "description": path})
+                else:
+                    self._send_bytes(HTTPStatus.OK, document, "application/json")
             elif path in ("/search", f"/collections/{COLLECTION}/items"):
                 self._search(lambda: SearchRequest.from_query(parse_qs(parts.query)), "GET")
             else:
@@ -469,7 +520,9 @@ def _handler_for(api: StacApi) -> type[BaseHTTPRequestHandler]:
         def _send(
             self, status: HTTPStatus, document: dict[str, Any], kind: str = "application/json"
         ) -> None:
-            data = json.dumps(document).encode()
+            self._send_bytes(status, json.dumps(document).encode(), kind)
+
+        def _send_bytes(self, status: HTTPStatus, data: bytes, kind: str) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
