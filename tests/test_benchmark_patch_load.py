@@ -41,6 +41,8 @@ from sentinel2_l1c.storage.locations import S3_PROFILE, Locations
 from tests.helpers import PATCH, use_settings
 
 FORMATS = list(formats.FORMATS)
+#: every results key read from stored files (a coverage service's: tests/test_coverage_service)
+FILE_READER_KEYS = [k for k in formats.reader_keys() if not formats.variant(k).reader.asks_service]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +195,7 @@ def test_every_reader_on_every_storage(
     """Every format through every reader (GDAL, zarr-python over s3fs or obstore, tensorstore,
     the zip readers) on network, temp and S3: the same pixels as the default readers."""
     use_settings(monkeypatch, published.environment())
-    keys = formats.reader_keys()
+    keys = FILE_READER_KEYS
     output = configured / "logs-readers"
     argv = ["--storages", "network", "temp", "s3", "--formats", *keys, "--num_repeats", "2"]
     assert run_main([*argv, "--output", str(output)]) == 0
@@ -401,13 +403,13 @@ def test_loader_mode_in_worker_processes_with_every_reader(
     the S3 storage, as a DataLoader's workers do: the same pixels as threads."""
     use_settings(monkeypatch, published.environment())
     output = configured / "logs-processes"
-    argv = ["--storages", "temp", "s3", "--formats", *formats.reader_keys(), "--num_repeats", "2"]
+    argv = ["--storages", "temp", "s3", "--formats", *FILE_READER_KEYS, "--num_repeats", "2"]
     argv += ["--concurrency", "2", "--patches", "2", "--loader", "processes"]
     assert run_main([*argv, "--output", str(output)]) == 0
     data = read_benchmark(next(output.glob("*.json")))
     assert data.mismatches() == []
     entries = [e[2] for by_key in data.throughput.values() for e in by_key.values()]
-    assert len(entries) == 2 * len(formats.reader_keys())
+    assert len(entries) == 2 * len(FILE_READER_KEYS)
     assert {e.loader for e in entries} == {"processes"}
     assert data.environment["network"] == {
         "s3": "loopback: unshaped",

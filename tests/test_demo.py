@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sentinel2_l1c import demo
+from sentinel2_l1c.bench.config import paired
 from sentinel2_l1c.formats import ZARR, ZARR_SHARDED, reader_keys, variant
 from sentinel2_l1c.lab import drive, serve
 from sentinel2_l1c.lab.cdse import LocalCdse
@@ -70,7 +71,8 @@ def test_demo_makes_a_lab_that_serve_brings_back(
     assert "benchmark_patch_load" in out and "× fastest" in out
     table = out[out.index("benchmark_patch_load") : out.index("zarr / ideal")]
     rows = [line.split() for line in table.splitlines()[2:-1]]
-    held = {(s, k) for s in STORAGES for k in reader_keys() if get(s).holds(variant(k).fmt)}
+    held = {(s, k) for s in STORAGES for k in reader_keys() if paired(get(s), variant(k))}
+    assert ("service", "zarr_sharded@edr") in held
     ideal = {(s, "ideal") for s in STORAGES if get(s).holds(ZARR)}
     assert {(row[0], row[1]) for row in rows} == held | ideal
     assert ("cdse", "safe_virtual@gdal_tlm") in held and ("cdse", "ideal") not in ideal

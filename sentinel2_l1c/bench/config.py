@@ -53,6 +53,12 @@ class Pair:
         return Pair.parse, (self.storage.name, self.variant.key, self.ideal)
 
 
+def paired(storage: storages.Storage, variant: Variant) -> bool:
+    """Whether a storage × key is benchmarked: the storage holds the format, and a storage that
+    cuts patches on a server is read only by readers that ask one (and they read nothing else)."""
+    return storage.holds(variant.fmt) and storage.cuts_patches == variant.reader.asks_service
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """The run's parameters; written into the results and read back by reports."""
@@ -122,7 +128,7 @@ class BenchmarkConfig:
             Pair(storage, variant)
             for storage in self.chosen_storages
             for variant in self.variants
-            if storage.holds(variant.fmt) and storage.cuts_patches == variant.reader.asks_service
+            if paired(storage, variant)
         ]
 
     def ideal_pairs(self) -> list[Pair]:

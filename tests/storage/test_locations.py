@@ -152,6 +152,10 @@ class TestEnvExample:
         locations = Locations.from_environment()
         for storage in storages.STORAGES.values():
             for fmt in filter(storage.holds, formats.FORMATS.values()):
+                if storage.cuts_patches:  # the lab sets its service's URL when it starts it
+                    with pytest.raises(ConfigError, match=storage.variables(fmt)[0]):
+                        storage.place(locations, fmt)
+                    continue
                 place = storage.place(locations, fmt)
                 assert str(place).startswith(("lab/", "s3://sentinel2-l1c-", "s3://eodata/"))
         assert locations.s3_account.profile == "dslab-lab-storage"
