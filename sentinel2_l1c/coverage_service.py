@@ -33,7 +33,7 @@ from typing import Any
 
 from sentinel2_l1c.errors import ConfigError
 from sentinel2_l1c.run.cli import new_parser, run_cli
-from sentinel2_l1c.run.processes import stop_process
+from sentinel2_l1c.run.processes import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,6 @@ class ServiceProcess:
         self.endpoint = ""
 
     def start(self) -> ServiceProcess:
-        from sentinel2_l1c.lab.object_store import die_with_parent
-
         command = [
             sys.executable, "-m", "sentinel2_l1c.coverage_service", "--store", str(self.root),
             "--port", "0", "--log-level", "WARNING",

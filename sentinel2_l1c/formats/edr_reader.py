@@ -16,7 +16,7 @@ import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import requests
@@ -138,7 +138,7 @@ class EdrReader(Reader):
 
     def open(
         self, place: Place, catalogue: Catalogue, made_by: str, referenced: Place | None = None
-    ) -> Any:
+    ) -> EdrLoader:
         if not isinstance(place, ServicePlace):
             raise ConfigError(
                 f"{self.name} asks a coverage service for patches ({self.label}); {place} is "

