@@ -161,6 +161,23 @@ def search_products(
     show_progress: bool = False,
 ) -> list[ProductSource]:
     """Products of ``tile`` in the time ``windows`` (start included, end excluded), one per datatake."""
+    found: dict[str, ProductSource] = {}
+    for item in search_items(url, tile, windows, retry, show_progress):
+        source = source_from_item(item)
+        if source.name.tile == tile:
+            found[source.name.name] = source
+    return [found[name.name] for name in resolve_duplicates(s.name for s in found.values())]
+
+
+def search_items(
+    url: str,
+    tile: str,
+    windows: Sequence[Window],
+    retry: RetryPolicy,
+    show_progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The STAC Items of ``tile`` in the time ``windows`` (start included, end excluded), as
+    the API answers them (reprocessed duplicates included)."""
     # call_with_retries is the retry layer; Client.open sets the timeout of the StacApiIO it
     # is given to its own argument, so both get the deadlines
     timeout = (retry.connect_timeout, retry.read_timeout)
@@ -181,18 +198,14 @@ def search_products(
             ) from err
 
     client = call_with_retries(f"STAC API {url}", open_client, retry)
-    found: dict[str, ProductSource] = {}
+    found: list[dict[str, Any]] = []
     with progress_bar(len(windows), "searching", enabled=show_progress and len(windows) > 1) as bar:
         for number, (start, end) in enumerate(windows, 1):
-            items = call_with_retries(
+            found += call_with_retries(
                 f"STAC search {url}", lambda s=start, e=end: _search(client, tile, s, e), retry
             )
-            for item in items:
-                source = source_from_item(item)
-                if source.name.tile == tile:
-                    found[source.name.name] = source
             bar.update(number)
-    return [found[name.name] for name in resolve_duplicates(s.name for s in found.values())]
+    return found
 
 
 def _search(client: Client, tile: str, start: datetime, end: datetime) -> list[dict[str, Any]]:

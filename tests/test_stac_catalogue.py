@@ -25,7 +25,7 @@ from pystac.extensions.raster import RasterExtension
 from sentinel2_l1c import formats
 from sentinel2_l1c.bench.config import Pair
 from sentinel2_l1c.bench.run import open_loader
-from sentinel2_l1c.errors import InputDataError
+from sentinel2_l1c.errors import ConfigError, InputDataError
 from sentinel2_l1c.formats import cog_stac, zarr_stac
 from sentinel2_l1c.formats.odc_stac_reader import OdcStacReader
 from sentinel2_l1c.lab.layout import lab_locations
@@ -92,6 +92,34 @@ def test_a_rerun_writes_only_missing_items_and_odc_stac_needs_the_catalogue(
     (root / cog_stac.tile_year_catalogue("35VLH", 2024)).unlink()
     with pytest.raises(InputDataError, match="no STAC catalogue 35VLH/2024/catalog.json: run"):
         OdcStacReader().open(FolderPlace(Path("cog")), catalogue, formats.COG.step)
+
+
+def test_odc_stac_reads_safe_through_the_archives_items_and_refuses_without_them(
+    network_lab: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``safe@odc-stac`` searches the STAC API the products were found in, moves the Items'
+    ``s3://eodata`` hrefs to the place's copy and reads the default reader's pixels; without
+    an API, or with a product the API does not know, it says so in one line."""
+    safe = storage(network_lab, "network", "safe")
+    products = tuple(list_products(safe, "35VLH", 2024))
+    reader = formats.variant("safe@odc-stac").reader
+    left, _, _, top = products[0].grid(10).bounds
+    patch = Patch(left + 600, top - 1200, 1200)
+    monkeypatch.chdir(network_lab)  # a relative place, as the lab's settings are
+    place = FolderPlace(safe.relative_to(network_lab))
+    with StacApi.from_products(products) as api:
+        catalogue = Catalogue("35VLH", 2024, products, stac_url=api.url)
+        pixels = reader.open(place, catalogue, "intake").load(patch)
+        reference = open_loader(
+            Pair.parse("network", "safe"), lab_locations(network_lab), catalogue
+        )
+        assert checksum(pixels) == checksum(reference.load(patch))
+    with StacApi.from_products(products[1:]) as api:
+        catalogue = Catalogue("35VLH", 2024, products, stac_url=api.url)
+        with pytest.raises(InputDataError, match=f"no STAC Item of {products[0].product_id}"):
+            reader.open(place, catalogue, "intake")
+    with pytest.raises(ConfigError, match="no STAC API .*: set DSLAB_S2L1C_STAC_URL"):
+        reader.open(place, Catalogue("35VLH", 2024, products), "intake")
 
 
 @pytest.mark.parametrize("name", ["zarr", "zarr_sharded", "icechunk"])

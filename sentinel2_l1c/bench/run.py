@@ -53,12 +53,13 @@ NOT_LOCAL = "not applicable (remote)"
 
 
 def catalogue(config: BenchmarkConfig, locations: Locations) -> Catalogue:
-    """The tile-year's products, from the network SAFE copy (the catalogue a job would have)."""
+    """The tile-year's products, from the network SAFE copy (the catalogue a job would have),
+    and the STAC API they were found in."""
     safe_root = storages.NETWORK.path(locations, formats.SAFE)
     products = list_products(safe_root, config.tile, config.year)
     if not products:
         raise InputDataError(f"{safe_root}: no products of {config.tile} in {config.year}")
-    return Catalogue(config.tile, config.year, tuple(products), config.workers)
+    return Catalogue(config.tile, config.year, tuple(products), config.workers, locations.stac_url)
 
 
 def open_loader(pair: Pair, locations: Locations, found: Catalogue) -> Loader:

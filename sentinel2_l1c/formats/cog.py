@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from sentinel2_l1c.formats.base import Format, Packaging
 from sentinel2_l1c.formats.gdal_reader import GdalReader
 from sentinel2_l1c.formats.odc_stac_reader import OdcStacReader
+from sentinel2_l1c.formats.stackstac_reader import StackstacReader
 from sentinel2_l1c.s2.bands import BandGroup
 from sentinel2_l1c.s2.product import SafeProduct
 
@@ -37,5 +38,9 @@ COG = Format(
     packaging=Packaging.TREE,
     maker="convert_safe_to_cog",
     made_from="safe",
-    readers=(GdalReader(lambda product, group: [cog_file(product, group)]), OdcStacReader()),
+    readers=(
+        GdalReader(lambda product, group: [cog_file(product, group)]),
+        OdcStacReader(),
+        StackstacReader(),
+    ),
 )

@@ -22,7 +22,7 @@ from typing import Any
 import pystac
 
 from sentinel2_l1c.formats.cog import cog_file, product_folder
-from sentinel2_l1c.s2.bands import BAND_GROUPS
+from sentinel2_l1c.s2.bands import BAND_GROUPS, band_resolution
 from sentinel2_l1c.s2.product import SafeProduct
 from sentinel2_l1c.storage.files import atomic_write_text
 
@@ -50,6 +50,20 @@ def tile_year_catalogue(tile: str, year: int) -> str:
     return f"{tile}/{year}/{ROOT}"
 
 
+def raster_band(product: SafeProduct, band: str) -> dict[str, Any]:
+    """A band's ``raster:bands`` entry: its stored type and no-data, and the scale and offset
+    that turn its digital numbers into reflectance (the product's quantification and offset)."""
+    quantification = product.quantification_value
+    return {
+        "name": band,
+        "data_type": "uint16",
+        "nodata": NODATA,
+        "spatial_resolution": band_resolution(band),
+        "scale": 1 / quantification,
+        "offset": product.radiometric_offsets[band] / quantification,
+    }
+
+
 def cog_item(product: SafeProduct) -> pystac.Item:
     """The product's Item, its assets relative to the Item's own folder."""
     geometry, bbox = product.outline()
@@ -70,23 +84,12 @@ def cog_item(product: SafeProduct) -> pystac.Item:
         },
         stac_extensions=[PROJECTION, RASTER, EO],
     )
-    quantification = product.quantification_value
     for group in BAND_GROUPS:
         grid = product.grid(group.resolution)
         extra = {
             "proj:shape": list(grid.shape),
             "proj:transform": list(grid.transform)[:6],
-            "raster:bands": [
-                {
-                    "name": band,
-                    "data_type": "uint16",
-                    "nodata": NODATA,
-                    "spatial_resolution": group.resolution,
-                    "scale": 1 / quantification,
-                    "offset": product.radiometric_offsets[band] / quantification,
-                }
-                for band in group.bands
-            ],
+            "raster:bands": [raster_band(product, band) for band in group.bands],
             "eo:bands": [
                 {
                     "name": band,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sentinel2_l1c.formats.base import Format, Packaging
 from sentinel2_l1c.formats.gdal_reader import GdalReader
+from sentinel2_l1c.formats.odc_stac_reader import OdcStacReader, searched_items
 from sentinel2_l1c.s2.bands import BandGroup
 from sentinel2_l1c.s2.product import SafeProduct
 
@@ -21,5 +22,8 @@ SAFE = Format(
     label="SAFE",
     packaging=Packaging.TREE,
     maker="intake_cdse_s3_year",
-    readers=(GdalReader(band_files),),
+    readers=(
+        GdalReader(band_files),
+        OdcStacReader(searched_items, label="odc-stac over the archive's STAC Items"),
+    ),
 )

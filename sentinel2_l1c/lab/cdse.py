@@ -21,6 +21,8 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from boto3.s3.transfer import TransferConfig
+
 from sentinel2_l1c import formats
 from sentinel2_l1c.coverage_service import ServiceProcess
 from sentinel2_l1c.lab.drive import NetworkDrive
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 CDSE_PROFILE = "cdse"
 ADMIN_PROFILE = "dslab-lab-admin"
 UPLOAD_THREADS = 8
+#: files upload in parallel, their parts one after the other (the client's pool holds 10)
+ONE_PART_AT_A_TIME = TransferConfig(use_threads=False)
 
 
 class LocalCdse:
@@ -73,9 +77,10 @@ class LocalCdse:
         self.aws_files: AwsFiles | None = None
         self.service: ServiceProcess | None = None
         self.service_url = ""
+        # the format the service storage serves (one: the lab starts one coverage service)
+        (self.served,) = (formats.get(name) for name in storages.SERVICE.serves)
         if service:
-            served = storages.NETWORK.path(lab_locations(self.lab), formats.ZARR_SHARDED)
-            self.service = ServiceProcess(served)
+            self.service = ServiceProcess(storages.NETWORK.path(lab_locations(lab), self.served))
 
     def start(self) -> LocalCdse:
         self.store.start()
@@ -154,7 +159,7 @@ class LocalCdse:
         networks = {LAB_NETWORK[k]: network.describe() for k, network in self.networks.items()}
         networks[LAB_NETWORK["drive"]] = self.drive_description
         service = (
-            {storages.SERVICE.variables(formats.ZARR_SHARDED)[0]: self.service_url}
+            {storages.SERVICE.variables(self.served)[0]: self.service_url}
             if self.service_url
             else {}
         )
@@ -199,7 +204,10 @@ class LocalCdse:
         with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
             list(
                 pool.map(
-                    lambda job: client.upload_file(str(job[0]), SOURCE_BUCKET, job[1]), uploads
+                    lambda job: client.upload_file(
+                        str(job[0]), SOURCE_BUCKET, job[1], Config=ONE_PART_AT_A_TIME
+                    ),
+                    uploads,
                 )
             )
         log.info(

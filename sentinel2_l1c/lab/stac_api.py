@@ -5,8 +5,9 @@ landing page, conformance, collection, and ``/search`` (GET and POST) with ``col
 ``ids``, ``datetime``, ``limit``, CQL2 ``filter`` (text or JSON; equality comparisons joined
 by AND, e.g. ``grid:code = 'MGRS-35VLH'``) and next-link paging. Items carry CDSE's fields:
 id (product name without ``.SAFE``), ``datetime``, ``grid:code``, ``processing:version``,
-``sat:relative_orbit``, band assets at ``s3://eodata/…`` and an ``enclosure`` link to the
-SAFE folder. Beside it, the STAC the tool writes for its own formats (``formats.cog_stac``,
+``sat:relative_orbit``, ``proj:code``, band assets at ``s3://eodata/…`` (each with its grid,
+``proj:shape`` and ``proj:transform``, and ``raster:bands``: what STAC loaders such as odc-stac
+read a band by) and an ``enclosure`` link to the SAFE folder. Beside it, the STAC the tool writes for its own formats (``formats.cog_stac``,
 ``formats.zarr_stac``) is served as static catalogues, ``/catalogues/{format}/…``: every JSON
 document of a format's folder on the lab's network drive, linked from the landing page as a
 child once its root document is there, its relative links resolving on the server. Runs in a
@@ -56,6 +57,8 @@ _EXTENSIONS = [
     "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
     "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
     "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    cog_stac.PROJECTION,
+    cog_stac.RASTER,
 ]
 
 
@@ -78,10 +81,13 @@ def stac_item(product: SafeProduct, bucket: str = SOURCE_BUCKET) -> dict[str, An
             "href": f"{safe_href}/{path.relative_to(product.path).as_posix()}",
             "type": "image/jp2",
             "roles": ["data"],
-            "gsd": resolution,
+            "gsd": grid.resolution,
+            "proj:shape": list(grid.shape),
+            "proj:transform": list(grid.transform)[:6],
+            "raster:bands": [cog_stac.raster_band(product, band)],
         }
         for band, path in product.band_paths.items()
-        for resolution in [band_resolution(band)]
+        for grid in [product.grid(band_resolution(band))]
     }
     assets["product_metadata"] = {
         "href": f"{safe_href}/MTD_MSIL1C.xml",
@@ -109,6 +115,7 @@ def stac_item(product: SafeProduct, bucket: str = SOURCE_BUCKET) -> dict[str, An
             "constellation": "sentinel-2",
             "instruments": ["msi"],
             "grid:code": f"MGRS-{product.tile}",
+            "proj:code": product.crs,
             "processing:version": product.processing_baseline,
             "processing:level": "L1",
             "product:type": "S2MSI1C",

@@ -50,12 +50,14 @@ class Patch:
 
 @dataclass(frozen=True)
 class Catalogue:
-    """What a loader needs to know of the tile-year: its products (for per-product files)."""
+    """What a loader needs to know of the tile-year: its products (for per-product files), and
+    the STAC API they were found in (for readers over its Items)."""
 
     tile: str
     year: int
     products: tuple[SafeProduct, ...]
     workers: int = 8  # threads of windowed file reads
+    stac_url: str = ""
 
 
 class Loader(Protocol):
@@ -123,6 +125,24 @@ def slices(patch: Patch, corner: tuple[float, float], group: BandGroup) -> tuple
     """The rows and columns of a patch in a band group's grid."""
     w = patch.window(*corner, group.resolution)
     return slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
+
+
+def group_corners(product: SafeProduct) -> dict[str, tuple[float, float]]:
+    """The outer corner of each band group's grid (every product of a tile shares them)."""
+    grids = {group.name: product.grid(group.resolution) for group in BAND_GROUPS}
+    return {name: (grid.ulx, grid.uly) for name, grid in grids.items()}
+
+
+def patch_bounds(
+    patch: Patch, corner: tuple[float, float], group: BandGroup
+) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of the patch's pixels in a band group's grid."""
+    rows, cols = slices(patch, corner, group)
+    (left, top), res = corner, group.resolution
+    return (
+        left + cols.start * res, top - rows.stop * res,
+        left + cols.stop * res, top - rows.start * res,
+    )  # fmt: skip
 
 
 class GroupMetadata(Protocol):

@@ -105,6 +105,7 @@ def test_every_format_and_storage_through_the_workflow(
         target, results = run_benchmark(config, locations.with_settings(url), logs, quiet=True)
     assert results.mismatches() == []
     assert "zarr_sharded@edr" in results.results["service"]
+    assert "safe@odc-stac" in results.results["cdse"], "odc-stac over CDSE's Items, in CDSE"
     for record in results.repeats:
         assert set(record.checksums) == {pair.name for pair in config.pairs()}
     held = {(s, fmt.name) for s in storages.STORAGES for fmt in formats.FORMATS.values()

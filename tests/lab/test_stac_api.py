@@ -7,7 +7,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
+import pystac.validation
 import pytest
+import rasterio
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import RasterExtension
 from pystac_client import Client
 
 from sentinel2_l1c.lab.stac_api import BadRequest, StacApi, parse_cql2_json, parse_cql2_text
@@ -61,6 +65,26 @@ def test_items_are_shaped_like_cdse(api: StacApi, archive: Archive) -> None:
     )
     assert item.assets["B8A"].href.endswith("_B8A.jp2")
     assert 23 < item.bbox[0] < 24 and 61 < item.bbox[1] < 62  # 35VLH: western Finland
+
+
+@pytest.mark.lab
+def test_band_assets_say_what_their_files_are(api: StacApi, archive: Archive) -> None:
+    """Valid STAC; each band's projection and raster fields are its JPEG 2000 file's own
+    (STAC loaders such as odc-stac read a band by them)."""
+    item = next(Client.open(api.url).search(collections=["sentinel-2-l1c"], max_items=1).items())
+    assert pystac.validation.validate_dict(item.to_dict(), extensions=[])
+    safe = archive.root / item.assets["B01"].href.removeprefix("s3://eodata/").split(".SAFE/")[0]
+    product = SafeProduct.from_path(f"{safe}.SAFE")
+    assert ProjectionExtension.ext(item).code == product.crs
+    for band, path in product.band_paths.items():
+        asset = item.assets[band]
+        with rasterio.open(path) as jp2:
+            projection = ProjectionExtension.ext(asset)
+            assert projection.shape == [jp2.height, jp2.width]
+            assert projection.transform == list(jp2.transform)[:6]
+            (raster,) = RasterExtension.ext(asset).bands or []
+            assert (raster.data_type, raster.nodata) == ("uint16", 0) and jp2.dtypes == ("uint16",)
+            assert raster.offset == product.radiometric_offsets[band] / product.quantification_value
 
 
 @pytest.mark.lab
