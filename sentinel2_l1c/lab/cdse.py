@@ -80,7 +80,9 @@ class LocalCdse:
         # the format the service storage serves (one: the lab starts one coverage service)
         (self.served,) = (formats.get(name) for name in storages.SERVICE.serves)
         if service:
-            self.service = ServiceProcess(storages.NETWORK.path(lab_locations(lab), self.served))
+            self.service = ServiceProcess(
+                storages.NETWORK.path(lab_locations(self.lab), self.served)
+            )
 
     def start(self) -> LocalCdse:
         self.store.start()
