@@ -12,6 +12,7 @@ stackstac user of multi-band COGs must do. The Items are the COG format's own
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,17 @@ from sentinel2_l1c.formats.odc_stac_reader import catalogue_items, of_products
 from sentinel2_l1c.loaders.base import Catalogue, Patch, group_corners, patch_bounds
 from sentinel2_l1c.s2.bands import BAND_GROUPS, BandGroup
 from sentinel2_l1c.storage.places import Place
+
+
+class _NoSharingWarpOption(logging.Filter):
+    """stackstac opens its warped views with ``sharing=False``, which rasterio passes on to
+    GDAL's warper too, and GDAL warns at every open that the warper takes no such option."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "does not support option SHARING" not in record.getMessage()
+
+
+logging.getLogger("rasterio._env").addFilter(_NoSharingWarpOption())
 
 
 def single_band_items(items: list[pystac.Item], group: BandGroup) -> list[dict[str, Any]]:
