@@ -29,7 +29,7 @@ from sentinel2_l1c.run.cli import interrupt_on_sigterm
 from sentinel2_l1c.s2.listing import list_products
 from sentinel2_l1c.storage import storages
 
-DIRECT = ("zarr_sharded", "zarr_sharded@xarray", "cog", "cog@odc-stac")
+DIRECT = ("zarr_sharded", "zarr_sharded@xarray", "cog", "cog@odc-stac", "cog@stackstac")
 SERVICE = "zarr_sharded@edr"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
@@ -59,11 +59,6 @@ class FileLoader:
         self.pool.shutdown()
         self.on_close()
 
-    def _read(self, product: SafeProduct, group: BandGroup, window: Window) -> np.ndarray:
-        return np.concatenate(
-            [self._read_file(name, window) for name in self.files_of(product, group)]
-        )
-
     def _read_file(self, name: str, window: Window) -> np.ndarray:
         """One file's window. On a remote place a failed read (GDAL retries 5xx answers but
         not a body cut short) is read again under the place's retry policy, bypassing what
@@ -93,15 +88,18 @@ class FileLoader:
             raise InputDataError(f"{path}: cannot read ({err})") from err
 
     def load(self, patch: Patch) -> dict[str, np.ndarray]:
-        pixels = {}
+        """Every file's window read in the pool at once, all band groups together (a thread
+        never waits for another product's or group's files), then stacked in order."""
+        reads: dict[str, list[list[Future[np.ndarray]]]] = {}
         for group in BAND_GROUPS:
             grid = self.products[0].grid(group.resolution)
             window = patch.window(grid.ulx, grid.uly, group.resolution)
-            parts = self.pool.map(
-                self._read,
-                self.products,
-                [group] * len(self.products),
-                [window] * len(self.products),
-            )
-            pixels[group.name] = np.stack(list(parts))
-        return pixels
+            reads[group.name] = [
+                [self.pool.submit(self._read_file, name, window) for name in names]
+                for product in self.products
+                for names in [self.files_of(product, group)]
+            ]
+        return {
+            name: np.stack([np.concatenate([f.result() for f in files]) for files in products])
+            for name, products in reads.items()
+        }
