@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=8, help="Threads for SAFE/COG windowed reads."
     )
     parser.add_argument(
+        "--skip", nargs="+", default=[], metavar="STORAGE/FORMAT",
+        help="Storage × format pairs left out, e.g. temp/safe@odc-stac (default: none).",
+    )  # fmt: skip
+    parser.add_argument(
         "--cold", action="store_true",
         help="Evict the files from the OS page cache before each timed load, and before each "
         "storage × format of the loader mode (local storages and the network drive; the "
@@ -170,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         patches=args.patches,
         loader_formats=tuple(args.loader_formats) if args.loader_formats else None,
         duration=args.duration,
+        skip=tuple(dict.fromkeys(args.skip)),
     )
     output: Path = locations.results_folder(args.output)
     target, results = run_benchmark(config, locations, output, quiet=args.quiet)

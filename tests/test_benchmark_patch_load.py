@@ -176,6 +176,14 @@ def test_bad_arguments(configured: Path, capsys: pytest.CaptureFixture[str]) -> 
         BenchmarkConfig(("nvme",), ("zarr",), 2, "35VLH", 2024, (0, 6000, 6000, 0))
     with pytest.raises(ConfigError, match="unknown reader 'zarr@nothing'"):
         BenchmarkConfig(("temp",), ("zarr@nothing",), 2, "35VLH", 2024, (0, 6000, 6000, 0))
+    assert run_main(["--skip", "nvme/zarr"]) == 2
+    assert "unknown storage 'nvme'" in capsys.readouterr().err
+    skipping = BenchmarkConfig(
+        ("network", "temp"), ("zarr", "cog"), 2, "35VLH", 2024, (0, 6000, 6000, 0),
+        skip=("temp/cog",),
+    )  # fmt: skip
+    assert [pair.name for pair in skipping.pairs()] == ["network/zarr", "network/cog", "temp/zarr"]
+    assert BenchmarkConfig.from_json(skipping.to_json()) == skipping
     other_tile = BenchmarkConfig(("network",), ("zarr",), 2, "35VLG", 2024, (0, 6000, 6000, 0))
     with pytest.raises(InputDataError):
         benchmark.catalogue(other_tile, lab_locations(configured))

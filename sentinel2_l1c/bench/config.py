@@ -78,10 +78,14 @@ class BenchmarkConfig:
     patches: int = 16  # loader mode: patches per storage × key and concurrency
     loader_formats: tuple[str, ...] | None = None  # loader mode: these keys (None: all)
     duration: float = 0.0  # loader mode as a soak: minutes per pair and concurrency (0: not)
+    skip: tuple[str, ...] = ()  # ``storage/key`` pairs left out of the run
 
     def __post_init__(self) -> None:
         self.chosen_storages  # noqa: B018 (parsed now: a bad name fails here, in one line)
         self.variants  # noqa: B018
+        for name in self.skip:
+            storage, _, key = name.partition("/")
+            Pair.parse(storage, key)  # a bad storage or key fails here, in one line
         if self.num_repeats < 2:
             raise ConfigError(
                 f"num_repeats must be at least 2 (for a standard error), got {self.num_repeats}"
@@ -128,7 +132,7 @@ class BenchmarkConfig:
             Pair(storage, variant)
             for storage in self.chosen_storages
             for variant in self.variants
-            if paired(storage, variant)
+            if paired(storage, variant) and f"{storage.name}/{variant.key}" not in self.skip
         ]
 
     def ideal_pairs(self) -> list[Pair]:
@@ -153,7 +157,7 @@ class BenchmarkConfig:
         """A config written by this tool; the first version's ``async_zipfs`` names the reader
         its zipped Zarr was read with (``zipzarr@async_zipfs``, ``zipzarr@zipstore``)."""
         values = dict(data)
-        for name in ("storages", "formats", "bounds", "concurrency", "loader_formats"):
+        for name in ("storages", "formats", "bounds", "concurrency", "loader_formats", "skip"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         values["formats"] = with_zip_reader(values["formats"], values.pop("async_zipfs", None))
