@@ -92,8 +92,8 @@ def decoded_per_load() -> set[str]:
 def variants_beyond_their_storage() -> tuple[str, ...]:
     """The pairs the demo leaves out, to stay within minutes: it times each format's other
     readers on one storage, S3 (where the libraries differ most), or the network drive for
-    the formats that decode JPEG 2000 at every load (there they are level with the default
-    reader: docs/benchmark.md); a coverage service's reader on its service."""
+    the formats that decode JPEG 2000 at every load (seconds a load on the other storages);
+    a coverage service's reader on its service."""
     skipped = []
     for key in formats.reader_keys():
         variant = formats.variant(key)
